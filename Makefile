@@ -1,0 +1,38 @@
+# The two commands a new user needs:  make run  (set up, start the service)  and  make test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+
+.PHONY: run test install install-test bench lint clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Installs are stamped per extra and redone when pyproject.toml changes.
+$(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[api,worker]'
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.stamp-run
+install-test: $(VENV)/.stamp-test
+
+run: install
+	$(PY) -m cxr serve
+
+test: install-test
+	$(PY) -m pytest
+
+lint: install-test
+	$(VENV)/bin/lint-imports
+
+bench: install-test
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var runs .pytest_cache

@@ -1,0 +1,270 @@
+"""Commands over the ML library: train, evaluate, predict, gradcam, models, datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ml.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model; writes a run folder")
+    p.add_argument("--config", type=Path, help="a TOML recipe (model, dataset, data_root, [dataset_options], [params])")
+    p.add_argument("--model", help="model name (see `cxr models`)")
+    p.add_argument("--dataset", help="dataset adapter name (see `cxr datasets`)")
+    p.add_argument("--data", help="dataset root: a folder or file")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<model>-<dataset>-<time>)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any training parameter, e.g. --set loss=focal --set augment.hflip=true")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an adapter option, e.g. --dataset-option split=patient")
+    p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", type=Path, help="folder for report.json and plots")
+    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="per-pathology probabilities for images")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("gradcam", help="write a Grad-CAM overlay PNG for one image")
+    p.add_argument("image", type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--target", default="top", help="a label, or 'top' for the most probable")
+    p.add_argument("--method", default="gradcam", help="gradcam, gradcam++, xgradcam, eigencam, layercam")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_gradcam)
+
+    p = sub.add_parser("models", help="list registered models")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("datasets", help="list dataset adapters")
+    p.set_defaults(func=cmd_datasets)
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """`a.b=1` pairs to a nested dict; values are JSON when they parse, else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got '{item}'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"recipe not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    raw: dict[str, Any] = load_recipe(args.config) if args.config else {}
+    raw.pop("description", None)
+    for key, value in (("model", args.model), ("dataset", args.dataset), ("data_root", args.data)):
+        if value is not None:
+            raw[key] = value
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+             "device": args.device}
+    params = _merge(raw.get("params", {}), {k: v for k, v in flags.items() if v is not None})
+    raw["params"] = _merge(params, parse_assignments(args.set))
+    raw["dataset_options"] = _merge(raw.get("dataset_options", {}), parse_assignments(args.dataset_option))
+    for key, flag in (("model", "--model"), ("dataset", "--dataset"), ("data_root", "--data")):
+        if key not in raw:
+            raise ConfigError(f"{flag} is required (or give it in --config)")
+    return raw
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ml.config import TrainConfig
+    from ml.training.loop import fit
+
+    config = TrainConfig.parse(train_config_from_args(args))
+    out = args.out or Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    reporter = _ProgressReporter(quiet=args.quiet)
+    started = time.perf_counter()
+    result = fit(config, out, reporter=reporter, resume=not args.no_resume)
+    minutes = (time.perf_counter() - started) / 60
+    print(f"run folder: {result.run_dir}  (device {result.device}, {minutes:.1f} min)")
+    print(f"best epoch: {result.best_epoch + 1}; model: {result.model_path}")
+    for split, rep in result.report["splits"].items():
+        print(f"{split}: {format_summary(rep)}")
+    return 0
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    parts = [f"n={report['n']}"]
+    for key in ("mean_auroc", "accuracy", "accuracy_at_0.5", "macro_f1", "micro_f1"):
+        if report.get(key) is not None:
+            parts.append(f"{key}={report[key]:.4f}")
+    return " ".join(parts)
+
+
+class _ProgressReporter:
+    """tqdm progress per epoch and one line of metrics after each."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.epochs = 0
+
+    def on_start(self, *, start_epoch: int, epochs: int, steps_per_epoch: int, device: str) -> None:
+        self.epochs = epochs
+        if start_epoch:
+            print(f"resuming after epoch {start_epoch}", file=sys.stderr)
+        print(f"training on {device}: {epochs} epochs x {steps_per_epoch} steps", file=sys.stderr)
+
+    def on_step(self, *, epoch: int, step: int, steps: int, loss: float) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=sys.stderr)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch_end(self, *, epoch: int, metrics: dict[str, dict[str, Any]]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        train, val = metrics["train"], metrics["val"]
+        auc = val.get("mean_auroc")
+        print(f"epoch {epoch + 1}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
+              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch + 1}: val loss {val['loss']:.4f}",
+              file=sys.stderr)
+
+    def on_checkpoint(self, **_: Any) -> None:
+        pass
+
+    def on_evaluation(self, **_: Any) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+# --- evaluate, predict, gradcam ------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ml.evaluation.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, data_root=args.data,
+                                 dataset_options=parse_assignments(args.dataset_option), split=args.split,
+                                 out_dir=args.out, device=args.device, tta=args.tta)
+    split_report = report["splits"][args.split]
+    print(f"{args.split}: {format_summary(split_report)}")
+    for name, c in split_report["per_class"].items():
+        auc = f"{c['auroc']:.4f}" if c["auroc"] is not None else "  n/a "
+        print(f"  {name:<20} AUROC {auc}  P {c['precision']:.3f}  R {c['recall']:.3f}  F1 {c['f1']:.3f}  "
+              f"(threshold {c['threshold']:.3f}, {c['support']}/{c['n']} positive)")
+    if args.out:
+        print(f"report: {args.out / 'report.json'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ml.imaging import read_image
+    from ml.inference import LoadedModel
+
+    loaded = LoadedModel.from_checkpoint(args.checkpoint)
+    images = [read_image(path) for path in args.images]
+    probs = loaded.predict_images(images)
+    results = []
+    for path, row in zip(args.images, probs, strict=True):
+        pred = loaded.explain_probabilities(row)
+        results.append({"image": str(path), "probabilities": pred.probabilities, "positive": pred.positive})
+        if not args.json:
+            print(f"{path}:")
+            for label, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
+                mark = "*" if label in pred.positive else " "
+                print(f"  {mark} {label:<20} {p:.4f}  (threshold {pred.thresholds[label]:.3f})")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_gradcam(args: argparse.Namespace) -> int:
+    from ml.explain.gradcam import compute_cams, encode_png, overlay
+    from ml.imaging import read_image
+    from ml.inference import LoadedModel
+
+    loaded = LoadedModel.from_checkpoint(args.checkpoint)
+    image = read_image(args.image)
+    x = loaded.preprocess(image)[None]
+    probs = loaded.predict_tensor(x)[0]
+    if args.target == "top":
+        target = int(probs.argmax())
+    elif args.target in loaded.labels:
+        target = loaded.labels.index(args.target)
+    else:
+        raise ConfigError(f"unknown target '{args.target}'; labels: {', '.join(loaded.labels)} (or 'top')")
+    (cam,) = compute_cams(loaded.model, x, [target], method=args.method)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(encode_png(overlay(image, cam)))
+    print(f"{args.out}: {args.method} for '{loaded.labels[target]}' (p={probs[target]:.4f})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ml.models import get_model_config, list_models
+
+    for name in list_models():
+        cfg = get_model_config(name)
+        print(f"{name:<18} {cfg.input_size:>4}px  {cfg.in_chans}ch  {cfg.normalization:<14} {cfg.description}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from ml.data import describe_dataset, list_datasets
+
+    for name in list_datasets():
+        print(f"{name:<16} {describe_dataset(name)}")
+    return 0

@@ -1,0 +1,110 @@
+"""Self-describing checkpoints.
+
+A checkpoint is a dict of plain values and tensors only, so it loads with `weights_only=True`: the
+model name and kwargs, ordered labels, task, data config, training config, thresholds, metrics and
+epoch, the model weights, and for resumable checkpoints the optimiser, scheduler, scaler and RNG
+states. (Follows the idea of timm's checkpoint saver: a checkpoint says how to rebuild its model.)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ml.config import DataConfig
+from ml.errors import ModelError
+from ml.models import CXRModel, create_model
+
+FORMAT = "cxr-checkpoint/1"
+REQUIRED_KEYS = ("format", "model_name", "model_kwargs", "labels", "task", "data_config", "state_dict")
+
+
+def build_checkpoint(
+    model: CXRModel,
+    *,
+    model_kwargs: dict[str, Any],
+    labels: list[str],
+    task: str,
+    data_config: DataConfig,
+    train_config: dict[str, Any] | None = None,
+    thresholds: list[float] | None = None,
+    metrics: dict[str, Any] | None = None,
+    epoch: int = 0,
+    best_metric: float | None = None,
+    training_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to rebuild, serve, and (with `training_state`) resume a model."""
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "model_name": model.cfg.name,
+        "model_kwargs": dict(model_kwargs),
+        "num_classes": model.cfg.num_classes,
+        "in_chans": model.cfg.in_chans,
+        "labels": list(labels),
+        "task": str(task),
+        "data_config": data_config.model_dump(mode="json"),
+        "train_config": train_config or {},
+        "thresholds": [float(t) for t in thresholds] if thresholds is not None else None,
+        "metrics": metrics or {},
+        "epoch": int(epoch),
+        "best_metric": best_metric,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if training_state is not None:
+        ckpt["training_state"] = training_state
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically (temp file + rename), so a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(ckpt, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with `weights_only=True` and check the keys; `ModelError` says what is wrong."""
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else source
+        ckpt = torch.load(handle, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"checkpoint not found: {source}") from None
+    except Exception as exc:  # torch raises many kinds for corrupt or unsafe files
+        where = "bytes" if isinstance(source, bytes) else str(source)
+        raise ModelError(f"cannot load checkpoint {where}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ModelError(f"not a {FORMAT} checkpoint (format: {getattr(ckpt, 'get', lambda _: None)('format')})")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise ModelError(f"checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> CXRModel:
+    """Rebuild the model a checkpoint describes and load its weights (no pretrained download)."""
+    model = create_model(
+        ckpt["model_name"],
+        num_classes=ckpt.get("num_classes", len(ckpt["labels"])),
+        in_chans=ckpt.get("in_chans"),
+        **ckpt["model_kwargs"],
+    )
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ModelError(f"checkpoint weights do not fit model '{ckpt['model_name']}': {exc}") from None
+    return model.eval()

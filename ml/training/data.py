@@ -1,0 +1,129 @@
+"""Feeding images to the training loop.
+
+Every image is resized once by `Preprocess.resize` into a (1, S, S) tensor in [0, 1]. When the
+resized split fits in memory (the usual case here: MedMNIST, a few thousand 224 px images), it is
+decoded once into one float16 tensor and batches are index selections from it, which costs almost
+nothing beside the model. Otherwise a `DataLoader` with workers decodes on the fly. Augmentation and
+normalisation happen later, on the training device, on whole batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ml.data.base import CXRDataset
+from ml.transforms import Preprocess
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class _Resized(Dataset):
+    def __init__(self, ds: CXRDataset, preprocess: Preprocess) -> None:
+        self.ds, self.preprocess = ds, preprocess
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Batch:
+        image, label = self.ds[i]
+        return self.preprocess.resize(image), torch.from_numpy(label)
+
+
+class _EpochOrder(Sampler[int]):
+    """Yields the order set for the current epoch (set in the main process, so persistent workers see it)."""
+
+    def __init__(self, n: int) -> None:
+        self.order = list(range(n))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class Batches:
+    """An epoch-by-epoch source of (images (B, 1, S, S) in [0, 1], labels (B, L)) batches."""
+
+    def __init__(
+        self,
+        ds: CXRDataset,
+        preprocess: Preprocess,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        in_memory: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.ds, self.batch_size, self.shuffle = ds, batch_size, shuffle
+        # A last batch of one breaks BatchNorm in training; drop it only when others exist.
+        self.drop_last = drop_last and len(ds) > batch_size
+        self.labels = torch.from_numpy(ds.labels)
+        self.images: torch.Tensor | None = None
+        self._resized = _Resized(ds, preprocess)
+        self._order = _EpochOrder(len(ds))
+        self._loader: DataLoader | None = None
+        if in_memory:
+            self.images = self._decode_all(progress)
+        else:
+            self._loader = DataLoader(
+                self._resized,
+                batch_size=batch_size,
+                sampler=self._order,
+                drop_last=self.drop_last,
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                persistent_workers=persistent_workers and num_workers > 0,
+                prefetch_factor=4 if num_workers else None,
+            )
+
+    def _decode_all(self, progress: Callable[[int, int], None] | None) -> torch.Tensor:
+        n = len(self._resized)
+        first, _ = self._resized[0]
+        out = torch.empty((n, *first.shape), dtype=torch.float16)
+        out[0] = first
+        for i in range(1, n):
+            out[i] = self._resized[i][0]
+            if progress is not None and (i % 256 == 0 or i == n - 1):
+                progress(i + 1, n)
+        return out
+
+    def __len__(self) -> int:
+        n = len(self.ds)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """The batches of one epoch; the order comes from `generator` when shuffling."""
+        n = len(self.ds)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if self._loader is not None:
+            self._order.order = order.tolist()
+            yield from self._loader
+            return
+        assert self.images is not None
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.images.index_select(0, idx).float(), self.labels.index_select(0, idx)
+
+
+def limit_rows(ds: CXRDataset, limit: int | None, seed: int) -> CXRDataset:
+    """At most `limit` rows, chosen at random but reproducibly (for quick runs)."""
+    if limit is None or limit >= len(ds):
+        return ds
+    rng = np.random.default_rng(seed)
+    return ds.subset(np.sort(rng.choice(len(ds), size=limit, replace=False)))
+
+
+def fits_in_memory(n: int, input_size: int, budget_bytes: int = 6 * 2**30) -> bool:
+    return n * input_size * input_size * 2 <= budget_bytes

@@ -1,0 +1,453 @@
+"""`fit`: one training run from a `TrainConfig` to a run folder.
+
+The run folder holds `config.json`, `metrics.jsonl` (one line per epoch and split), `last.pt` (every
+epoch, resumable), `best.pt` (best validation mean AUROC), `model.pt` (the best weights with their
+operating thresholds and evaluation metrics: what gets served), `report.json` and PNG plots.
+
+Read `fit` top to bottom; each numbered step is a small function below it. Side effects reach the
+outside only through the `Reporter`. (The shape follows nanoGPT's `train.py`.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ml.config import DataConfig, TrainConfig
+from ml.data import CXRDataset, create_dataset
+from ml.data.base import Task
+from ml.errors import ConfigError, DatasetError, TrainingCancelled
+from ml.evaluation.metrics import PredictionAccumulator, choose_thresholds, classification_report
+from ml.evaluation.plots import save_plots
+from ml.models import CXRModel, create_model, get_model_config
+from ml.training.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from ml.training.data import Batches, fits_in_memory, limit_rows
+from ml.training.losses import LossFn, build_loss
+from ml.training.reporter import Reporter
+from ml.transforms import BatchAugment, Preprocess, compute_mean_std, resolve_data_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    model_path: Path
+    device: str
+    best_epoch: int
+    best_metric: float | None
+    history: list[dict[str, Any]]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    """What changes from epoch to epoch and must survive a resume."""
+
+    epoch: int = 0  # epochs completed
+    best_metric: float | None = None
+    best_epoch: int = -1
+    stale_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = None, resume: bool = True) -> FitResult:
+    """Train `config.model` on `config.dataset`, evaluate the best epoch, write the run folder.
+
+    With `resume=True` an existing `last.pt` in `run_dir` is continued exactly (same weights as an
+    uninterrupted run on the same device). Raises `TrainingCancelled` when the reporter asks to stop.
+    """
+    p = config.params
+    reporter = reporter or Reporter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. Device and numeric precision.
+    device = resolve_device(p.device)
+    amp_dtype = resolve_amp(p.amp, device)
+    torch.manual_seed(p.seed)
+
+    # 2. Data: the dataset's splits, capped for quick runs.
+    dataset = create_dataset(config.dataset, config.data_root, **config.dataset_options)
+    train_ds = limit_rows(dataset.split(p.train_split), p.max_train_samples, p.seed)
+    val_ds = limit_rows(dataset.split(p.val_split), p.max_eval_samples, p.seed)
+    test_ds = _optional_split(dataset, p.test_split, p.max_eval_samples, p.seed)
+    log.info("data %s: train %d, val %d, test %d", config.dataset, len(train_ds), len(val_ds), len(test_ds or ()))
+
+    # 3. Model and the data config that goes with it (training and serving share it).
+    model_kwargs = dict(p.model_kwargs)
+    model = create_model(
+        config.model,
+        num_classes=dataset.num_classes,
+        in_chans=p.in_chans,
+        pretrained=p.pretrained,
+        pretrained_path=p.pretrained_path,
+        **model_kwargs,
+    ).to(device)
+    data_cfg = _data_config(config, model, train_ds)
+    preprocess = Preprocess(data_cfg)
+    augment = BatchAugment(p.augment)
+
+    # 4. Batches: decoded once into memory when they fit, else a DataLoader with workers.
+    train_batches = _batches(train_ds, preprocess, p, device, train=True)
+    val_batches = _batches(val_ds, preprocess, p, device, train=False)
+    test_batches = _batches(test_ds, preprocess, p, device, train=False) if test_ds is not None else None
+
+    # 5. Loss, optimiser, scheduler, gradient scaler.
+    loss_fn = build_loss(
+        p.loss,
+        dataset.task,
+        train_labels=train_ds.labels,
+        use_pos_weight=p.pos_weight,
+        focal_gamma=p.focal_gamma,
+        label_smoothing=p.label_smoothing,
+        device=device,
+    )
+    optimizer = _optimizer(model, p.optimizer, p.lr, p.weight_decay)
+    scheduler = _scheduler(optimizer, p.scheduler, p.epochs, p.plateau_factor, p.plateau_patience)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    # 6. Resume from the last checkpoint when one exists.
+    state = _State()
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if resume and last_path.exists():
+        state = _restore(last_path, config, model, optimizer, scheduler, scaler)
+        log.info("resuming %s after epoch %d", run_dir, state.epoch)
+    else:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    _write_json(run_dir / "config.json", {"train_config": config.model_dump(mode="json"),
+                                          "data_config": data_cfg.model_dump(mode="json"), "device": str(device)})
+    reporter.on_start(start_epoch=state.epoch, epochs=p.epochs, steps_per_epoch=len(train_batches), device=str(device))
+
+    def checkpoint(**extra: Any) -> dict[str, Any]:
+        return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
+                                data_config=data_cfg, train_config=config.model_dump(mode="json"), **extra)
+
+    # 7. Epochs: train, validate, schedule, checkpoint, stop early.
+    while state.epoch < p.epochs and state.stale_epochs < (p.early_stopping_patience or math.inf):
+        epoch = state.epoch
+        if p.freeze_epochs:
+            model.freeze_backbone(epoch < p.freeze_epochs)
+        _seed_epoch(p.seed, epoch)
+        generator = torch.Generator().manual_seed(_epoch_seed(p.seed, epoch))
+        train_metrics = _train_epoch(model, train_batches, augment, preprocess, loss_fn, optimizer, scaler,
+                                     device, amp_dtype, p, epoch, generator, reporter)
+        val_metrics = _validate(model, val_batches, preprocess, loss_fn, device, amp_dtype, dataset.task)
+        score = val_metrics["mean_auroc"] if val_metrics["mean_auroc"] is not None else -val_metrics["loss"]
+        _step_scheduler(scheduler, score)
+
+        state.epoch = epoch + 1
+        improved = state.best_metric is None or score > state.best_metric
+        if improved:
+            state.best_metric, state.best_epoch, state.stale_epochs = score, epoch, 0
+        else:
+            state.stale_epochs += 1
+        metrics = {"train": train_metrics, "val": val_metrics}
+        state.history.append({"epoch": epoch, **metrics})
+        _append_metrics(run_dir / "metrics.jsonl", epoch, metrics)
+
+        training_state = _training_state(state, optimizer, scheduler, scaler)
+        save_checkpoint(checkpoint(epoch=epoch, metrics=metrics, best_metric=state.best_metric,
+                                   training_state=training_state), last_path)
+        reporter.on_checkpoint(path=last_path, kind="last", epoch=epoch, metrics=metrics)
+        if improved:
+            save_checkpoint(checkpoint(epoch=epoch, metrics=metrics, best_metric=score), best_path)
+            reporter.on_checkpoint(path=best_path, kind="best", epoch=epoch, metrics=metrics)
+        reporter.on_epoch_end(epoch=epoch, metrics=metrics)
+        if reporter.should_stop():
+            raise TrainingCancelled(f"cancelled after epoch {epoch + 1}")
+
+    # 8. Evaluate the best epoch: thresholds from validation, then the test split.
+    best = load_checkpoint(best_path)
+    model.load_state_dict(best["state_dict"])
+    report = evaluate_splits(model, preprocess, dataset, {"val": val_batches, "test": test_batches},
+                             device, amp_dtype, p.threshold_policy, p.tta)
+    for split, split_report in report["splits"].items():
+        reporter.on_evaluation(split=split, report=split_report)
+    summary = {split: _summary(r) for split, r in report["splits"].items()}
+    model_path = save_checkpoint(
+        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric),
+        run_dir / "model.pt",
+    )
+    reporter.on_checkpoint(path=model_path, kind="final", epoch=best["epoch"], metrics=summary)
+    report.update(best_epoch=best["epoch"], epochs_run=state.epoch, device=str(device), pathologies=dataset.pathologies)
+    _write_json(run_dir / "report.json", report)
+    save_plots(run_dir, state.history, report, dataset.pathologies)
+    return FitResult(run_dir, model_path, str(device), best["epoch"], state.best_metric, state.history, report)
+
+
+# --- 1. device and precision -------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 on CUDA devices that support it, else fp16; off on CPU. fp16 on CPU is refused."""
+    if amp == "off" or (amp == "auto" and device.type == "cpu"):
+        return None
+    if amp == "fp16" and device.type == "cpu":
+        raise ConfigError("amp 'fp16' needs CUDA; on CPU use 'bf16' or 'off'")
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+# --- 2-4. data -----------------------------------------------------------------------------------
+
+
+def _optional_split(dataset: CXRDataset, name: str | None, limit: int | None, seed: int) -> CXRDataset | None:
+    if name is None or name not in dataset.splits():
+        return None
+    return limit_rows(dataset.split(name), limit, seed)
+
+
+def _data_config(config: TrainConfig, model: CXRModel, train_ds: CXRDataset) -> DataConfig:
+    """The model's data config with the run's overrides; 'dataset' statistics come from training images."""
+    p = config.params
+    model_cfg = get_model_config(config.model)
+    normalization = p.normalization or model_cfg.normalization
+    common: dict[str, Any] = dict(input_size=p.input_size, in_chans=model.cfg.in_chans,
+                                  resize_mode=p.resize_mode, crop_pct=p.crop_pct)
+    if normalization != "dataset":
+        return resolve_data_config(model_cfg, normalization=normalization, **common)
+    resize_only = Preprocess(resolve_data_config(model_cfg, normalization="minus_one_one", **common))
+    sample = limit_rows(train_ds, 2000, p.seed)
+    mean, std = compute_mean_std([sample[i][0] for i in range(len(sample))], resize_only)
+    return resolve_data_config(model_cfg, normalization="dataset", mean=(mean,), std=(std,), **common)
+
+
+def _batches(ds: CXRDataset, preprocess: Preprocess, p: Any, device: torch.device, *, train: bool) -> Batches:
+    in_memory = p.cache_images and fits_in_memory(len(ds), preprocess.cfg.input_size)
+    return Batches(ds, preprocess, batch_size=p.batch_size, shuffle=train, drop_last=train, in_memory=in_memory,
+                   num_workers=p.num_workers, pin_memory=device.type == "cuda",
+                   persistent_workers=device.type == "cuda")
+
+
+# --- 5. optimisation ---------------------------------------------------------------------------
+
+
+def _optimizer(model: CXRModel, kind: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    # No weight decay on biases and normalisation parameters (1-D tensors).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, kind: str, epochs: int, factor: float, patience: int) -> Any:
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=factor, patience=patience)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    return None
+
+
+def _step_scheduler(scheduler: Any, score: float) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(score)
+    elif scheduler is not None:
+        scheduler.step()
+
+
+# --- 6. resume -----------------------------------------------------------------------------------
+
+
+def _training_state(state: _State, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
+    return {
+        "epoch": state.epoch,
+        "best_metric": state.best_metric,
+        "best_epoch": state.best_epoch,
+        "stale_epochs": state.stale_epochs,
+        "history": state.history,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+                "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))},
+    }
+
+
+def _restore(path: Path, config: TrainConfig, model: CXRModel, optimizer: Any, scheduler: Any, scaler: Any) -> _State:
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] != config.model:
+        raise ConfigError(f"{path} holds model '{ckpt['model_name']}', not '{config.model}': use a new run folder")
+    ts = ckpt.get("training_state")
+    if ts is None:
+        raise ConfigError(f"{path} has no training state to resume from")
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(ts["optimizer"])
+    if scheduler is not None and ts["scheduler"] is not None:
+        scheduler.load_state_dict(ts["scheduler"])
+    scaler.load_state_dict(ts["scaler"])
+    torch.set_rng_state(ts["rng"]["torch"])
+    return _State(ts["epoch"], ts["best_metric"], ts["best_epoch"], ts["stale_epochs"], list(ts["history"]))
+
+
+# --- 7. one epoch ------------------------------------------------------------------------------
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**63)
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Every epoch starts from RNG states derived from (seed, epoch), so a resumed run repeats exactly."""
+    s = _epoch_seed(seed, epoch)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+
+
+def _train_epoch(
+    model: CXRModel,
+    batches: Batches,
+    augment: BatchAugment,
+    preprocess: Preprocess,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    p: Any,
+    epoch: int,
+    generator: torch.Generator,
+    reporter: Reporter,
+) -> dict[str, float | None]:
+    model.train()
+    steps = len(batches)
+    total_loss, seen, started = 0.0, 0, time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    for step, (images, labels) in enumerate(batches.epoch(generator), start=1):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        x = preprocess.finish(augment(images, generator))
+        with autocast(device, amp_dtype):
+            logits = model(x)
+        loss = loss_fn(logits, labels)
+        scaler.scale(loss / p.accum_steps).backward()
+        if step % p.accum_steps == 0 or step == steps:
+            if p.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        batch_loss = float(loss.detach())
+        if not math.isfinite(batch_loss):
+            raise FloatingPointError(f"loss became {batch_loss} at epoch {epoch + 1} step {step}; lower the lr")
+        total_loss += batch_loss * len(images)
+        seen += len(images)
+        reporter.on_step(epoch=epoch, step=step, steps=steps, loss=batch_loss)
+        if step % p.cancel_check_every == 0 and reporter.should_stop():
+            raise TrainingCancelled(f"cancelled at epoch {epoch + 1} step {step}")
+    elapsed = time.perf_counter() - started
+    return {"loss": total_loss / max(seen, 1), "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": seen / elapsed if elapsed > 0 else None}
+
+
+@torch.no_grad()
+def predict_batches(
+    model: CXRModel,
+    batches: Batches,
+    preprocess: Preprocess,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    task: Task,
+    tta: bool = False,
+    loss_fn: LossFn | None = None,
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Probabilities and labels for every row, in order; mean loss when `loss_fn` is given."""
+    model.eval()
+    acc = PredictionAccumulator(task)
+    total_loss, seen = 0.0, 0
+    for images, labels in batches.epoch():
+        x = preprocess.finish(images.to(device))
+        with autocast(device, amp_dtype):
+            logits = model(x).float()
+            if tta:  # average the logits of the image and its mirror
+                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+        if loss_fn is not None:
+            total_loss += float(loss_fn(logits, labels.to(device))) * len(images)
+            seen += len(images)
+        acc.update(logits, labels)
+    probs, labels = acc.compute()
+    return probs, labels, (total_loss / seen if seen else None)
+
+
+def _validate(model: CXRModel, batches: Batches, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
+              amp_dtype: torch.dtype | None, task: Task) -> dict[str, float | None]:
+    from ml.evaluation.metrics import per_class_auroc
+
+    probs, labels, loss = predict_batches(model, batches, preprocess, device, amp_dtype, task, loss_fn=loss_fn)
+    auroc = per_class_auroc(probs, labels)
+    known = auroc[~np.isnan(auroc)]
+    return {"loss": loss, "mean_auroc": float(known.mean()) if known.size else None}
+
+
+# --- 8. evaluation -----------------------------------------------------------------------------
+
+
+def evaluate_splits(
+    model: CXRModel,
+    preprocess: Preprocess,
+    dataset: CXRDataset,
+    batches: dict[str, Batches | None],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    threshold_policy: str,
+    tta: bool,
+    thresholds: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Reports per split; thresholds chosen on 'val' unless given."""
+    outputs = {name: predict_batches(model, b, preprocess, device, amp_dtype, dataset.task, tta)
+               for name, b in batches.items() if b is not None}
+    if thresholds is None:
+        if "val" not in outputs:
+            raise DatasetError("choosing thresholds needs a validation split")
+        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy)
+    splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
+              for name, (probs, labels, _) in outputs.items()}
+    return {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,
+            "splits": splits}
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "mean_auroc", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "accuracy",
+            "accuracy_at_0.5")
+    out: dict[str, Any] = {k: report[k] for k in keys if k in report}
+    out["auroc"] = {name: c["auroc"] for name, c in report["per_class"].items()}
+    return out
+
+
+def _append_metrics(path: Path, epoch: int, metrics: dict[str, dict[str, Any]]) -> None:
+    with path.open("a") as fh:
+        for split, values in metrics.items():
+            fh.write(json.dumps({"epoch": epoch, "split": split, **values}) + "\n")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
