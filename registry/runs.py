@@ -1,0 +1,122 @@
+"""Runs, their per-epoch metrics and their checkpoints. Every write is idempotent, so a resumed task
+that redoes an epoch re-writes the same rows instead of adding new ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.errors import NotFound
+from registry.records import CheckpointRecord, MetricRecord, RunRecord, to_record
+from registry.tables import Checkpoint, JobStatus, Run, RunMetric, utcnow
+
+
+def get_or_create_run(
+    session: Session,
+    *,
+    job_id: int,
+    model: str,
+    dataset_id: int,
+    config: dict[str, Any],
+    artifact_prefix: str,
+    device: str | None,
+) -> RunRecord:
+    """The job's run, created on its first delivery and reused by every later one."""
+    row = session.scalars(select(Run).where(Run.job_id == job_id).with_for_update()).one_or_none()
+    if row is None:
+        row = Run(job_id=job_id, model=model, dataset_id=dataset_id, config=config, status=JobStatus.RUNNING,
+                  artifact_prefix=artifact_prefix, device=device)
+        session.add(row)
+    else:
+        row.status, row.device = JobStatus.RUNNING, device
+    session.flush()
+    return to_record(row, RunRecord)
+
+
+def get_run(session: Session, *, run_id: int) -> RunRecord:
+    row = session.get(Run, run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return to_record(row, RunRecord)
+
+
+def record_metrics(session: Session, *, run_id: int, epoch: int, metrics: dict[str, dict[str, Any]]) -> None:
+    """Upsert {split: {name: value}} for one epoch (numbers only; None stays None)."""
+    existing = {
+        (m.split, m.name): m
+        for m in session.scalars(select(RunMetric).where(RunMetric.run_id == run_id, RunMetric.epoch == epoch))
+    }
+    for split, values in metrics.items():
+        for name, value in values.items():
+            if value is not None and not isinstance(value, (int, float)):
+                continue
+            number = float(value) if value is not None else None
+            row = existing.get((split, name))
+            if row is None:
+                session.add(RunMetric(run_id=run_id, epoch=epoch, split=split, name=name, value=number))
+            else:
+                row.value = number
+    session.flush()
+
+
+def run_metrics(session: Session, *, run_id: int) -> list[MetricRecord]:
+    rows = session.scalars(
+        select(RunMetric).where(RunMetric.run_id == run_id).order_by(RunMetric.epoch, RunMetric.split, RunMetric.name)
+    )
+    return [to_record(r, MetricRecord) for r in rows]
+
+
+def upsert_checkpoint(
+    session: Session,
+    *,
+    run_id: int | None,
+    kind: str,
+    uri: str,
+    size_bytes: int,
+    sha256: str,
+    epoch: int | None,
+    metrics: dict[str, Any] | None = None,
+) -> CheckpointRecord:
+    row = None
+    if run_id is not None:
+        row = session.scalars(
+            select(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.kind == kind)
+        ).one_or_none()
+    if row is None:
+        row = Checkpoint(run_id=run_id, kind=kind)
+        session.add(row)
+    row.uri, row.size_bytes, row.sha256, row.epoch = uri, size_bytes, sha256, epoch
+    row.metrics = metrics or {}
+    row.created_at = utcnow()
+    session.flush()
+    return to_record(row, CheckpointRecord)
+
+
+def get_checkpoint(session: Session, *, checkpoint_id: int) -> CheckpointRecord:
+    row = session.get(Checkpoint, checkpoint_id)
+    if row is None:
+        raise NotFound(f"checkpoint {checkpoint_id} does not exist")
+    return to_record(row, CheckpointRecord)
+
+
+def run_checkpoints(session: Session, *, run_id: int) -> list[CheckpointRecord]:
+    rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.kind))
+    return [to_record(r, CheckpointRecord) for r in rows]
+
+
+def finish_run(
+    session: Session, *, run_id: int, status: str, best_epoch: int | None = None, report: dict[str, Any] | None = None
+) -> RunRecord:
+    row = session.get(Run, run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    row.status = JobStatus(status)
+    row.finished_at = utcnow()
+    if best_epoch is not None:
+        row.best_epoch = best_epoch
+    if report is not None:
+        row.report = report
+    session.flush()
+    return to_record(row, RunRecord)

@@ -1,0 +1,30 @@
+"""Settings both processes share (database, artifact store, data roots); each process subclasses them.
+
+Read once from the environment (prefix `CXR_`) by pydantic-settings; tests construct them directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class RegistrySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CXR_", env_file=None, extra="ignore")
+
+    database_url: str = Field(
+        f"sqlite:///{REPO_ROOT / 'var' / 'registry.db'}",
+        description="SQLAlchemy URL of the registry: SQLite (embedded) or postgresql+psycopg://...",
+    )
+    artifact_root: str = Field(
+        str(REPO_ROOT / "var" / "artifacts"),
+        description="where checkpoints, plots and reports are stored: a folder, or s3://bucket/prefix",
+    )
+    data_roots: list[Path] = Field(
+        default_factory=lambda: [REPO_ROOT / "data"],
+        description="folders datasets may be registered under (JSON list); paths elsewhere are refused",
+    )
