@@ -1,4 +1,5 @@
-"""Settings both processes share (database, artifact store, data roots); each process subclasses them.
+"""Settings the API and the workers share (database, broker, artifact store, data roots); each process
+subclasses them.
 
 Read once from the environment (prefix `CXR_`) by pydantic-settings; tests construct them directly.
 """
@@ -23,6 +24,10 @@ class RegistrySettings(BaseSettings):
     artifact_root: str = Field(
         str(REPO_ROOT / "var" / "artifacts"),
         description="where checkpoints, plots and reports are stored: a folder, or s3://bucket/prefix",
+    )
+    broker_url: str = Field(
+        f"sqla+sqlite:///{REPO_ROOT / 'var' / 'broker.db'}",
+        description="Celery broker: redis://host:6379/0 in production; a SQLite file needs no server",
     )
     data_roots: list[Path] = Field(
         default_factory=lambda: [REPO_ROOT / "data"],

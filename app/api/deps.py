@@ -1,0 +1,36 @@
+"""Dependencies, named once as `Annotated` aliases so a route's signature lists what it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.settings import AppSettings
+from app.state import AppState
+from registry.artifacts import LocalArtifactStore
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.cxr
+
+
+def get_settings(state: Annotated[AppState, Depends(get_state)]) -> AppSettings:
+    return state.settings
+
+
+def get_session(state: Annotated[AppState, Depends(get_state)]) -> Iterator[Session]:
+    with state.db.session() as session:
+        yield session
+
+
+def get_artifacts(state: Annotated[AppState, Depends(get_state)]) -> LocalArtifactStore:
+    return state.artifacts
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+SettingsDep = Annotated[AppSettings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+ArtifactsDep = Annotated[LocalArtifactStore, Depends(get_artifacts)]

@@ -1,0 +1,78 @@
+"""Every error leaves as JSON `{"error": code, "message": text, "details": [...]}` with a 4xx status
+that says what is wrong; registry and library errors map to their statuses here, once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.errors import Conflict, IntegrityFailure, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="a stable machine-readable code", examples=["not_found"])
+    message: str = Field(description="what is wrong, for a person", examples=["job 42 does not exist"])
+    details: list[dict[str, Any]] | None = Field(None, description="per-field problems, when there are several")
+
+
+class ApiError(Exception):
+    """Raise in a route to answer `status` with a JSON error body."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers, self.details = status, code, message, headers, details
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                   details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body = ErrorBody(error=code, message=message, details=details).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error body for `statuses`."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return ".".join(parts) or "request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, headers=exc.headers, details=exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in exc.errors()]
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+        return error_response(422, "validation_error", message, details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return error_response(409, "conflict", str(exc))
+
+    @app.exception_handler(IntegrityFailure)
+    async def _integrity(_: Request, exc: IntegrityFailure) -> JSONResponse:
+        log.error("artifact integrity failure: %s", exc)
+        return error_response(409, "integrity_failure", str(exc))

@@ -1,0 +1,20 @@
+"""The API process's settings: read once from `CXR_*` environment variables, overridable in tests."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from registry.settings import RegistrySettings
+
+
+class AppSettings(RegistrySettings):
+    host: str = Field("127.0.0.1", description="address the API listens on")
+    port: int = Field(8000, ge=1, le=65535)
+    default_model: str = Field("pneumonia", description="model served when a request names none (its production alias)")
+    warm_models: list[str] = Field(default_factory=list, description="more model references to load at start-up")
+    model_cache_size: int = Field(4, ge=1, le=64, description="loaded models kept in memory")
+    max_upload_bytes: int = Field(32 * 2**20, ge=1024, description="largest accepted upload, per file")
+    max_image_pixels: int = Field(60_000_000, ge=1024, description="largest decoded image (width x height)")
+    max_files_per_request: int = Field(16, ge=1, le=256)
+    inference_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: the cores)")
+    alias_refresh_seconds: float = Field(5.0, gt=0, description="how often served aliases are re-resolved")
