@@ -11,7 +11,7 @@ from ml.data import create_dataset
 from ml.data.base import Task
 from ml.errors import DatasetError
 
-CHEST_POSITIVES = {  # per split, in ChestMNIST order (data/README.md, shared MANIFEST 2e)
+CHEST_POSITIVES = {  # per split, in ChestMNIST order (from the data MANIFEST, section 2e)
     "train": [62, 57, 99, 110, 28, 26, 4, 32, 30, 22, 29, 18, 18, 9],
     "val": [9, 2, 23, 15, 3, 3, 2, 7, 2, 3, 6, 2, 2, 0],
     "test": [23, 22, 47, 36, 4, 10, 3, 1, 10, 6, 2, 12, 9, 0],
