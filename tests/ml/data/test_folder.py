@@ -1,0 +1,125 @@
+"""Tests for the class-per-folder adapter on the shipped Kermany sample, copied here into each layout."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.data import create_dataset
+from ml.data.base import Task
+from ml.errors import DatasetError
+
+
+@pytest.fixture
+def kermany(data_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of data/kermany-sample (12 NORMAL + 12 PNEUMONIA real JPEGs)."""
+    return Path(shutil.copytree(data_dir / "kermany-sample", tmp_path / "kermany"))
+
+
+def test_class_layout_gives_a_stratified_split(data_dir: Path) -> None:
+    ds = create_dataset("folder", data_dir / "kermany-sample", seed=0)
+    assert len(ds) == 24 and ds.task is Task.MULTICLASS and ds.pathologies == ["NORMAL", "PNEUMONIA"]
+    np.testing.assert_array_equal(ds.labels.sum(axis=1), 1)
+    assert (ds.metadata["class"] == "PNEUMONIA").sum() == 12
+    train = ds.split("train")
+    assert 7 <= int(train.labels[:, 0].sum()) <= 10 and 7 <= int(train.labels[:, 1].sum()) <= 10
+    again = create_dataset("folder", data_dir / "kermany-sample", seed=0)
+    assert again.metadata["split"].tolist() == ds.metadata["split"].tolist()
+    image, label = ds[0]
+    assert image.shape == (224, 224) and label.tolist() == [1.0, 0.0]
+
+
+def test_split_layout_with_mixed_case_class_names(kermany: Path, tmp_path: Path) -> None:
+    root = tmp_path / "splits"
+    for cls, dst in (("NORMAL", "NORMAL"), ("PNEUMONIA", "Pneumonia")):
+        files = sorted((kermany / cls).iterdir())
+        for split, part in (("train", files[:8]), ("val", files[8:10]), ("test", files[10:])):
+            folder = root / split / (dst.lower() if split == "test" else dst)
+            folder.mkdir(parents=True)
+            for f in part:
+                shutil.copy(f, folder / f.name)
+    ds = create_dataset("folder", root)
+    assert ds.pathologies == ["NORMAL", "Pneumonia"]
+    assert {s: len(ds.split(s)) for s in ("train", "val", "test")} == {"train": 16, "val": 4, "test": 4}
+    assert ds.split("test").labels.sum(axis=0).tolist() == [2.0, 2.0]
+    pooled = create_dataset("folder", root, split="stratified", fractions={"train": 0.5, "test": 0.5})
+    assert set(pooled.splits()) == {"train", "test"}
+
+
+def test_classes_order_and_binary_task(kermany: Path) -> None:
+    ds = create_dataset("folder", kermany, classes=["pneumonia", "normal"])
+    assert ds.pathologies == ["pneumonia", "normal"]
+    assert ds.labels[ds.metadata["class"].to_numpy() == "pneumonia", 0].all()
+    binary = create_dataset("folder", kermany, task="binary", positive="Pneumonia")
+    assert binary.task is Task.BINARY and binary.pathologies == ["PNEUMONIA"] and binary.labels.sum() == 12
+    with pytest.raises(DatasetError, match="positive="):
+        create_dataset("folder", kermany, task="binary")
+
+
+def test_conflicting_duplicate_is_dropped_or_kept_together(
+    kermany: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    copied = sorted((kermany / "NORMAL").iterdir())[0]
+    shutil.copy(copied, kermany / "PNEUMONIA" / "copy.jpeg")
+    with caplog.at_level(logging.WARNING):
+        ds = create_dataset("folder", kermany, group_duplicates=True)
+    assert len(ds) == 23 and copied.name not in set(ds.metadata["name"])
+    assert "dropped 2 of 25 rows" in caplog.text
+    kept = create_dataset("folder", kermany, group_duplicates=True, keep_conflicts=True, seed=3)
+    pair = kept.metadata[kept.metadata["name"].isin([copied.name, "copy.jpeg"])]
+    assert len(pair) == 2 and pair["split"].nunique() == 1 and pair["group"].nunique() == 1
+    plain = create_dataset("folder", kermany)  # without grouping the duplicate stays, unlinked
+    assert len(plain) == 25
+
+
+def test_same_class_duplicates_share_a_split_across_seeds(kermany: Path) -> None:
+    source = sorted((kermany / "PNEUMONIA").iterdir())[3]
+    for i in range(3):
+        shutil.copy(source, kermany / "PNEUMONIA" / f"dup{i}.jpeg")
+    for seed in range(5):
+        ds = create_dataset("folder", kermany, group_duplicates=True, seed=seed)
+        copies = ds.metadata[ds.metadata["name"].isin([source.name, "dup0.jpeg", "dup1.jpeg", "dup2.jpeg"])]
+        assert len(copies) == 4 and copies["split"].nunique() == 1
+
+
+def test_pixel_hash_finds_the_same_pixels_in_another_container(kermany: Path) -> None:
+    source = sorted((kermany / "NORMAL").iterdir())[0]
+    with Image.open(source) as im:
+        im.convert("L").save(kermany / "NORMAL" / "a.png")
+        im.convert("L").save(kermany / "NORMAL" / "b.bmp")
+    for kind, same in (("bytes", False), ("pixels", True)):
+        ds = create_dataset("folder", kermany, group_duplicates=True, duplicate_hash=kind)
+        groups = ds.metadata.set_index("name")["group"]
+        assert bool(groups["a.png"] == groups["b.bmp"]) is same
+
+
+def test_patient_pattern_keeps_a_patient_in_one_split(data_dir: Path) -> None:
+    for seed in range(5):
+        ds = create_dataset("folder", data_dir / "kermany-sample", patient_pattern=r"(person\d+)_", seed=seed)
+        person = ds.metadata[ds.metadata["patient_id"] == "person1003"]
+        assert len(person) == 2 and person["split"].nunique() == 1
+
+
+def test_broken_trees(kermany: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="nowhere"):
+        create_dataset("folder", tmp_path / "nowhere")
+    (kermany / "TUBERCULOSIS").mkdir()
+    with pytest.raises(DatasetError, match="class folder .*TUBERCULOSIS holds no images"):
+        create_dataset("folder", kermany)
+    (kermany / "TUBERCULOSIS").rmdir()
+    with pytest.raises(DatasetError, match=r"class folder\(s\) \['covid'\] not found"):
+        create_dataset("folder", kermany, classes=["normal", "covid"])
+    with pytest.raises(DatasetError, match="split='folders'"):
+        create_dataset("folder", kermany, split="folders")
+    with pytest.raises(DatasetError, match="needs a \\(group\\)"):
+        create_dataset("folder", kermany, patient_pattern=r"person\d+")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(sorted((kermany / "NORMAL").iterdir())[0], flat / "x.jpeg")
+    with pytest.raises(DatasetError, match=r"no class folders in .*flat"):
+        create_dataset("folder", flat)
