@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, roc_auc_score
+
+from ml.evaluation.metrics import (
+    bootstrap_ci,
+    choose_thresholds,
+    classification_report,
+    per_class_auroc,
+)
+
+
+def _data(n=300, labels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.uniform(size=(n, labels)) < 0.3).astype(np.float64)
+    p = np.clip(y * 0.3 + rng.uniform(size=(n, labels)) * 0.7, 0, 1)
+    return p, y
+
+
+def test_auroc_matches_sklearn_with_unknown_labels_masked():
+    p, y = _data()
+    y_nan = y.copy()
+    y_nan[::7, 1] = np.nan
+    ours = per_class_auroc(p, y_nan)
+    known = ~np.isnan(y_nan[:, 1])
+    assert ours[0] == pytest.approx(roc_auc_score(y[:, 0], p[:, 0]), abs=1e-6)
+    assert ours[1] == pytest.approx(roc_auc_score(y[known, 1], p[known, 1]), abs=1e-6)
+
+
+def test_auroc_is_nan_for_a_label_without_positives():
+    p, y = _data()
+    y[:, 2] = 0
+    assert np.isnan(per_class_auroc(p, y)[2])
+
+
+def test_f1_threshold_is_the_best_cut():
+    p, y = _data(seed=2)
+    t = choose_thresholds(p, y, "f1")
+    for j in range(y.shape[1]):
+        ours = f1_score(y[:, j], p[:, j] >= t[j])
+        best = max(f1_score(y[:, j], p[:, j] >= c) for c in np.unique(p[:, j]))
+        assert ours == pytest.approx(best, abs=1e-9)
+
+
+def test_youden_threshold_maximises_j():
+    p, y = _data(seed=3)
+    t = choose_thresholds(p, y, "youden")
+
+    def j_stat(c):
+        d = p[:, 0] >= c
+        return d[y[:, 0] == 1].mean() - d[y[:, 0] == 0].mean()
+
+    assert j_stat(t[0]) == pytest.approx(max(j_stat(c) for c in np.unique(p[:, 0])), abs=1e-9)
+
+
+def test_multilabel_report_has_macro_and_micro():
+    p, y = _data(seed=4)
+    t = np.full(3, 0.5)
+    rep = classification_report(p, y, "multilabel", ["a", "b", "c"], t)
+    d = p >= 0.5
+    assert rep["micro_f1"] == pytest.approx(f1_score(y, d, average="micro"), abs=1e-9)
+    assert rep["macro_f1"] == pytest.approx(f1_score(y, d, average="macro"), abs=1e-9)
+    assert set(rep["per_class"]) == {"a", "b", "c"}
+    assert set(rep["roc_curves"]) == {"a", "b", "c"}
+
+
+def test_multiclass_report_uses_argmax_and_counts_the_confusion():
+    y = np.eye(3)[[0, 0, 1, 2, 2, 2]]
+    p = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2],
+                  [0.1, 0.2, 0.7]])
+    rep = classification_report(p, y, "multiclass", ["n", "p", "t"], np.full(3, 0.5))
+    assert rep["accuracy"] == pytest.approx(4 / 6)
+    assert rep["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert rep["macro_f1"] == pytest.approx(f1_score(y.argmax(1), p.argmax(1), average="macro"))
+
+
+def test_binary_report_accuracy_at_threshold_and_half():
+    y = np.array([[0.0], [0.0], [1.0], [1.0]])
+    p = np.array([[0.1], [0.45], [0.4], [0.9]])
+    rep = classification_report(p, y, "binary", ["Pneumonia"], np.array([0.3]))
+    assert rep["accuracy"] == pytest.approx(0.75)
+    assert rep["accuracy_at_0.5"] == pytest.approx(0.75)
+    assert rep["confusion_matrix"] == [[1, 1], [0, 2]]
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    p, y = _data(n=400, seed=5)
+    lo, hi = bootstrap_ci(p, y, per_class_auroc, n_resamples=200, seed=0)
+    point = per_class_auroc(p, y)
+    assert np.all(lo <= point) and np.all(point <= hi)
+    assert np.all(hi - lo < 0.2)

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from ml.config import AugmentConfig, DataConfig
+from ml.models.base import ModelConfig
+from ml.transforms import BatchAugment, Preprocess, compute_mean_std, resolve_data_config
+
+
+def _cfg(**kw):
+    return DataConfig(**{"input_size": 32, "in_chans": 1, **kw})
+
+
+def test_resize_shorter_side_then_center_crop_keeps_the_middle():
+    image = np.zeros((100, 200), dtype=np.float32)
+    image[:, 50:150] = 1.0  # a bright central square region 100x100
+    out = Preprocess(_cfg(input_size=50)).resize(image)
+    assert out.shape == (1, 50, 50)
+    assert out[0, :, 2:-2].min() > 0.99  # the crop sees only the central bright part (edges antialiased)
+
+
+def test_squash_keeps_the_whole_field_of_view():
+    image = np.zeros((100, 200), dtype=np.float32)
+    image[:, 50:150] = 1.0
+    out = Preprocess(_cfg(input_size=50, resize_mode="squash")).resize(image)
+    assert out.shape == (1, 50, 50)
+    assert out[0, :, :5].max() < 0.05 and out[0, :, 20:30].min() > 0.95
+
+
+def test_crop_pct_zooms_in():
+    image = np.zeros((64, 64), dtype=np.float32)
+    image[16:48, 16:48] = 1.0
+    full = Preprocess(_cfg(input_size=32)).resize(image)
+    cropped = Preprocess(_cfg(input_size=32, crop_pct=0.6)).resize(image)
+    assert cropped.mean() > full.mean() + 0.2
+
+
+@pytest.mark.parametrize(
+    ("normalization", "chans", "lo", "hi"),
+    [("minus_one_one", 1, -1.0, 1.0), ("imagenet", 3, -0.485 / 0.229, (1 - 0.485) / 0.229)],
+)
+def test_normalisation_maps_black_and_white(normalization, chans, lo, hi):
+    cfg = resolve_data_config(ModelConfig(name="m", input_size=8, in_chans=chans, normalization=normalization))
+    pre = Preprocess(cfg)
+    x = pre(np.stack([np.zeros(8), np.ones(8)] * 4).astype(np.float32))
+    assert x.shape == (chans, 8, 8)
+    assert x[0].min().item() == pytest.approx(lo, abs=1e-5)
+    assert x[0].max().item() == pytest.approx(hi, abs=1e-5)
+
+
+def test_dataset_statistics_normalise_to_zero_mean_unit_std():
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0.2, 0.6, size=(16, 16)).astype(np.float32) for _ in range(20)]
+    base = resolve_data_config(ModelConfig(name="m", input_size=16))
+    mean, std = compute_mean_std(images, Preprocess(base))
+    assert mean == pytest.approx(0.4, abs=0.01)
+    cfg = resolve_data_config(ModelConfig(name="m", input_size=16), normalization="dataset", mean=(mean,), std=(std,))
+    x = Preprocess(cfg).batch(images)
+    assert float(x.mean()) == pytest.approx(0.0, abs=1e-3)
+    assert float(x.std()) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_dataset_normalisation_without_statistics_is_refused():
+    with pytest.raises(ValueError, match="mean and std"):
+        _cfg(normalization="dataset")
+
+
+def test_sixteen_bit_style_input_is_not_rescaled():
+    """Preprocess takes [0, 1] floats as given: bit depth is the reader's job."""
+    image = np.full((8, 8), 0.5, dtype=np.float32)
+    assert float(Preprocess(_cfg(input_size=8)).resize(image).mean()) == pytest.approx(0.5)
+
+
+def _batch():
+    rng = np.random.default_rng(1)
+    return torch.from_numpy(rng.uniform(0, 1, size=(4, 1, 32, 32)).astype(np.float32))
+
+
+def test_augment_is_reproducible_for_a_seed_and_varies_across_seeds():
+    aug = BatchAugment(AugmentConfig())
+    batch = _batch()
+    a = aug(batch, torch.Generator().manual_seed(3))
+    b = aug(batch, torch.Generator().manual_seed(3))
+    c = aug(batch, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert a.shape == batch.shape and a.min() >= 0 and a.max() <= 1
+
+
+def test_disabled_augment_is_identity_and_zero_ranges_change_little():
+    batch = _batch()
+    assert torch.equal(BatchAugment(AugmentConfig(enabled=False))(batch), batch)
+    still = AugmentConfig(rotation=0, translate=0, scale=(1, 1), ratio=(1, 1), brightness=0, contrast=0)
+    out = BatchAugment(still)(batch, torch.Generator().manual_seed(0))
+    assert torch.allclose(out, batch, atol=1e-5)
+
+
+def test_rotation_moves_content():
+    batch = torch.zeros(1, 1, 32, 32)
+    batch[..., 14:18, 2:30] = 1.0  # a horizontal bar
+    cfg = AugmentConfig(rotation=45, translate=0, scale=(1, 1), ratio=(1, 1), brightness=0, contrast=0)
+    outs = [BatchAugment(cfg)(batch, torch.Generator().manual_seed(s)) for s in range(5)]
+    assert any(float((o - batch).abs().sum()) > 5 for o in outs)
+
+
+def test_bad_augment_ranges_are_refused():
+    with pytest.raises(ValueError, match="scale"):
+        AugmentConfig(scale=(0.9, 0.5))
