@@ -1,0 +1,1 @@
+"""Explanations of model outputs: class activation maps (`ml.explain.gradcam`)."""

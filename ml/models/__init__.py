@@ -86,7 +86,8 @@ def create_model(
 
         path = locate_pretrained(cfg, pretrained_path)
     model = factory(cfg, pretrained_path=path, **kwargs)
-    model.cfg = cfg
+    if getattr(model, "cfg", None) is None:  # a factory may refine cfg from its kwargs (ViT depth: CAM layer)
+        model.cfg = cfg
     return model
 
 

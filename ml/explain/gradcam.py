@@ -1,0 +1,151 @@
+"""Class activation maps through `pytorch_grad_cam`, and helpers to show them.
+
+`compute_cams` gives one (S, S) map in [0, 1] per requested class. The target layer comes from the
+model's config (`cam_target_layer()`), ViT tokens are reshaped to a map when `cfg.cam_reshape` says so,
+and the target is each class's raw logit (`ClassifierOutputTarget`), right for softmax and multi-label
+sigmoid models alike.
+
+A CAM registers hooks on the model while it runs: concurrent forwards on the same module instance
+(a threaded server, say) must be serialised by the caller or use a separate copy of the model.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from ml.errors import ModelError
+from ml.models.base import CXRModel
+
+CAM_METHODS: dict[str, type[BaseCAM]] = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "eigencam": EigenCAM,
+    "layercam": LayerCAM,
+}
+ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
+_MAX_BATCH = 8  # targets explained per forward/backward pass (one input copy per target)
+
+
+def compute_cams(
+    model: CXRModel, x: torch.Tensor, targets: list[int], method: str = "gradcam"
+) -> list[np.ndarray]:
+    """One float32 (S, S) map in [0, 1] per class index in `targets`, for the single image `x` (1, C, S, S).
+
+    Runs with gradients even inside `torch.inference_mode()` or `torch.no_grad()`. Parameters are
+    frozen while it runs (the input carries the gradient instead, so frozen backbones still give a map
+    and no parameter's `.grad` changes); their `requires_grad` is restored afterwards and the model is
+    left in eval mode. Hooks are released whatever happens.
+    """
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method '{method}'; choose one of {', '.join(CAM_METHODS)}")
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected one image as a (1, C, S, S) tensor; got shape {tuple(x.shape)}")
+    bad = [t for t in targets if not 0 <= t < model.cfg.num_classes]
+    if bad:
+        raise ValueError(f"target classes {bad} out of range: the model has {model.cfg.num_classes} outputs")
+    reshape = _reshape_transform(model.cfg.cam_reshape)
+    layer = model.cam_target_layer()
+    model.eval()  # BaseCAM does this too; said here because the caller's model stays in eval mode
+    maps: list[np.ndarray] = []
+    with torch.inference_mode(False), torch.enable_grad(), _params_frozen(model):
+        device = next(model.parameters()).device
+        image = x.detach().to(device).clone()  # a normal tensor, even if `x` was made in inference mode
+        for start in range(0, len(targets), _MAX_BATCH):
+            chunk = targets[start : start + _MAX_BATCH]
+            batch = image.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
+            with _open_cam(CAM_METHODS[method], model, layer, reshape) as cam:
+                out = cam(input_tensor=batch, targets=[ClassifierOutputTarget(t) for t in chunk])
+            maps += [np.clip(np.nan_to_num(m.astype(np.float32)), 0.0, 1.0) for m in out]
+    return maps
+
+
+@contextmanager
+def _open_cam(
+    cam_class: type[BaseCAM], model: CXRModel, layer: torch.nn.Module, reshape: ReshapeTransform | None
+) -> Iterator[BaseCAM]:
+    """A CAM whose hooks are removed on exit, errors included.
+
+    `BaseCAM.__exit__` releases hooks too, but it swallows `IndexError` (and prints it); this re-raises
+    every error so a failing model is never mistaken for an empty explanation.
+    """
+    cam = cam_class(model=model, target_layers=[layer], reshape_transform=reshape)
+    try:
+        yield cam
+    finally:
+        cam.activations_and_grads.release()
+
+
+@contextmanager
+def _params_frozen(model: torch.nn.Module) -> Iterator[None]:
+    """Turn off `requires_grad` on every parameter, restoring the flags and any `.grad` afterwards."""
+    saved = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    try:
+        for p, _, _ in saved:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag, grad in saved:
+            p.requires_grad_(flag)
+            p.grad = grad
+
+
+def _reshape_transform(kind: str | None) -> ReshapeTransform | None:
+    if kind is None:
+        return None
+    if kind == "vit_tokens":
+        return vit_tokens_to_map
+    raise ModelError(f"unknown cam_reshape '{kind}' in the model config; known: 'vit_tokens'")
+
+
+def vit_tokens_to_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, 1+N, D) ViT tokens to a (B, D, h, w) map: drop the class token, lay patches on their grid."""
+    patches = tokens[:, 1:, :]
+    b, n, d = patches.shape
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ModelError(f"cannot lay {n} patch tokens on a square grid")
+    return patches.reshape(b, side, side, d).permute(0, 3, 1, 2)
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The grey `image` (H, W) in [0, 1] with `cam` blended on top in the jet colormap, as RGB uint8.
+
+    The map is resized (bilinear) to the original image's size, so the overlay is at full resolution.
+    """
+    if image.ndim != 2 or cam.ndim != 2:
+        raise ValueError(f"expected 2-D image and CAM; got {image.shape} and {cam.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    h, w = image.shape
+    resized = cv2.resize(np.asarray(cam, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.uint8(255 * np.clip(resized, 0, 1)), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    grey = np.repeat(np.clip(image, 0, 1).astype(np.float32)[..., None], 3, axis=2)
+    return np.uint8(np.round(255 * ((1 - alpha) * grey + alpha * heat)))
+
+
+def heatmap_grid(cam: np.ndarray, size: int = 16) -> list[list[float]]:
+    """The map averaged down to `size` x `size` cells, rounded, as nested lists for a JSON response."""
+    small = cv2.resize(np.asarray(cam, dtype=np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return [[round(float(v), 4) for v in row] for row in small]
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 RGB image as PNG bytes."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 image; got {rgb.dtype} {rgb.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
