@@ -24,6 +24,17 @@ FORMAT = "cxr-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_name", "model_kwargs", "labels", "task", "data_config", "state_dict")
 
 
+def plain(value: Any) -> Any:
+    """Nested dicts/lists of numpy scalars and arrays as plain Python values (safe for weights_only)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, torch.Tensor):  # numpy scalars and arrays
+        return value.tolist()
+    return value
+
+
 def build_checkpoint(
     model: CXRModel,
     *,
@@ -48,11 +59,11 @@ def build_checkpoint(
         "labels": list(labels),
         "task": str(task),
         "data_config": data_config.model_dump(mode="json"),
-        "train_config": train_config or {},
+        "train_config": plain(train_config or {}),
         "thresholds": [float(t) for t in thresholds] if thresholds is not None else None,
-        "metrics": metrics or {},
+        "metrics": plain(metrics or {}),
         "epoch": int(epoch),
-        "best_metric": best_metric,
+        "best_metric": plain(best_metric),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     if training_state is not None:
@@ -86,7 +97,10 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
         raise ModelError(f"checkpoint not found: {source}") from None
     except Exception as exc:  # torch raises many kinds for corrupt or unsafe files
         where = "bytes" if isinstance(source, bytes) else str(source)
-        raise ModelError(f"cannot load checkpoint {where}: {type(exc).__name__}: {exc}") from None
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        if "Weights only load failed" in str(exc):
+            reason = "it holds objects other than tensors and plain values (refused by weights_only loading)"
+        raise ModelError(f"cannot load checkpoint {where}: {type(exc).__name__}: {reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(f"not a {FORMAT} checkpoint (format: {getattr(ckpt, 'get', lambda _: None)('format')})")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

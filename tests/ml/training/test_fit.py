@@ -1,0 +1,153 @@
+"""`fit` on real shipped data, kept small: a few hundred rows and one to three epochs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ml.config import TrainConfig
+from ml.errors import TrainingCancelled
+from ml.inference import LoadedModel
+from ml.training.checkpoint import load_checkpoint
+from ml.training.loop import fit
+from ml.training.reporter import Reporter
+
+
+def _config(data_dir, **params):
+    base = dict(epochs=1, batch_size=32, max_train_samples=256, max_eval_samples=200, lr=2e-3)
+    return TrainConfig.parse({"model": params.pop("model", "simple_cnn"), "dataset": "pneumoniamnist",
+                              "data_root": str(data_dir / "pneumoniamnist"), "params": {**base, **params}})
+
+
+def test_resumed_run_gives_the_same_weights_as_a_straight_run(data_dir, tmp_path):
+    straight = fit(_config(data_dir, epochs=3), tmp_path / "straight")
+    fit(_config(data_dir, epochs=2), tmp_path / "resumed")
+    resumed = fit(_config(data_dir, epochs=3), tmp_path / "resumed")  # picks up last.pt after epoch 2
+    assert resumed.history[-1]["epoch"] == 2 and len(resumed.history) == 3
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.report["splits"]["test"]["mean_auroc"] == resumed.report["splits"]["test"]["mean_auroc"]
+
+
+def test_run_folder_describes_itself(data_dir, tmp_path):
+    result = fit(_config(data_dir, epochs=2), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "model.pt", "report.json",
+                 "training_curves.png", "roc_val.png", "roc_test.png", "confusion_test.png"):
+        assert (run / name).is_file(), name
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["split"]) for m in lines] == [(0, "train"), (0, "val"), (1, "train"), (1, "val")]
+    ckpt = load_checkpoint(run / "model.pt")
+    assert ckpt["labels"] == ["Pneumonia"] and ckpt["task"] == "binary"
+    assert ckpt["model_name"] == "simple_cnn" and len(ckpt["thresholds"]) == 1
+    assert ckpt["metrics"]["test"]["mean_auroc"] == pytest.approx(result.report["splits"]["test"]["mean_auroc"])
+    assert ckpt["data_config"]["input_size"] == 28 and "training_state" not in ckpt
+    assert "training_state" in load_checkpoint(run / "last.pt")
+    # a short run on real data already separates the classes
+    assert result.report["splits"]["test"]["mean_auroc"] > 0.8
+    loaded = LoadedModel.from_checkpoint(run / "model.pt")
+    probs = loaded.predict_images([np.random.default_rng(0).uniform(size=(64, 80)).astype(np.float32)])
+    assert probs.shape == (1, 1) and 0 <= probs[0, 0] <= 1
+
+
+class _StopAfter(Reporter):
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen, self.epochs_done = steps, 0, []
+
+    def on_step(self, **kw) -> None:
+        self.seen += 1
+
+    def on_epoch_end(self, *, epoch, metrics) -> None:
+        self.epochs_done.append(epoch)
+
+    def should_stop(self) -> bool:
+        return self.seen >= self.steps
+
+
+def test_cancellation_stops_within_an_epoch_and_keeps_the_last_checkpoint(data_dir, tmp_path):
+    reporter = _StopAfter(steps=8 + 2)  # 8 steps per epoch: stop during the second epoch
+    with pytest.raises(TrainingCancelled):
+        fit(_config(data_dir, epochs=5, cancel_check_every=1), tmp_path / "run", reporter=reporter)
+    assert reporter.epochs_done == [0]
+    assert reporter.seen == 10
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0
+
+
+def test_frozen_warm_up_trains_the_head_first_then_everything(data_dir, tmp_path):
+    snapshots = []
+
+    class Snap(Reporter):
+        def on_checkpoint(self, *, path, kind, epoch, metrics) -> None:
+            if kind == "last":
+                snapshots.append(load_checkpoint(path)["state_dict"])
+
+    fit(_config(data_dir, epochs=2, freeze_epochs=1, seed=3), tmp_path / "run", reporter=Snap())
+    from ml.models import create_model
+
+    torch.manual_seed(3)  # fit seeds the same way before building the model
+    fresh = create_model("simple_cnn", num_classes=1).state_dict()
+    convs = [k for k in fresh if k.endswith(".weight") and fresh[k].ndim == 4]
+    heads = [k for k in fresh if k.startswith("classifier") and k.endswith("weight")]
+    after_warmup, after_unfreeze = snapshots
+    assert convs and heads
+    assert all(torch.equal(fresh[k], after_warmup[k]) for k in convs)  # backbone frozen in epoch 1
+    assert any(not torch.equal(fresh[k], after_warmup[k]) for k in heads)  # head trained
+    assert all(not torch.equal(after_warmup[k], after_unfreeze[k]) for k in convs)  # all trained in epoch 2
+
+
+def test_gradient_accumulation_matches_a_larger_batch(data_dir, tmp_path):
+    """vit_tiny has no BatchNorm, so 2 x 16 accumulated equals one batch of 32 (up to float error)."""
+    common = dict(model="vit_tiny", epochs=1, max_train_samples=64, augment={"enabled": False},
+                  model_kwargs={"depth": 1}, scheduler="none")
+    fit(_config(data_dir, batch_size=32, **common), tmp_path / "big")
+    fit(_config(data_dir, batch_size=16, accum_steps=2, **common), tmp_path / "accum")
+    a = load_checkpoint(tmp_path / "big" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "accum" / "last.pt")["state_dict"]
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert diff < 1e-4
+    c = fit(_config(data_dir, batch_size=16, **{**common, "epochs": 1}), tmp_path / "small")
+    small = load_checkpoint(c.run_dir / "last.pt")["state_dict"]
+    assert max(float((a[k] - small[k]).abs().max()) for k in a) > 1e-3  # not accumulating differs
+
+
+def test_bf16_autocast_on_cpu_and_focal_loss_with_positive_weights(data_dir, tmp_path):
+    result = fit(_config(data_dir, amp="bf16", loss="focal", pos_weight=True), tmp_path / "run")
+    assert np.isfinite(result.history[0]["train"]["loss"])
+    with pytest.raises(Exception, match="fp16 needs CUDA|'fp16' needs CUDA"):
+        fit(_config(data_dir, amp="fp16"), tmp_path / "fp16")
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(data_dir, tmp_path):
+    result = fit(_config(data_dir, epochs=10, lr=1e-9, early_stopping_patience=1, scheduler="none"), tmp_path / "r")
+    assert len(result.history) < 10
+
+
+def test_multilabel_on_the_chestmnist_layout(data_dir, tmp_path):
+    config = TrainConfig.parse({
+        "model": "simple_cnn", "dataset": "chestmnist",
+        "data_root": str(data_dir / "chestmnist-nih1000" / "nih1000_chestmnist_format_28.npz"),
+        "params": {"epochs": 1, "batch_size": 64, "pos_weight": True},
+    })
+    result = fit(config, tmp_path / "run")
+    test = result.report["splits"]["test"]
+    assert len(test["per_class"]) == 14 and test["n"] == 177
+    assert test["per_class"]["Hernia"]["auroc"] is None  # no positives in this test split
+    assert 0 <= test["micro_f1"] <= 1
+
+
+def test_multiclass_on_real_images_in_class_folders(data_dir, tmp_path):
+    config = TrainConfig.parse({
+        "model": "simple_cnn", "dataset": "folder", "data_root": str(data_dir / "kermany-sample"),
+        "dataset_options": {"split": "stratified", "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}},
+        "params": {"epochs": 1, "batch_size": 8, "input_size": 64},
+    })
+    result = fit(config, tmp_path / "run")
+    test = result.report["splits"]["test"]
+    assert test["task"] == "multiclass" and np.asarray(test["confusion_matrix"]).sum() == test["n"]
+    assert (tmp_path / "run" / "confusion_test.png").is_file()
+    assert load_checkpoint(tmp_path / "run" / "model.pt")["data_config"]["input_size"] == 64
