@@ -122,3 +122,16 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> CXRModel:
     except RuntimeError as exc:
         raise ModelError(f"checkpoint weights do not fit model '{ckpt['model_name']}': {exc}") from None
     return model.eval()
+
+
+def checkpoint_summary(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The plain metadata a registry records for a model version (no tensors)."""
+    return {
+        "architecture": ckpt["model_name"],
+        "labels": list(ckpt["labels"]),
+        "task": ckpt["task"],
+        "data_config": dict(ckpt["data_config"]),
+        "thresholds": list(ckpt.get("thresholds") or [0.5] * len(ckpt["labels"])),
+        "metrics": dict(ckpt.get("metrics") or {}),
+        "epoch": ckpt.get("epoch"),
+    }
