@@ -77,6 +77,7 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # readable by the API and workers running as other users
         with os.fdopen(fd, "wb") as fh:
             torch.save(ckpt, fh)
             fh.flush()
