@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures (and writes raw numbers as JSON under bench/results/); none fails a test."""
