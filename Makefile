@@ -12,11 +12,11 @@ $(VENV)/bin/python:
 
 # Installs are stamped per extra and redone when pyproject.toml changes.
 $(VENV)/.stamp-run: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q -e '.[api,worker]'
+	$(PIP) install -qq -e '.[api,worker]'
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -qq -e '.[test]'
 	touch $@
 
 install: $(VENV)/.stamp-run
