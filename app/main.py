@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
-from app.api.routes import health
+from app.api.routes import gradcam, health, metrics, models, predict
+from app.serving.metrics import MetricsMiddleware, ServiceMetrics
+from app.serving.predictor import Predictor
 from app.settings import AppSettings
 from app.state import AppState
+from app.web.routes import install_web
 from registry.artifacts import artifact_store
 from registry.db import Database
 
@@ -23,19 +26,34 @@ the registry, and training and evaluation jobs run by Celery workers. **Not for 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
     settings = settings or AppSettings()
+    service_metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState(settings=settings, db=Database(settings.database_url),
                          artifacts=artifact_store(settings.artifact_root))
+        predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts, metrics=service_metrics)
+        state.extras.update(metrics=service_metrics, predictor=predictor)
+        state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.default_status
         app.state.cxr = state
+        await predictor.start()  # warms the default model; a missing one is reported by readiness
         try:
             yield
         finally:
+            await predictor.close()
             state.db.dispose()
 
-    app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    # Upload routes: the body is refused while it is read once over the limit; files are counted too.
+    upload_limits = {"max_body_size": settings.max_request_bytes,
+                     "form_limits": {"max_files": settings.max_files_per_request}}
+    app.include_router(predict.router, **upload_limits)
+    app.include_router(gradcam.router, **upload_limits)
+    app.include_router(models.router)
+    install_web(app)
     return app
-
