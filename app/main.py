@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
+from app.api.limits import RequestBodyLimit
 from app.api.routes import gradcam, health, metrics, models, predict
 from app.serving.metrics import MetricsMiddleware, ServiceMetrics
 from app.serving.predictor import Predictor
@@ -45,15 +46,14 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    # Upload routes: the body is refused while it is read once over the limit; files are counted too.
-    upload_limits = {"max_body_size": settings.max_request_bytes,
-                     "form_limits": {"max_files": settings.max_files_per_request}}
-    app.include_router(predict.router, **upload_limits)
-    app.include_router(gradcam.router, **upload_limits)
+    upload_limits = {"max_files": settings.max_files_per_request}
+    app.include_router(predict.router, form_limits=upload_limits)
+    app.include_router(gradcam.router, form_limits=upload_limits)
     app.include_router(models.router)
     install_web(app)
     return app
