@@ -6,7 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
 from app.api.limits import RequestBodyLimit
@@ -15,7 +16,8 @@ from app.serving.metrics import MetricsMiddleware, ServiceMetrics
 from app.serving.predictor import Predictor
 from app.settings import AppSettings
 from app.state import AppState
-from app.web.routes import install_web
+from app.web import routes as web
+from app.web.routes import install_static
 from registry.artifacts import artifact_store
 from registry.db import Database
 
@@ -49,11 +51,19 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
+    for module in (health, metrics, models, web):
+        app.include_router(summaries_from_docstrings(module.router))
     upload_limits = {"max_files": settings.max_files_per_request}
-    app.include_router(predict.router, form_limits=upload_limits)
-    app.include_router(gradcam.router, form_limits=upload_limits)
-    app.include_router(models.router)
-    install_web(app)
+    for module in (predict, gradcam):
+        app.include_router(summaries_from_docstrings(module.router), form_limits=upload_limits)
+    install_static(app)
     return app
+
+
+def summaries_from_docstrings(router: APIRouter) -> APIRouter:
+    """Each route's one-line docstring becomes its OpenAPI summary (FastAPI would title the function name)."""
+    for route in router.routes:
+        doc = (route.endpoint.__doc__ or "").strip() if isinstance(route, APIRoute) else ""
+        if doc and route.summary is None:
+            route.summary = doc.splitlines()[0]
+    return router

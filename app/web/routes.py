@@ -70,8 +70,7 @@ def docs(request: Request) -> HTMLResponse:
     )
 
 
-def install_web(app: FastAPI) -> None:
-    """Add the page, the samples, the docs UI and their static files to `app`."""
-    app.include_router(router)
+def install_static(app: FastAPI) -> None:
+    """Serve the page's files and Swagger UI's."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from app.api.deps import StateDep
@@ -14,13 +14,15 @@ router = APIRouter(prefix="/health", tags=["health"])
 
 
 class Live(BaseModel):
-    status: str = "ok"
+    status: str = Field("ok", examples=["ok"])
 
 
 class Ready(BaseModel):
-    ready: bool
-    checks: dict[str, bool]
-    messages: dict[str, str] = {}
+    ready: bool = Field(examples=[True])
+    checks: dict[str, bool] = Field(
+        examples=[{"registry": True, "schema_current": True, "default model loaded": True}])
+    messages: dict[str, str] = Field(default_factory=dict,
+                                     examples=[{"default model loaded": "pneumonia -> pneumonia:3"}])
 
 
 @router.get("/live", response_model=Live)
