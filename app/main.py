@@ -35,7 +35,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState(settings=settings, db=Database(settings.database_url),
                          artifacts=artifact_store(settings.artifact_root))
-        predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts, metrics=service_metrics)
+        predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts,
+                              metrics=service_metrics)
         state.extras.update(metrics=service_metrics, predictor=predictor)
         state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.default_status
         app.state.cxr = state

@@ -43,7 +43,8 @@ PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 ModelQuery = Annotated[
     str | None,
     Query(
-        description="`name` (its production alias), `name@alias` or `name:version`; default: the default model",
+        description="`name` (its production alias), `name@alias` or `name:version`; default: the default "
+        "model",
         openapi_examples={
             "default": {"summary": "the default model", "value": None},
             "alias": {"summary": "an alias", "value": "pneumonia@production"},

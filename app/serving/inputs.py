@@ -61,7 +61,9 @@ async def read_upload(file: UploadFile, *, index: int, max_bytes: int) -> Upload
     check_content_type(file.content_type, name)
     data = await file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise TooLarge(f"'{name}' is larger than the limit of {max_bytes:,} bytes per file", code="file_too_large")
+        raise TooLarge(
+            f"'{name}' is larger than the limit of {max_bytes:,} bytes per file", code="file_too_large"
+        )
     if not data:
         raise InvalidInput(f"'{name}' is empty (0 bytes)", code="empty_file")
     return Upload(name=name, data=data)
@@ -77,7 +79,9 @@ def sniff_format(data: bytes) -> str | None:
 def decode(upload: Upload, *, max_pixels: int) -> np.ndarray:
     """The upload as a float32 HxW image in [0, 1]; runs on a pool thread (it may take a while)."""
     if sniff_format(upload.data) is None:
-        raise UnsupportedMedia(f"'{upload.name}' is not an image: expected {ACCEPTED_FORMATS}", code="not_an_image")
+        raise UnsupportedMedia(
+            f"'{upload.name}' is not an image: expected {ACCEPTED_FORMATS}", code="not_an_image"
+        )
     try:
         return read_image(upload.data, max_pixels=max_pixels)
     except ImageTooLargeError as exc:
@@ -98,6 +102,7 @@ def require_multipart(request: Request) -> None:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "multipart/form-data":
         raise UnsupportedMedia(
-            f"the request body is {media or 'missing'}: send the X-ray as multipart/form-data in the field 'file'",
+            f"the request body is {media or 'missing'}: send the X-ray as multipart/form-data in the "
+            "field 'file'",
             code="unsupported_content_type",
         )

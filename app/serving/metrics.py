@@ -18,17 +18,36 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("cxr_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r)
-        self.latency = Histogram("cxr_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.model_load = Histogram("cxr_model_load_seconds", "time to read, verify, build and warm a model version",
-                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.model_load_failures = Counter("cxr_model_load_failures", "model versions refused at load",
-                                           ["model", "reason"], registry=r)
-        self.inference = Histogram("cxr_inference_seconds", "forward passes (predict) and CAMs (gradcam)",
-                                   ["model", "kind"], buckets=LATENCY_BUCKETS, registry=r)
-        self.decode = Histogram("cxr_decode_seconds", "decoding and resizing one upload", buckets=LATENCY_BUCKETS,
-                                registry=r)
+        self.requests = Counter(
+            "cxr_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "cxr_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_load = Histogram(
+            "cxr_model_load_seconds",
+            "time to read, verify, build and warm a model version",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "cxr_model_load_failures", "model versions refused at load", ["model", "reason"], registry=r
+        )
+        self.inference = Histogram(
+            "cxr_inference_seconds",
+            "forward passes (predict) and CAMs (gradcam)",
+            ["model", "kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decode = Histogram(
+            "cxr_decode_seconds", "decoding and resizing one upload", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.models_loaded = Gauge("cxr_models_loaded", "model versions held in memory", registry=r)
         self.pool_pending = Gauge("cxr_inference_pending", "pool work queued or running", registry=r)
 

@@ -47,6 +47,7 @@ from registry.records import ModelVersionRecord
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TOP = "top"
+REFUSED_RETRY_SECONDS = 60  # a version that failed to load is not tried again for an alias before this
 
 
 class ServedModel:
@@ -114,8 +115,9 @@ class CamResult:
 
 
 class Predictor:
-    def __init__(self, *, settings: AppSettings, db: Database, artifacts: LocalArtifactStore,
-                 metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, *, settings: AppSettings, db: Database, artifacts: LocalArtifactStore, metrics: ServiceMetrics
+    ) -> None:
         self.settings, self.db, self.artifacts, self.metrics = settings, db, artifacts, metrics
         self.pool = InferencePool(settings.inference_workers)
         self.metrics.pool_pending.set_function(lambda: self.pool.pending)
@@ -124,6 +126,7 @@ class Predictor:
         self._loaded_ids: frozenset[int] = frozenset()  # a snapshot that threads may read
         self._loading: dict[int, asyncio.Task[ServedModel]] = {}
         self._warm_errors: dict[str, str] = {}  # warm reference -> why it is not loaded
+        self._refused: dict[int, float] = {}  # version id an alias moved to -> when it failed to load
         self._refresher: asyncio.Task[None] | None = None
 
     # -- life cycle -------------------------------------------------------------------------------------
@@ -149,7 +152,7 @@ class Predictor:
     async def _warm(self, reference: str) -> None:
         try:
             resolved = await self.get(reference)
-        except Exception as exc:  # noqa: BLE001 - start-up goes on; readiness reports it
+        except Exception as exc:
             self._warm_errors[reference] = str(exc)
             log.warning("model '%s' not loaded: %s", reference, exc)
         else:
@@ -241,14 +244,23 @@ class Predictor:
             data = self.artifacts.read_bytes(record.checkpoint.uri, sha256=record.checkpoint.sha256)
             loaded = LoadedModel.from_checkpoint(data)
         except IntegrityFailure as exc:
-            raise ModelUnavailable(f"model {record.ref} is refused: {exc}", code="integrity_failure") from None
+            raise ModelUnavailable(
+                f"model {record.ref} is refused: {exc}", code="integrity_failure"
+            ) from None
         except NotFound as exc:
-            raise ModelUnavailable(f"model {record.ref} cannot be loaded: {exc}", code="checkpoint_missing") from None
+            raise ModelUnavailable(
+                f"model {record.ref} cannot be loaded: {exc}", code="checkpoint_missing"
+            ) from None
         except ModelError as exc:
-            raise ModelUnavailable(f"model {record.ref} cannot be loaded: {exc}", code="checkpoint_invalid") from None
+            raise ModelUnavailable(
+                f"model {record.ref} cannot be loaded: {exc}", code="checkpoint_invalid"
+            ) from None
         if loaded.labels != list(record.labels):
-            raise ModelUnavailable(f"model {record.ref}: its checkpoint's labels {loaded.labels} differ from the "
-                                   f"registry's {list(record.labels)}", code="checkpoint_invalid")
+            raise ModelUnavailable(
+                f"model {record.ref}: its checkpoint's labels {loaded.labels} differ from the "
+                f"registry's {list(record.labels)}",
+                code="checkpoint_invalid",
+            )
         cfg = loaded.data_config
         loaded.predict_tensor(torch.zeros(1, cfg.in_chans, cfg.input_size, cfg.input_size))  # warm-up pass
         return loaded
@@ -269,7 +281,7 @@ class Predictor:
             await asyncio.sleep(self.settings.alias_refresh_seconds)
             try:
                 await self.refresh()
-            except Exception:  # noqa: BLE001 - a database outage must not end the refresher
+            except Exception:
                 log.exception("alias refresh failed; serving the models already loaded")
 
     async def refresh(self) -> None:
@@ -287,19 +299,26 @@ class Predictor:
             await self._warm(reference)
 
     async def _follow(self, key: str, old: int, new: int) -> None:
+        refused_at = self._refused.get(new)
+        if refused_at is not None and time.monotonic() - refused_at < REFUSED_RETRY_SECONDS:
+            return
         try:
             if old in self._cache:  # a hot model: load its successor before switching
                 await self._served(new)
-        except Exception as exc:  # noqa: BLE001 - keep serving the old version
-            log.error("alias %s moved to version id %d, which cannot be served (%s); keeping the old one", key,
-                      new, exc)
+        except Exception as exc:
+            self._refused[new] = time.monotonic()
+            log.error("alias %s moved to version id %d, which cannot be served (%s); keeping the old one for "
+                      "now, trying again in %d s", key, new, exc, REFUSED_RETRY_SECONDS)
             return
+        self._refused.pop(new, None)
         log.info("alias %s now serves version id %d (was %d)", key, new, old)
         self._refs[key] = new
 
     # -- inference --------------------------------------------------------------------------------------
 
-    async def prepare(self, served: ServedModel, uploads: list[Upload], *, keep_images: bool = False) -> list[Prepared]:
+    async def prepare(
+        self, served: ServedModel, uploads: list[Upload], *, keep_images: bool = False
+    ) -> list[Prepared]:
         """Decode and resize uploads on the pool, in order; the first bad one refuses the request."""
         return await self.pool.run(self._prepare_all, served, uploads, keep_images)
 
@@ -312,7 +331,9 @@ class Predictor:
             seconds = time.perf_counter() - start
             self.metrics.decode.observe(seconds)
             height, width = image.shape
-            out.append(Prepared(upload.name, width, height, resized, seconds * 1000, image if keep_images else None))
+            out.append(
+                Prepared(upload.name, width, height, resized, seconds * 1000, image if keep_images else None)
+            )
         return out
 
     async def infer(self, served: ServedModel, resized: list[torch.Tensor]) -> tuple[np.ndarray, float]:
@@ -330,11 +351,16 @@ class Predictor:
     async def predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
         prepared = await self.prepare(served, uploads)
         probs, ms = await self.infer(served, [p.resized for p in prepared])
-        return [ImagePrediction(p, served.loaded.explain_probabilities(row), ms) for p, row in zip(prepared, probs,
-                                                                                                   strict=True)]
+        return [
+            ImagePrediction(p, served.loaded.explain_probabilities(row), ms)
+            for p, row in zip(prepared, probs, strict=True)
+        ]
 
-    async def gradcam(self, served: ServedModel, upload: Upload, targets: list[str], method: str) -> CamResult:
-        """Probabilities for one upload and an overlay at its size for each target (`top`: the most probable)."""
+    async def gradcam(
+        self, served: ServedModel, upload: Upload, targets: list[str], method: str
+    ) -> CamResult:
+        """Probabilities for one upload, and an overlay at its size for each target (`top`: the most
+        probable)."""
         check_targets(served.labels, targets)
         [prepared] = await self.prepare(served, [upload], keep_images=True)
         probs, inference_ms = await self.infer(served, [prepared.resized])
@@ -346,8 +372,16 @@ class Predictor:
             maps = served.cams(x, indices, method)
             self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
             assert prepared.image is not None
-            cams = [CamImage(served.labels[i], i, float(probs[0][i]), encode_png(overlay(prepared.image, m)),
-                             heatmap_grid(m)) for i, m in zip(indices, maps, strict=True)]
+            cams = [
+                CamImage(
+                    served.labels[i],
+                    i,
+                    float(probs[0][i]),
+                    encode_png(overlay(prepared.image, m)),
+                    heatmap_grid(m),
+                )
+                for i, m in zip(indices, maps, strict=True)
+            ]
             return cams, (time.perf_counter() - start) * 1000
 
         cams, cam_ms = await self.pool.run(explain)
@@ -366,8 +400,10 @@ def check_targets(labels: list[str], names: list[str]) -> None:
     known = {label.lower() for label in labels} | {TOP}
     unknown = [name for name in names if name.lower() not in known]
     if unknown:
-        raise InvalidInput(f"unknown target '{unknown[0]}': the model's labels are {', '.join(labels)} (or use "
-                           f"'{TOP}')", code="unknown_target")
+        raise InvalidInput(
+            f"unknown target '{unknown[0]}': the model's labels are {', '.join(labels)} (or use '{TOP}')",
+            code="unknown_target",
+        )
 
 
 def target_indices(labels: list[str], names: list[str], probs: np.ndarray) -> list[int]:

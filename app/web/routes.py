@@ -34,7 +34,9 @@ class Sample(BaseModel):
 def _samples(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
-    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES}
+    return {
+        p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES
+    }
 
 
 @router.get("/", include_in_schema=False)
@@ -45,12 +47,18 @@ def page() -> FileResponse:
 @router.get("/samples", response_model=list[Sample], tags=["web"])
 def list_samples(settings: SettingsDep) -> list[Sample]:
     """List the bundled sample X-rays the web page offers."""
-    return [Sample(name=name, url=f"/samples/{name}", size_bytes=path.stat().st_size)
-            for name, path in _samples(settings.samples_dir).items()]
+    return [
+        Sample(name=name, url=f"/samples/{name}", size_bytes=path.stat().st_size)
+        for name, path in _samples(settings.samples_dir).items()
+    ]
 
 
-@router.get("/samples/{name}", response_class=FileResponse, tags=["web"],
-            responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **error_responses(404)})
+@router.get(
+    "/samples/{name}",
+    response_class=FileResponse,
+    tags=["web"],
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **error_responses(404)},
+)
 def get_sample(name: str, settings: SettingsDep) -> FileResponse:
     """Download one bundled sample X-ray by the name `/samples` lists."""
     path = _samples(settings.samples_dir).get(name)  # only listed names: the request never builds a path
@@ -63,8 +71,10 @@ def get_sample(name: str, settings: SettingsDep) -> FileResponse:
 def docs(request: Request) -> HTMLResponse:
     app = request.app
     return get_swagger_ui_html(
-        openapi_url=app.openapi_url, title=f"{app.title} - API docs",
-        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        openapi_url=app.openapi_url,
+        title=f"{app.title} - API docs",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
         swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
         swagger_ui_parameters={"validatorUrl": None, "tryItOutEnabled": True},
     )
@@ -73,4 +83,6 @@ def docs(request: Request) -> HTMLResponse:
 def install_static(app: FastAPI) -> None:
     """Serve the page's files and Swagger UI's."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+    app.mount(
+        DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets"
+    )

@@ -40,16 +40,27 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture(scope="session")
 def trained_checkpoint(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """simple_cnn after one short epoch on real PneumoniaMNIST (with its thresholds and test metrics)."""
-    config = TrainConfig.parse({
-        "model": "simple_cnn", "dataset": "pneumoniamnist", "data_root": str(data_dir / "pneumoniamnist"),
-        "params": {"epochs": 1, "batch_size": 32, "max_train_samples": 1024, "max_eval_samples": 256, "lr": 2e-3},
-    })
+    config = TrainConfig.parse(
+        {
+            "model": "simple_cnn",
+            "dataset": "pneumoniamnist",
+            "data_root": str(data_dir / "pneumoniamnist"),
+            "params": {
+                "epochs": 1,
+                "batch_size": 32,
+                "max_train_samples": 1024,
+                "max_eval_samples": 256,
+                "lr": 2e-3,
+            },
+        }
+    )
     return fit(config, tmp_path_factory.mktemp("run")).model_path
 
 
 @pytest.fixture(scope="session")
-def published(registry: Registry, trained_checkpoint: Path,
-              tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelVersionRecord]:
+def published(
+    registry: Registry, trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, ModelVersionRecord]:
     """`pneumonia` (trained) and `zoo-<architecture>` (initial weights), each with a production alias."""
     folder = tmp_path_factory.mktemp("zoo")
     versions = {"pneumonia": registry.publish(trained_checkpoint, "pneumonia")}
@@ -59,11 +70,18 @@ def published(registry: Registry, trained_checkpoint: Path,
 
 
 @pytest.fixture(scope="session")
-def server(registry: Registry, published: dict[str, ModelVersionRecord],
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    registry: Registry, published: dict[str, ModelVersionRecord], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """The API in a uvicorn subprocess; aliases re-read every 0.3 s so tests see moves quickly."""
-    running = start_server(registry, tmp_path_factory.mktemp("server") / "server.log", alias_refresh_seconds=0.3,
-                           model_cache_size=4, inference_workers=2, **SERVER_LIMITS)
+    running = start_server(
+        registry,
+        tmp_path_factory.mktemp("server") / "server.log",
+        alias_refresh_seconds=0.3,
+        model_cache_size=4,
+        inference_workers=2,
+        **SERVER_LIMITS,
+    )
     yield running
     stop_server(running)
     assert "Application shutdown complete" in running.log_tail(), running.log_tail()

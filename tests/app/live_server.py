@@ -49,8 +49,15 @@ class Registry:
         """Register the checkpoint at `path` as the next version of `name` (stored under a fresh key)."""
         summary = checkpoint_summary(load_checkpoint(path))
         with self.db.session() as session:
-            return publish_checkpoint(session, self.store, local_path=path, key=f"models/{name}/{uuid.uuid4().hex}.pt",
-                                      name=name, summary=summary, alias=alias)
+            return publish_checkpoint(
+                session,
+                self.store,
+                local_path=path,
+                key=f"models/{name}/{uuid.uuid4().hex}.pt",
+                name=name,
+                summary=summary,
+                alias=alias,
+            )
 
 
 def zoo_checkpoint(architecture: str, folder: Path, labels: list[str] = ZOO_LABELS) -> Path:
@@ -59,8 +66,15 @@ def zoo_checkpoint(architecture: str, folder: Path, labels: list[str] = ZOO_LABE
     kwargs = ZOO_MODEL_KWARGS.get(architecture, {})
     model = create_model(architecture, num_classes=len(labels), **kwargs)
     data_config = resolve_data_config(model.cfg, input_size=min(model.cfg.input_size, ZOO_MAX_INPUT))
-    ckpt = build_checkpoint(model, model_kwargs=kwargs, labels=labels, task="multilabel", data_config=data_config,
-                            thresholds=[0.5] * len(labels), metrics={"note": "untrained, for tests"})
+    ckpt = build_checkpoint(
+        model,
+        model_kwargs=kwargs,
+        labels=labels,
+        task="multilabel",
+        data_config=data_config,
+        thresholds=[0.5] * len(labels),
+        metrics={"note": "untrained, for tests"},
+    )
     return save_checkpoint(ckpt, folder / f"{architecture}.pt")
 
 
@@ -88,16 +102,36 @@ class Server:
 
 
 def start_server(registry: Registry, log_path: Path, **settings: Any) -> Server:
-    """uvicorn serving `app.main:create_app` against `registry` (settings as `CXR_*`), ready when it returns."""
+    """uvicorn serving `app.main:create_app` on `registry` (settings as `CXR_*`), ready when it returns."""
     port = free_port()
-    env = {**os.environ, "CXR_DATABASE_URL": registry.url, "CXR_ARTIFACT_ROOT": str(registry.store.root),
-           "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
+    env = {
+        **os.environ,
+        "CXR_DATABASE_URL": registry.url,
+        "CXR_ARTIFACT_ROOT": str(registry.store.root),
+        "CXR_HOST": "127.0.0.1",
+        "CXR_PORT": str(port),
+    }
     env.update({f"CXR_{key.upper()}": str(value) for key, value in settings.items()})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port",
-             str(port), "--log-level", "info", "--no-access-log"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "app.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "info",
+                "--no-access-log",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     deadline = time.monotonic() + 90

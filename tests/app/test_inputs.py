@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.app.inputs.corpus import Case, build, dicom, radiograph, twelve_bit
@@ -59,7 +58,9 @@ def test_the_corpus_gets_its_answers_and_memory_stays_bounded(
     assert "Traceback" not in server.log_tail(200_000)
 
 
-def test_dicom_monochrome1_reads_as_the_same_image_as_monochrome2(client: httpx.Client, samples_dir: Path) -> None:
+def test_dicom_monochrome1_reads_as_the_same_image_as_monochrome2(
+    client: httpx.Client, samples_dir: Path
+) -> None:
     values = twelve_bit(radiograph(samples_dir))
 
     def probability(data: bytes) -> float:
@@ -73,8 +74,9 @@ def test_dicom_monochrome1_reads_as_the_same_image_as_monochrome2(client: httpx.
     assert abs(probability(dicom(4095 - values)) - mono2) > 1e-3
 
 
-def _chunked_multipart(size: int):  # noqa: ANN202 - a generator of body chunks, sent without Content-Length
-    yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+def _chunked_multipart(size: int):
+    yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+    yield b"Content-Type: image/png\r\n\r\n"
     for _ in range(size // 2**16):
         yield b"\x00" * 2**16
     yield b"\r\n--b--\r\n"
@@ -84,28 +86,63 @@ REQUEST_CASES = [
     # (id, request keyword arguments, status, error code, message fragment)
     ("json-body", {"json": {"file": "x"}}, 415, "unsupported_content_type", "multipart/form-data"),
     ("no-body", {}, 415, "unsupported_content_type", "missing"),
-    ("form-without-file", {"files": [("image", ("a.png", b"x", "image/png"))]}, 422, "validation_error", "file"),
-    ("unknown-model", {"params": {"model": "no-such-model"}}, 404, "not_found", "no model named 'no-such-model'"),
+    (
+        "form-without-file",
+        {"files": [("image", ("a.png", b"x", "image/png"))]},
+        422,
+        "validation_error",
+        "file",
+    ),
+    (
+        "unknown-model",
+        {"params": {"model": "no-such-model"}},
+        404,
+        "not_found",
+        "no model named 'no-such-model'",
+    ),
     ("unknown-version", {"params": {"model": "pneumonia:999"}}, 404, "not_found", "pneumonia:999"),
     ("unknown-alias", {"params": {"model": "pneumonia@nightly"}}, 404, "not_found", "pneumonia@nightly"),
     ("malformed-model", {"params": {"model": "bad name!"}}, 422, "invalid_model_reference", "name@alias"),
-    ("too-many-files", {"files": [("file", (f"{i}.png", b"x", "image/png")) for i in range(5)]}, 400, "bad_request",
-     "Too many files"),
-    ("body-over-limit", {"files": [("file", ("a.png", b"\x89PNG" + b"\x00" * (7 * 2**20), "image/png"))]}, 413,
-     "too_large", "request body is larger than the limit of 6,291,456 bytes"),
-    ("chunked-body-over-limit", {"content": _chunked_multipart(7 * 2**20),
-                                 "headers": {"content-type": "multipart/form-data; boundary=b"}}, 413, "too_large",
-     "request body is larger than the limit of 6,291,456 bytes"),
+    (
+        "too-many-files",
+        {"files": [("file", (f"{i}.png", b"x", "image/png")) for i in range(5)]},
+        400,
+        "bad_request",
+        "Too many files",
+    ),
+    (
+        "body-over-limit",
+        {"files": [("file", ("a.png", b"\x89PNG" + b"\x00" * (7 * 2**20), "image/png"))]},
+        413,
+        "too_large",
+        "request body is larger than the limit of 6,291,456 bytes",
+    ),
+    (
+        "chunked-body-over-limit",
+        {
+            "content": _chunked_multipart(7 * 2**20),
+            "headers": {"content-type": "multipart/form-data; boundary=b"},
+        },
+        413,
+        "too_large",
+        "request body is larger than the limit of 6,291,456 bytes",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "status", "error", "message"), [c[1:] for c in REQUEST_CASES],
-                         ids=[c[0] for c in REQUEST_CASES])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error", "message"),
+    [c[1:] for c in REQUEST_CASES],
+    ids=[c[0] for c in REQUEST_CASES],
+)
 def test_bad_requests_get_a_json_error_that_says_what_is_wrong(
     client: httpx.Client, samples_dir: Path, kwargs: dict, status: int, error: str, message: str
 ) -> None:
     if "params" in kwargs:  # a good file, so that only the model is wrong
-        kwargs = {**kwargs, "files": [("file", ("x.png", (samples_dir / "nih_cxr_1024.png").read_bytes(), "image/png"))]}
+        kwargs = {
+            **kwargs,
+            "files": [("file", ("x.png", (samples_dir / "nih_cxr_1024.png").read_bytes(), "image/png"))],
+        }
     response = client.post("/predict", **kwargs)
     assert response.status_code == status, response.text
     body = response.json()

@@ -1,4 +1,4 @@
-"""`/predict`, `/models`, health and metrics through real HTTP against a registry filled by a real training run."""
+"""`/predict`, `/models`, health and metrics over real HTTP, on a registry filled by a real training run."""
 
 from __future__ import annotations
 
@@ -22,15 +22,24 @@ def _file(path: Path, content_type: str = "image/png") -> tuple[str, tuple[str, 
 
 
 def test_predict_answers_every_label_of_the_default_model_as_it_computes_in_process(
-    client: httpx.Client, samples_dir: Path, trained_checkpoint: Path, published: dict[str, ModelVersionRecord]
+    client: httpx.Client,
+    samples_dir: Path,
+    trained_checkpoint: Path,
+    published: dict[str, ModelVersionRecord],
 ) -> None:
     sample = samples_dir / "nih_cxr_1024.png"
     response = client.post("/predict", files=[_file(sample)])
     assert response.status_code == 200, response.text
     body = response.json()
     version = published["pneumonia"]
-    assert body["model"] == {"name": "pneumonia", "version": version.version, "ref": version.ref,
-                             "alias": "production", "architecture": "simple_cnn", "task": "binary"}
+    assert body["model"] == {
+        "name": "pneumonia",
+        "version": version.version,
+        "ref": version.ref,
+        "alias": "production",
+        "architecture": "simple_cnn",
+        "task": "binary",
+    }
     assert body["filename"] == sample.name and (body["width"], body["height"]) == (1024, 1024)
     assert set(body["probabilities"]) == set(body["thresholds"]) == {"Pneumonia"}
     # the same numbers as the library gives in this process for the same checkpoint and file
@@ -56,22 +65,40 @@ def test_several_files_answer_a_list_in_request_order(client: httpx.Client, samp
     assert body[0]["probabilities"] != body[2]["probabilities"]
 
 
-def test_a_model_is_chosen_by_name_alias_or_version(client: httpx.Client, samples_dir: Path,
-                                                    published: dict[str, ModelVersionRecord]) -> None:
+def test_a_model_is_chosen_by_name_alias_or_version(
+    client: httpx.Client, samples_dir: Path, published: dict[str, ModelVersionRecord]
+) -> None:
     zoo = published["zoo-vgg_small"]
-    for reference, alias in (("zoo-vgg_small", "production"), ("zoo-vgg_small@production", "production"),
-                             (zoo.ref, None)):
-        body = client.post("/predict", params={"model": reference}, files=[_file(samples_dir / "nih_cxr_1024.png")])
+    for reference, alias in (
+        ("zoo-vgg_small", "production"),
+        ("zoo-vgg_small@production", "production"),
+        (zoo.ref, None),
+    ):
+        body = client.post(
+            "/predict", params={"model": reference}, files=[_file(samples_dir / "nih_cxr_1024.png")]
+        )
         assert body.status_code == 200, body.text
         model = body.json()["model"]
         assert (model["ref"], model["alias"], model["architecture"]) == (zoo.ref, alias, "vgg_small")
         assert set(body.json()["probabilities"]) == set(zoo.labels)
 
 
-def test_models_lists_versions_aliases_labels_and_metrics(client: httpx.Client,
-                                                          published: dict[str, ModelVersionRecord]) -> None:
-    client.post("/predict", files=[("file", ("x.png", (Path(__file__).parents[2] / "data/samples/nih_cxr_1024.png")
-                                              .read_bytes(), "image/png"))])
+def test_models_lists_versions_aliases_labels_and_metrics(
+    client: httpx.Client, published: dict[str, ModelVersionRecord]
+) -> None:
+    client.post(
+        "/predict",
+        files=[
+            (
+                "file",
+                (
+                    "x.png",
+                    (Path(__file__).parents[2] / "data/samples/nih_cxr_1024.png").read_bytes(),
+                    "image/png",
+                ),
+            )
+        ],
+    )
     body = client.get("/models").json()
     assert body["default_model"] == "pneumonia"
     by_name = {m["name"]: m for m in body["items"]}
@@ -92,7 +119,9 @@ def test_readiness_reports_the_default_model_loaded(client: httpx.Client) -> Non
     assert body["messages"]["default model loaded"].startswith("pneumonia -> pneumonia:")
 
 
-def test_metrics_count_requests_by_route_template_and_time_models(client: httpx.Client, samples_dir: Path) -> None:
+def test_metrics_count_requests_by_route_template_and_time_models(
+    client: httpx.Client, samples_dir: Path
+) -> None:
     client.get("/samples/nih_cxr_1024.png")
     client.get("/samples/no-such-file.png")
     client.post("/predict", files=[_file(samples_dir / "nih_cxr_1024.png")])
@@ -111,8 +140,11 @@ def test_inference_does_not_block_the_event_loop(client: httpx.Client, samples_d
 
     def cam() -> int:
         with httpx.Client(base_url=server.url, timeout=120) as c:
-            return c.post("/gradcam", params={"model": "zoo-densenet121", "method": "gradcam++"},
-                          files=[_file(big, "image/jpeg")]).status_code
+            return c.post(
+                "/gradcam",
+                params={"model": "zoo-densenet121", "method": "gradcam++"},
+                files=[_file(big, "image/jpeg")],
+            ).status_code
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         busy = [pool.submit(cam) for _ in range(4)]

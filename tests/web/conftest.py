@@ -16,8 +16,14 @@ import pytest
 from tests.app.live_server import REPO_ROOT, Registry, Server, start_server, stop_server, zoo_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
 
 

@@ -13,10 +13,12 @@ from tests.web.conftest import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
 
-OFFLINE = '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'
+OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 
 
-def test_docs_render_every_operation_offline(web_server: Server, chromium_path: Path, artifacts: Path) -> None:
+def test_docs_render_every_operation_offline(
+    web_server: Server, chromium_path: Path, artifacts: Path
+) -> None:
     requested: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium_path), args=[*CHROMIUM_ARGS, OFFLINE])

@@ -13,8 +13,9 @@ from tests.web.conftest import CHROMIUM_ARGS
 pytestmark = pytest.mark.integration
 
 
-def test_upload_shows_bars_and_a_click_shows_the_overlay(web_server: Server, chromium_path: Path, artifacts: Path,
-                                                         data_dir: Path) -> None:
+def test_upload_shows_bars_and_a_click_shows_the_overlay(
+    web_server: Server, chromium_path: Path, artifacts: Path, data_dir: Path
+) -> None:
     samples_dir = data_dir / "samples"
     errors: list[str] = []
     with sync_playwright() as p:
@@ -56,12 +57,29 @@ def test_upload_shows_bars_and_a_click_shows_the_overlay(web_server: Server, chr
     assert not errors, errors
 
 
-JOBS = {"items": [
-    {"id": 7, "status": "running", "model": "densenet121", "dataset": "nih-sample", "device": "cpu",
-     "progress": {"epoch": 2, "epochs": 5, "step": 10, "steps": 40, "fraction": 0.45}},
-    {"id": 6, "status": "succeeded", "model": "simple_cnn", "dataset": "pneumoniamnist", "device": "cuda:0",
-     "progress": {"epoch": 3, "epochs": 3, "step": 40, "steps": 40, "fraction": 1.0}},
-], "total": 2, "limit": 10, "offset": 0}
+JOBS = {
+    "items": [
+        {
+            "id": 7,
+            "status": "running",
+            "model": "densenet121",
+            "dataset": "nih-sample",
+            "device": "cpu",
+            "progress": {"epoch": 2, "epochs": 5, "step": 10, "steps": 40, "fraction": 0.45},
+        },
+        {
+            "id": 6,
+            "status": "succeeded",
+            "model": "simple_cnn",
+            "dataset": "pneumoniamnist",
+            "device": "cuda:0",
+            "progress": {"epoch": 3, "epochs": 3, "step": 40, "steps": 40, "fraction": 1.0},
+        },
+    ],
+    "total": 2,
+    "limit": 10,
+    "offset": 0,
+}
 
 
 def test_training_jobs_show_their_progress(web_server: Server, chromium_path: Path) -> None:
@@ -77,7 +95,9 @@ def test_training_jobs_show_their_progress(web_server: Server, chromium_path: Pa
         expect(running).to_contain_text("running")
         expect(running).to_contain_text("epoch 2/5, step 10/40")
         bar = running.locator(".progress div")
-        fraction = bar.evaluate("el => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width")
+        fraction = bar.evaluate(
+            "el => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width"
+        )
         assert abs(fraction - 0.45) < 0.02
         expect(page.locator('#jobs li[data-job="6"]')).to_contain_text("succeeded")
         browser.close()

@@ -16,8 +16,11 @@ cxr_http_requests_total{method="POST",route="/predict",status="200"} 42.0
 """
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": EXAMPLE}}, "description": "metrics"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": EXAMPLE}}, "description": "metrics"}},
+)
 def metrics(state: StateDep) -> Response:
     """Expose request counts and latencies by route, model load and inference times."""
     return Response(state.extras["metrics"].render(), media_type=CONTENT_TYPE_LATEST)

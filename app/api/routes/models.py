@@ -23,6 +23,13 @@ def list_served_models(session: SessionDep, predictor: PredictorDep, settings: S
     for name, versions in by_name.items():
         aliases = {alias: v.version for v in versions for alias in v.aliases}
         production = next((v for v in versions if DEFAULT_ALIAS in v.aliases), versions[-1])
-        items.append(ModelInfo(name=name, default=name == default_name, aliases=aliases, labels=production.labels,
-                               versions=versions))
+        items.append(
+            ModelInfo(
+                name=name,
+                default=name == default_name,
+                aliases=aliases,
+                labels=production.labels,
+                versions=versions,
+            )
+        )
     return ModelList(default_model=settings.default_model, items=items)

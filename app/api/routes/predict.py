@@ -12,8 +12,6 @@ from app.api.errors import error_responses
 from app.schemas.serving import ModelIdentity, PredictResult, Timing
 from app.serving.inputs import Upload, read_upload, require_multipart
 
-router = APIRouter(tags=["inference"])
-
 # The statuses an upload route answers besides 200; `app.api.errors` gives their JSON body.
 UPLOAD_ERRORS = error_responses(400, 404, 409, 413, 415, 422)
 UPLOAD_ERRORS_DOC = """
@@ -24,6 +22,14 @@ that is not an image, not a PNG/JPEG/DICOM file, or a DICOM transfer syntax with
 **422** an empty, truncated or corrupt image, an unknown target label, a malformed model reference."""
 
 
+def upload_router() -> APIRouter:
+    """A router for routes that take X-ray uploads: multipart only, their errors documented."""
+    return APIRouter(tags=["inference"], dependencies=[Depends(require_multipart)], responses=UPLOAD_ERRORS)
+
+
+router = upload_router()
+
+
 async def read_uploads(files: list[UploadFile], max_bytes: int) -> list[Upload]:
     return [await read_upload(f, index=i, max_bytes=max_bytes) for i, f in enumerate(files)]
 
@@ -31,8 +37,6 @@ async def read_uploads(files: list[UploadFile], max_bytes: int) -> list[Upload]:
 @router.post(
     "/predict",
     response_model=PredictResult | list[PredictResult],
-    responses=UPLOAD_ERRORS,
-    dependencies=[Depends(require_multipart)],
     description="One file answers one result; several files (repeat the field `file`) answer a list in the "
     "order sent. The model's identity, every label's probability, the thresholds and the labels at or above "
     "them, and the time taken in milliseconds." + UPLOAD_ERRORS_DOC,
@@ -40,7 +44,9 @@ async def read_uploads(files: list[UploadFile], max_bytes: int) -> list[Upload]:
 async def predict(
     predictor: PredictorDep,
     settings: SettingsDep,
-    file: Annotated[list[UploadFile], File(description="PNG, JPEG (8 or 16 bit) or DICOM; repeat for several")],
+    file: Annotated[
+        list[UploadFile], File(description="PNG, JPEG (8 or 16 bit) or DICOM; repeat for several")
+    ],
     model: ModelQuery = None,
 ) -> PredictResult | list[PredictResult]:
     """Classify chest X-rays: a probability for every pathology."""
@@ -52,11 +58,18 @@ async def predict(
     identity = ModelIdentity.of(resolved.served.record, resolved.alias)
     results = [
         PredictResult(
-            model=identity, filename=p.prepared.name, width=p.prepared.width, height=p.prepared.height,
-            probabilities=p.prediction.probabilities, thresholds=p.prediction.thresholds,
+            model=identity,
+            filename=p.prepared.name,
+            width=p.prepared.width,
+            height=p.prepared.height,
+            probabilities=p.prediction.probabilities,
+            thresholds=p.prediction.thresholds,
             positive=p.prediction.positive,
-            timing_ms=Timing(decode=round(p.prepared.decode_ms, 2), inference=round(p.inference_ms, 2),
-                             total=round(total, 2)),
+            timing_ms=Timing(
+                decode=round(p.prepared.decode_ms, 2),
+                inference=round(p.inference_ms, 2),
+                total=round(total, 2),
+            ),
         )
         for p in predictions
     ]
