@@ -1,7 +1,7 @@
 """Uploads as a hospital sends them, checked before they are decoded in full.
 
 The order of checks is the order of cost: the declared content type, the byte size (the request body as a
-whole is bounded while it is read, see `app.main`), an empty file, the format's signature, then
+whole is bounded while it is read, see `app.api.limits`), an empty file, the format's signature, then
 `ml.imaging.read_image`, which checks the pixel count from the header before it decodes anything. Each
 refusal is a `ServingError` naming the file. A file name is used in messages only, never as a path.
 """

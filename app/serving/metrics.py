@@ -16,38 +16,22 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class ServiceMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "cxr_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "cxr_http_request_duration_seconds",
-            "HTTP request latency",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.model_load = Histogram(
-            "cxr_model_load_seconds",
-            "time to read, verify, build and warm a model version",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.model_load_failures = Counter(
-            "cxr_model_load_failures", "model versions refused at load", ["model", "reason"], registry=r
-        )
-        self.inference = Histogram(
-            "cxr_inference_seconds",
-            "forward passes (predict) and CAMs (gradcam)",
-            ["model", "kind"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.decode = Histogram(
-            "cxr_decode_seconds", "decoding and resizing one upload", buckets=LATENCY_BUCKETS, registry=r
-        )
+        self.registry = r = CollectorRegistry()
+
+        def seconds(name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=r)
+
+        self.requests = Counter("cxr_http_requests", "HTTP requests answered", ["method", "route", "status"],
+                                registry=r)
+        self.latency = seconds("cxr_http_request_duration_seconds", "HTTP request latency",
+                               ("method", "route"))
+        self.model_load = seconds("cxr_model_load_seconds", "reading, verifying, building and warming a "
+                                  "model version", ("model",))
+        self.model_load_failures = Counter("cxr_model_load_failures", "model versions refused at load",
+                                           ["model", "reason"], registry=r)
+        self.inference = seconds("cxr_inference_seconds", "forward passes (predict) and CAMs (gradcam)",
+                                 ("model", "kind"))
+        self.decode = seconds("cxr_decode_seconds", "decoding and resizing one upload")
         self.models_loaded = Gauge("cxr_models_loaded", "model versions held in memory", registry=r)
         self.pool_pending = Gauge("cxr_inference_pending", "pool work queued or running", registry=r)
 

@@ -84,21 +84,9 @@ def test_a_model_is_chosen_by_name_alias_or_version(
 
 
 def test_models_lists_versions_aliases_labels_and_metrics(
-    client: httpx.Client, published: dict[str, ModelVersionRecord]
+    client: httpx.Client, samples_dir: Path, published: dict[str, ModelVersionRecord]
 ) -> None:
-    client.post(
-        "/predict",
-        files=[
-            (
-                "file",
-                (
-                    "x.png",
-                    (Path(__file__).parents[2] / "data/samples/nih_cxr_1024.png").read_bytes(),
-                    "image/png",
-                ),
-            )
-        ],
-    )
+    client.post("/predict", files=[_file(samples_dir / "nih_cxr_1024.png")])  # the default model is in use
     body = client.get("/models").json()
     assert body["default_model"] == "pneumonia"
     by_name = {m["name"]: m for m in body["items"]}
@@ -109,7 +97,7 @@ def test_models_lists_versions_aliases_labels_and_metrics(
     assert first["architecture"] == "simple_cnn" and first["input_size"] == 28
     assert first["metrics"]["test"]["mean_auroc"] > 0.7  # evaluated on the real test split while training
     assert by_name["zoo-densenet121"]["labels"] == published["zoo-densenet121"].labels
-    assert any(v["loaded"] for v in pneumonia["versions"])  # the default model was warmed at start-up
+    assert any(v["loaded"] for v in pneumonia["versions"])  # held in the serving cache
 
 
 def test_readiness_reports_the_default_model_loaded(client: httpx.Client) -> None:
