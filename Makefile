@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test install install-test bench lint clean
+.PHONY: run test install install-test chromium bench lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,14 @@ $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
 install: $(VENV)/.stamp-run
 install-test: $(VENV)/.stamp-test
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download needs the internet).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 run: install
 	$(PY) -m cxr serve
 
-test: install-test
+test: install-test chromium
 	$(PY) -m pytest
 
 lint: install-test

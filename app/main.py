@@ -6,12 +6,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
-from app.api.routes import health
+from app.api.limits import RequestBodyLimit
+from app.api.routes import gradcam, health, metrics, models, predict
+from app.serving.metrics import MetricsMiddleware, ServiceMetrics
+from app.serving.predictor import Predictor
 from app.settings import AppSettings
 from app.state import AppState
+from app.web import routes as web
+from app.web.routes import install_static
 from registry.artifacts import artifact_store
 from registry.db import Database
 
@@ -23,19 +29,42 @@ the registry, and training and evaluation jobs run by Celery workers. **Not for 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
     settings = settings or AppSettings()
+    service_metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState(settings=settings, db=Database(settings.database_url),
                          artifacts=artifact_store(settings.artifact_root))
+        predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts,
+                              metrics=service_metrics)
+        state.extras.update(metrics=service_metrics, predictor=predictor)
+        state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.default_status
         app.state.cxr = state
+        await predictor.start()  # warms the default model; a missing one is reported by readiness
         try:
             yield
         finally:
+            await predictor.close()
             state.db.dispose()
 
-    app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
+    app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
-    app.include_router(health.router)
+    for module in (health, metrics, models, web):
+        app.include_router(summaries_from_docstrings(module.router))
+    upload_limits = {"max_files": settings.max_files_per_request}
+    for module in (predict, gradcam):
+        app.include_router(summaries_from_docstrings(module.router), form_limits=upload_limits)
+    install_static(app)
     return app
 
+
+def summaries_from_docstrings(router: APIRouter) -> APIRouter:
+    """Each route's one-line docstring becomes its OpenAPI summary (FastAPI would title the function name)."""
+    for route in router.routes:
+        doc = (route.endpoint.__doc__ or "").strip() if isinstance(route, APIRoute) else ""
+        if doc and route.summary is None:
+            route.summary = doc.splitlines()[0]
+    return router

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
-from registry.settings import RegistrySettings
+from registry.settings import REPO_ROOT, RegistrySettings
 
 
 class AppSettings(RegistrySettings):
@@ -14,7 +16,14 @@ class AppSettings(RegistrySettings):
     warm_models: list[str] = Field(default_factory=list, description="more model references to load at start-up")
     model_cache_size: int = Field(4, ge=1, le=64, description="loaded models kept in memory")
     max_upload_bytes: int = Field(32 * 2**20, ge=1024, description="largest accepted upload, per file")
+    max_request_bytes: int = Field(
+        64 * 2**20, ge=1024, description="largest request body (files and framing), refused while read"
+    )
     max_image_pixels: int = Field(60_000_000, ge=1024, description="largest decoded image (width x height)")
     max_files_per_request: int = Field(16, ge=1, le=256)
     inference_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: the cores)")
+    inference_workers: int = Field(
+        2, ge=1, le=64, description="threads that decode, preprocess and run models at once (inference pool)"
+    )
     alias_refresh_seconds: float = Field(5.0, gt=0, description="how often served aliases are re-resolved")
+    samples_dir: Path = Field(REPO_ROOT / "data" / "samples", description="X-rays the web page offers")

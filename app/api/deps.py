@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
+from app.serving.predictor import Predictor
 from app.settings import AppSettings
 from app.state import AppState
 from registry.artifacts import LocalArtifactStore
@@ -30,7 +31,24 @@ def get_artifacts(state: Annotated[AppState, Depends(get_state)]) -> LocalArtifa
     return state.artifacts
 
 
+def get_predictor(state: Annotated[AppState, Depends(get_state)]) -> Predictor:
+    return state.extras["predictor"]
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ArtifactsDep = Annotated[LocalArtifactStore, Depends(get_artifacts)]
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+ModelQuery = Annotated[
+    str | None,
+    Query(
+        description="`name` (its production alias), `name@alias` or `name:version`; default: the default "
+        "model",
+        openapi_examples={
+            "default": {"summary": "the default model", "value": None},
+            "alias": {"summary": "an alias", "value": "pneumonia@production"},
+            "version": {"summary": "an exact version", "value": "pneumonia:1"},
+        },
+    ),
+]

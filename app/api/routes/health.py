@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from app.api.deps import StateDep
@@ -14,13 +14,15 @@ router = APIRouter(prefix="/health", tags=["health"])
 
 
 class Live(BaseModel):
-    status: str = "ok"
+    status: str = Field("ok", examples=["ok"])
 
 
 class Ready(BaseModel):
-    ready: bool
-    checks: dict[str, bool]
-    messages: dict[str, str] = {}
+    ready: bool = Field(examples=[True])
+    checks: dict[str, bool] = Field(
+        examples=[{"registry": True, "schema_current": True, "default model loaded": True}])
+    messages: dict[str, str] = Field(default_factory=dict,
+                                     examples=[{"default model loaded": "pneumonia -> pneumonia:3"}])
 
 
 @router.get("/live", response_model=Live)
@@ -41,7 +43,7 @@ def ready(state: StateDep) -> JSONResponse:
         checks["schema_current"] = schema_is_current(state.db.engine)
         if not checks["schema_current"]:
             messages["schema_current"] = "registry schema is not at the newest migration: run `cxr db upgrade`"
-    except Exception as exc:  # noqa: BLE001 - readiness reports, it does not fail
+    except Exception as exc:
         checks["registry"] = checks["schema_current"] = False
         messages["registry"] = f"registry unreachable: {type(exc).__name__}"
     for name, check in state.extras.get("readiness_checks", {}).items():

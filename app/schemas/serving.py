@@ -1,0 +1,147 @@
+"""What `/predict`, `/gradcam` and `/models` answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from registry.records import ModelVersionRecord
+
+_PROBS = {"Atelectasis": 0.081, "Effusion": 0.642, "Pneumonia": 0.377}
+_THRESHOLDS = {"Atelectasis": 0.31, "Effusion": 0.42, "Pneumonia": 0.29}
+
+
+class ModelIdentity(BaseModel):
+    """Which model version answered."""
+
+    name: str = Field(examples=["pneumonia"])
+    version: int = Field(examples=[3])
+    ref: str = Field(
+        description="`name:version`, a reference that always names this version", examples=["pneumonia:3"]
+    )
+    alias: str | None = Field(
+        description="the alias the request went through; null for `name:version`", examples=["production"]
+    )
+    architecture: str = Field(examples=["simple_cnn"])
+    task: str = Field(description="binary, multilabel or multiclass", examples=["multilabel"])
+
+    @classmethod
+    def of(cls, record: ModelVersionRecord, alias: str | None) -> ModelIdentity:
+        return cls(
+            name=record.name,
+            version=record.version,
+            ref=record.ref,
+            alias=alias,
+            architecture=record.architecture,
+            task=record.task,
+        )
+
+
+class Timing(BaseModel):
+    decode: float = Field(description="decoding and resizing this file", examples=[12.4])
+    inference: float = Field(
+        description="the forward pass (shared by the files of one request)", examples=[3.1]
+    )
+    total: float = Field(description="the whole request, reading the upload included", examples=[21.7])
+
+
+class Scores(BaseModel):
+    probabilities: dict[str, float] = Field(
+        description="every label of the model with its probability", examples=[_PROBS]
+    )
+    thresholds: dict[str, float] = Field(
+        description="per-label operating points chosen on validation data", examples=[_THRESHOLDS]
+    )
+    positive: list[str] = Field(
+        description="labels at or above their threshold (multiclass: the arg-max)",
+        examples=[["Effusion", "Pneumonia"]],
+    )
+
+
+class PredictResult(Scores):
+    model: ModelIdentity
+    filename: str = Field(
+        description="the upload's name (for matching results; never used as a path)", examples=["chest.png"]
+    )
+    width: int = Field(examples=[1024])
+    height: int = Field(examples=[1024])
+    timing_ms: Timing
+
+
+class CamTarget(BaseModel):
+    label: str = Field(examples=["Effusion"])
+    probability: float = Field(examples=[0.642])
+    overlay_png_base64: str = Field(
+        description="the overlay at the upload's size, PNG, base64", examples=["iVBORw0KGgoAAAANSUhEUgAA..."]
+    )
+    heatmap: list[list[float]] = Field(
+        description="the map averaged to a 16x16 grid, rows top to bottom, in [0, 1]",
+        examples=[[[0.0, 0.12], [0.4, 0.93]]],
+    )
+
+
+class GradcamTiming(BaseModel):
+    decode: float = Field(examples=[12.4])
+    inference: float = Field(examples=[3.1])
+    cam: float = Field(description="the CAMs and their overlays", examples=[48.0])
+    total: float = Field(examples=[70.2])
+
+
+class GradcamResult(Scores):
+    model: ModelIdentity
+    filename: str = Field(examples=["chest.png"])
+    width: int = Field(examples=[1024])
+    height: int = Field(examples=[1024])
+    method: str = Field(examples=["gradcam"])
+    targets: list[CamTarget]
+    timing_ms: GradcamTiming
+
+
+class ModelVersionInfo(BaseModel):
+    version: int = Field(examples=[3])
+    ref: str = Field(examples=["pneumonia:3"])
+    architecture: str = Field(examples=["simple_cnn"])
+    task: str = Field(examples=["binary"])
+    labels: list[str] = Field(examples=[["Pneumonia"]])
+    thresholds: list[float] = Field(examples=[[0.62]])
+    input_size: int | None = Field(description="side of the square model input in pixels", examples=[28])
+    metrics: dict[str, Any] = Field(
+        description="evaluation metrics recorded with the version, by split",
+        examples=[{"test": {"mean_auroc": 0.93}}],
+    )
+    aliases: list[str] = Field(examples=[["production"]])
+    created_at: datetime
+    loaded: bool = Field(description="held in the serving cache now")
+
+    @classmethod
+    def of(cls, record: ModelVersionRecord, loaded: bool) -> ModelVersionInfo:
+        return cls(
+            version=record.version,
+            ref=record.ref,
+            architecture=record.architecture,
+            task=record.task,
+            labels=list(record.labels),
+            thresholds=list(record.thresholds),
+            input_size=record.data_config.get("input_size"),
+            metrics=record.metrics,
+            aliases=list(record.aliases),
+            created_at=record.created_at,
+            loaded=loaded,
+        )
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["pneumonia"])
+    default: bool = Field(description="served when a request names no model")
+    aliases: dict[str, int] = Field(description="alias -> version", examples=[{"production": 3}])
+    labels: list[str] = Field(
+        description="labels of the production version (else the newest)", examples=[["Pneumonia"]]
+    )
+    versions: list[ModelVersionInfo]
+
+
+class ModelList(BaseModel):
+    default_model: str = Field(examples=["pneumonia"])
+    items: list[ModelInfo]

@@ -1,0 +1,45 @@
+"""What serving refuses, each kind with the HTTP status it answers (the API's error handler uses them)."""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base class: `status` and `code` go into the JSON error body with the message."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class TooLarge(ServingError):
+    """An upload over the byte limit, or an image over the pixel limit."""
+
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMedia(ServingError):
+    """Not an image format served here, a refused content type, or a DICOM codec that is missing."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(ServingError):
+    """A well-formed request whose content cannot be used: an empty, truncated or corrupt image, an unknown
+    target label, a malformed model reference."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class ModelUnavailable(ServingError):
+    """A registered model version that cannot be served: its checkpoint was changed (sha256 mismatch),
+    is missing or does not load. Serving refuses it and keeps serving what it had."""
+
+    status = 409
+    code = "model_unavailable"

@@ -1,0 +1,67 @@
+"""The service's Prometheus metrics, in a registry of its own per app (tests build several apps).
+
+HTTP requests are counted and timed by route template (`/models/{name}/versions`, never the raw path, so
+the label set stays small); model loads and inference are timed by model name.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+
+        def seconds(name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=r)
+
+        self.requests = Counter("cxr_http_requests", "HTTP requests answered", ["method", "route", "status"],
+                                registry=r)
+        self.latency = seconds("cxr_http_request_duration_seconds", "HTTP request latency",
+                               ("method", "route"))
+        self.model_load = seconds("cxr_model_load_seconds", "reading, verifying, building and warming a "
+                                  "model version", ("model",))
+        self.model_load_failures = Counter("cxr_model_load_failures", "model versions refused at load",
+                                           ["model", "reason"], registry=r)
+        self.inference = seconds("cxr_inference_seconds", "forward passes (predict) and CAMs (gradcam)",
+                                 ("model", "kind"))
+        self.decode = seconds("cxr_decode_seconds", "decoding and resizing one upload")
+        self.models_loaded = Gauge("cxr_models_loaded", "model versions held in memory", registry=r)
+        self.pool_pending = Gauge("cxr_inference_pending", "pool work queued or running", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by the template of the route that answered it."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)

@@ -1,0 +1,413 @@
+"""The predictor: registry models by reference, a small cache of loaded ones, inference off the event loop.
+
+A reference (`name`, `name@alias`, `name:version`; a bare name means its `production` alias) maps to a model
+version id, and ids map to loaded models in an LRU of `model_cache_size`. A version loads by reading its
+checkpoint through the artifact store with the sha256 the registry recorded, so a changed file is refused.
+
+Aliases are re-read every `alias_refresh_seconds` by a background task. When a served alias has moved, the
+new version is loaded (and warmed) before the alias is switched to it, so no request waits for the load, and
+a version that fails to load leaves the old one serving. Loaded models are never changed: a request keeps
+the object it started with, and eviction only drops the cache's reference.
+
+`infer` is the one place where a batch of preprocessed inputs becomes probabilities (micro-batching and the
+choice of runtime belong there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import numpy as np
+import torch
+
+from app.serving.errors import InvalidInput, ModelUnavailable
+from app.serving.inputs import Upload, decode
+from app.serving.metrics import ServiceMetrics
+from app.serving.pool import InferencePool, set_torch_threads
+from app.settings import AppSettings
+from ml.errors import ModelError
+from ml.explain.gradcam import compute_cams, encode_png, heatmap_grid, overlay
+from ml.inference import LoadedModel, Prediction
+from ml.models import CXRModel
+from registry.artifacts import LocalArtifactStore
+from registry.db import Database
+from registry.errors import IntegrityFailure, NotFound
+from registry.models import ModelRef, aliases, get_model_version, parse_ref, resolve
+from registry.records import ModelVersionRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TOP = "top"
+REFUSED_RETRY_SECONDS = 60  # a version that failed to load is not tried again for an alias before this
+
+
+class ServedModel:
+    """A loaded model version. Forward passes share `loaded.model`; CAMs run on a private copy under a lock,
+    because a CAM registers hooks that a concurrent forward on the same module would trip."""
+
+    def __init__(self, record: ModelVersionRecord, loaded: LoadedModel, load_seconds: float) -> None:
+        self.record, self.loaded, self.load_seconds = record, loaded, load_seconds
+        self._cam_lock = threading.Lock()
+        self._cam_model: CXRModel | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.loaded.labels
+
+    def cams(self, x: torch.Tensor, targets: list[int], method: str) -> list[np.ndarray]:
+        """One map per target class for the single input `x`; blocking, call it on the pool."""
+        with self._cam_lock:
+            if self._cam_model is None:
+                self._cam_model = copy.deepcopy(self.loaded.model)
+            return compute_cams(self._cam_model, x, targets, method)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    served: ServedModel
+    alias: str | None  # the alias the request went through (None for `name:version`)
+
+
+@dataclass
+class Prepared:
+    """One decoded upload: its model input (1, S, S) before normalisation, and the image when kept."""
+
+    name: str
+    width: int
+    height: int
+    resized: torch.Tensor
+    decode_ms: float
+    image: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    prepared: Prepared
+    prediction: Prediction
+    inference_ms: float
+
+
+@dataclass(frozen=True)
+class CamImage:
+    label: str
+    index: int
+    probability: float
+    png: bytes
+    grid: list[list[float]]
+
+
+@dataclass(frozen=True)
+class CamResult:
+    prepared: Prepared
+    prediction: Prediction
+    cams: list[CamImage]
+    inference_ms: float
+    cam_ms: float
+
+
+class Predictor:
+    def __init__(
+        self, *, settings: AppSettings, db: Database, artifacts: LocalArtifactStore, metrics: ServiceMetrics
+    ) -> None:
+        self.settings, self.db, self.artifacts, self.metrics = settings, db, artifacts, metrics
+        self.pool = InferencePool(settings.inference_workers)
+        self.metrics.pool_pending.set_function(lambda: self.pool.pending)
+        self._refs: dict[str, int] = {}  # "name@alias" / "name:version" -> model version id
+        self._cache: OrderedDict[int, ServedModel] = OrderedDict()
+        self._loaded_ids: frozenset[int] = frozenset()  # a snapshot that threads may read
+        self._loading: dict[int, asyncio.Task[ServedModel]] = {}
+        self._warm_errors: dict[str, str] = {}  # warm reference -> why it is not loaded
+        self._refused: dict[int, float] = {}  # version id an alias moved to -> when it failed to load
+        self._refresher: asyncio.Task[None] | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Set torch's threads, load the default and warm models (a failure is logged, not raised) and start
+        re-reading aliases."""
+        threads = set_torch_threads(self.settings.inference_threads)
+        log.info("inference: %d pool workers, %d torch threads", self.pool.workers, threads)
+        for reference in self._warm_references():
+            await self._warm(reference)
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="cxr-alias-refresh")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+        await anyio.to_thread.run_sync(self.pool.shutdown)
+
+    def _warm_references(self) -> list[str]:
+        return list(dict.fromkeys([self.settings.default_model, *self.settings.warm_models]))
+
+    async def _warm(self, reference: str) -> None:
+        try:
+            resolved = await self.get(reference)
+        except Exception as exc:
+            self._warm_errors[reference] = str(exc)
+            log.warning("model '%s' not loaded: %s", reference, exc)
+        else:
+            self._warm_errors.pop(reference, None)
+            log.info("model '%s' ready: %s", reference, resolved.served.record.ref)
+
+    def default_status(self) -> tuple[bool, str]:
+        """Readiness: is the default model loaded, and if not, why."""
+        reference = self.settings.default_model
+        served = self._cache.get(self._refs.get(self._key(reference), -1))
+        if served is not None:
+            return True, f"{reference} -> {served.record.ref}"
+        why = self._warm_errors.get(reference, "not loaded yet")
+        return False, f"default model '{reference}' is not loaded: {why}"
+
+    def loaded_versions(self) -> frozenset[int]:
+        """Ids of the versions in memory (safe to call from any thread)."""
+        return self._loaded_ids
+
+    # -- models -----------------------------------------------------------------------------------------
+
+    async def get(self, reference: str | None) -> Resolved:
+        """The loaded model a reference names (default: the default model's production alias)."""
+        ref = self._parse(reference or self.settings.default_model)
+        key = str(ref)
+        version_id = self._refs.get(key)
+        if version_id is None:
+            version_id = (await self._db(resolve, ref)).id
+            served = await self._served(version_id)
+            self._refs[key] = version_id
+        else:
+            served = await self._served(version_id)
+        return Resolved(served, ref.alias)
+
+    def _key(self, reference: str) -> str:
+        return str(self._parse(reference))
+
+    @staticmethod
+    def _parse(reference: str) -> ModelRef:
+        try:
+            return parse_ref(reference)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), code="invalid_model_reference") from None
+
+    async def _served(self, version_id: int) -> ServedModel:
+        served = self._cache.get(version_id)
+        if served is not None:
+            self._cache.move_to_end(version_id)
+            return served
+        task = self._loading.get(version_id)
+        if task is None:
+            task = asyncio.create_task(self._load_into_cache(version_id), name=f"cxr-load-{version_id}")
+            self._loading[version_id] = task
+        return await asyncio.shield(task)  # a cancelled request does not cancel a load others wait for
+
+    async def _load_into_cache(self, version_id: int) -> ServedModel:
+        try:
+            served = await anyio.to_thread.run_sync(self._load, version_id)
+        finally:
+            self._loading.pop(version_id, None)
+        self._cache[version_id] = served
+        while len(self._cache) > self.settings.model_cache_size:
+            _, evicted = self._cache.popitem(last=False)
+            log.info("evicted %s from the model cache", evicted.record.ref)
+        self._loaded_ids = frozenset(self._cache)
+        self.metrics.models_loaded.set(len(self._cache))
+        return served
+
+    def _load(self, version_id: int) -> ServedModel:
+        """Read, verify, build and warm one model version (blocking)."""
+        with self.db.session() as session:
+            record = get_model_version(session, version_id=version_id)
+        start = time.perf_counter()
+        try:
+            loaded = self._build(record)
+        except ModelUnavailable as exc:
+            self.metrics.model_load_failures.labels(record.name, exc.code).inc()
+            log.error("%s", exc)
+            raise
+        seconds = time.perf_counter() - start
+        self.metrics.model_load.labels(record.name).observe(seconds)
+        log.info("loaded %s (%s) in %.2f s", record.ref, record.architecture, seconds)
+        return ServedModel(record, loaded, seconds)
+
+    def _build(self, record: ModelVersionRecord) -> LoadedModel:
+        if record.checkpoint is None:
+            raise ModelUnavailable(f"model {record.ref} has no checkpoint", code="checkpoint_missing")
+        try:
+            data = self.artifacts.read_bytes(record.checkpoint.uri, sha256=record.checkpoint.sha256)
+            loaded = LoadedModel.from_checkpoint(data)
+        except IntegrityFailure as exc:
+            raise ModelUnavailable(
+                f"model {record.ref} is refused: {exc}", code="integrity_failure"
+            ) from None
+        except NotFound as exc:
+            raise ModelUnavailable(
+                f"model {record.ref} cannot be loaded: {exc}", code="checkpoint_missing"
+            ) from None
+        except ModelError as exc:
+            raise ModelUnavailable(
+                f"model {record.ref} cannot be loaded: {exc}", code="checkpoint_invalid"
+            ) from None
+        if loaded.labels != list(record.labels):
+            raise ModelUnavailable(
+                f"model {record.ref}: its checkpoint's labels {loaded.labels} differ from the "
+                f"registry's {list(record.labels)}",
+                code="checkpoint_invalid",
+            )
+        cfg = loaded.data_config
+        loaded.predict_tensor(torch.zeros(1, cfg.in_chans, cfg.input_size, cfg.input_size))  # warm-up pass
+        return loaded
+
+    async def _db(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a registry query on a worker thread (the event loop never waits on the database)."""
+
+        def query() -> T:
+            with self.db.session() as session:
+                return fn(session, *args)
+
+        return await anyio.to_thread.run_sync(query)
+
+    # -- alias refresh ----------------------------------------------------------------------------------
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alias_refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("alias refresh failed; serving the models already loaded")
+
+    async def refresh(self) -> None:
+        """Follow aliases that moved; load warm models that were missing at start-up."""
+        current = await self._db(aliases)
+        for key, version_id in list(self._refs.items()):
+            if "@" not in key:
+                continue
+            target = current.get(key)
+            if target is None:
+                self._refs.pop(key, None)  # alias removed: the next request resolves (and gets 404)
+            elif target != version_id:
+                await self._follow(key, version_id, target)
+        for reference in list(self._warm_errors):
+            await self._warm(reference)
+
+    async def _follow(self, key: str, old: int, new: int) -> None:
+        refused_at = self._refused.get(new)
+        if refused_at is not None and time.monotonic() - refused_at < REFUSED_RETRY_SECONDS:
+            return
+        try:
+            if old in self._cache:  # a hot model: load its successor before switching
+                await self._served(new)
+        except Exception as exc:
+            self._refused[new] = time.monotonic()
+            log.error("alias %s moved to version id %d, which cannot be served (%s); keeping the old one for "
+                      "now, trying again in %d s", key, new, exc, REFUSED_RETRY_SECONDS)
+            return
+        self._refused.pop(new, None)
+        log.info("alias %s now serves version id %d (was %d)", key, new, old)
+        self._refs[key] = new
+
+    # -- inference --------------------------------------------------------------------------------------
+
+    async def prepare(
+        self, served: ServedModel, uploads: list[Upload], *, keep_images: bool = False
+    ) -> list[Prepared]:
+        """Decode and resize uploads on the pool, in order; the first bad one refuses the request."""
+        return await self.pool.run(self._prepare_all, served, uploads, keep_images)
+
+    def _prepare_all(self, served: ServedModel, uploads: list[Upload], keep_images: bool) -> list[Prepared]:
+        out = []
+        for upload in uploads:
+            start = time.perf_counter()
+            image = decode(upload, max_pixels=self.settings.max_image_pixels)
+            resized = served.loaded.preprocess.resize(image)
+            seconds = time.perf_counter() - start
+            self.metrics.decode.observe(seconds)
+            height, width = image.shape
+            out.append(
+                Prepared(upload.name, width, height, resized, seconds * 1000, image if keep_images else None)
+            )
+        return out
+
+    async def infer(self, served: ServedModel, resized: list[torch.Tensor]) -> tuple[np.ndarray, float]:
+        """Probabilities (B, L) for resized (1, S, S) inputs, and the milliseconds the forward pass took."""
+
+        def forward() -> tuple[np.ndarray, float]:
+            start = time.perf_counter()
+            probs = served.loaded.predict_tensor(served.loaded.preprocess.finish(torch.stack(resized)))
+            seconds = time.perf_counter() - start
+            self.metrics.inference.labels(served.record.name, "predict").observe(seconds)
+            return probs, seconds * 1000
+
+        return await self.pool.run(forward)
+
+    async def predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
+        prepared = await self.prepare(served, uploads)
+        probs, ms = await self.infer(served, [p.resized for p in prepared])
+        return [
+            ImagePrediction(p, served.loaded.explain_probabilities(row), ms)
+            for p, row in zip(prepared, probs, strict=True)
+        ]
+
+    async def gradcam(
+        self, served: ServedModel, upload: Upload, targets: list[str], method: str
+    ) -> CamResult:
+        """Probabilities for one upload, and an overlay at its size for each target (`top`: the most
+        probable)."""
+        check_targets(served.labels, targets)
+        [prepared] = await self.prepare(served, [upload], keep_images=True)
+        probs, inference_ms = await self.infer(served, [prepared.resized])
+        indices = target_indices(served.labels, targets, probs[0])
+        x = served.loaded.preprocess.finish(prepared.resized[None])
+
+        def explain() -> tuple[list[CamImage], float]:
+            start = time.perf_counter()
+            maps = served.cams(x, indices, method)
+            self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
+            assert prepared.image is not None
+            cams = [
+                CamImage(
+                    served.labels[i],
+                    i,
+                    float(probs[0][i]),
+                    encode_png(overlay(prepared.image, m)),
+                    heatmap_grid(m),
+                )
+                for i, m in zip(indices, maps, strict=True)
+            ]
+            return cams, (time.perf_counter() - start) * 1000
+
+        cams, cam_ms = await self.pool.run(explain)
+        prepared.image = None  # the full-size image is no longer needed
+        return CamResult(prepared, served.loaded.explain_probabilities(probs[0]), cams, inference_ms, cam_ms)
+
+
+def split_targets(targets: list[str]) -> list[str]:
+    """Target names from repeated and comma-separated query values, without repeats; none means `top`."""
+    names = [t.strip() for item in targets for t in item.split(",") if t.strip()]
+    return list(dict.fromkeys(names)) or [TOP]
+
+
+def check_targets(labels: list[str], names: list[str]) -> None:
+    """Refuse a target that is neither `top` nor a label of the model (matching ignores case)."""
+    known = {label.lower() for label in labels} | {TOP}
+    unknown = [name for name in names if name.lower() not in known]
+    if unknown:
+        raise InvalidInput(
+            f"unknown target '{unknown[0]}': the model's labels are {', '.join(labels)} (or use '{TOP}')",
+            code="unknown_target",
+        )
+
+
+def target_indices(labels: list[str], names: list[str], probs: np.ndarray) -> list[int]:
+    """Class indices for checked target names (`top`: the most probable), in order, without repeats."""
+    by_name = {label.lower(): i for i, label in enumerate(labels)}
+    indices = [int(np.argmax(probs)) if name.lower() == TOP else by_name[name.lower()] for name in names]
+    return list(dict.fromkeys(indices))

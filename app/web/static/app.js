@@ -1,0 +1,213 @@
+// The demo page: upload or pick an X-ray, see a bar per pathology, click a bar for its Grad-CAM overlay;
+// the side panel lists the registry's models and the training jobs. Plain DOM code, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { file: null, result: null, previewUrl: null, overlayUrl: null };
+
+// fetch that turns the API's JSON errors ({"error", "message"}) into exceptions with that message
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).message || message; } catch (_) { /* not JSON */ }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "muted";
+}
+
+function query(extra = {}) {
+  const params = new URLSearchParams(extra);
+  if ($("model").value) params.set("model", $("model").value);
+  return params.toString();
+}
+
+// -- the image and its prediction -------------------------------------------------------------------
+
+function showPreview(file) {
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  $("overlay").hidden = true;
+  const preview = $("preview");
+  preview.hidden = false;
+  preview.onerror = () => { preview.hidden = true; $("caption").textContent = `${file.name} (no preview for this format)`; };
+  preview.src = state.previewUrl;
+  $("caption").textContent = file.name;
+}
+
+async function useFile(file) {
+  state.file = file;
+  showPreview(file);
+  await predict();
+}
+
+async function predict() {
+  if (!state.file) return;
+  const form = new FormData();
+  form.append("file", state.file, state.file.name);
+  setStatus(`Classifying ${state.file.name}…`);
+  $("bars").replaceChildren();
+  try {
+    const response = await api(`/predict?${query()}`, { method: "POST", body: form });
+    state.result = await response.json();
+    renderBars(state.result);
+    setStatus(`Done in ${state.result.timing_ms.total.toFixed(0)} ms.`);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+function renderBars(result) {
+  const rows = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
+  const bars = rows.map(([label, p]) => {
+    const threshold = result.thresholds[label];
+    const positive = result.positive.includes(label);
+    const bar = el("button", { class: positive ? "bar positive" : "bar", type: "button", "data-label": label,
+                               "aria-pressed": "false", title: `threshold ${threshold.toFixed(2)}` },
+      el("span", { class: "name" }, label),
+      el("span", { class: "track" },
+        el("span", { class: "fill", style: `width:${(100 * p).toFixed(1)}%` }),
+        el("span", { class: "tick", style: `left:calc(${(100 * threshold).toFixed(1)}% - 1px)` })),
+      el("span", { class: "value" }, `${(100 * p).toFixed(1)}%`));
+    bar.addEventListener("click", () => showCam(label, bar));
+    return bar;
+  });
+  $("bars").replaceChildren(...bars);
+  const m = result.model;
+  $("model-used").textContent = `${m.ref}${m.alias ? ` (@${m.alias})` : ""} · ${m.architecture} · ` +
+    `${result.width}×${result.height} px`;
+}
+
+async function showCam(label, bar) {
+  if (!state.file) return;
+  for (const other of document.querySelectorAll(".bar")) other.setAttribute("aria-pressed", String(other === bar));
+  const method = $("method").value;
+  const form = new FormData();
+  form.append("file", state.file, state.file.name);
+  setStatus(`Computing ${method} for ${label}…`);
+  try {
+    const response = await api(`/gradcam?${query({ target: label, method })}`, { method: "POST", body: form });
+    const blob = await response.blob();
+    if (state.overlayUrl) URL.revokeObjectURL(state.overlayUrl);
+    state.overlayUrl = URL.createObjectURL(blob);
+    const overlay = $("overlay");
+    overlay.onload = () => {
+      $("preview").hidden = true;
+      overlay.hidden = false;
+      $("caption").textContent = `${method} for ${label} (p = ${Number(response.headers.get("X-Probability")).toFixed(3)})`;
+      setStatus(`Overlay for ${label} ready.`);
+    };
+    overlay.src = state.overlayUrl;
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+// -- inputs -----------------------------------------------------------------------------------------
+
+function wireInputs() {
+  $("file").addEventListener("change", (event) => { if (event.target.files[0]) useFile(event.target.files[0]); });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer.files[0]) useFile(event.dataTransfer.files[0]);
+  });
+  $("model").addEventListener("change", predict);
+}
+
+async function loadSamples() {
+  try {
+    const samples = await (await api("/samples")).json();
+    $("samples").replaceChildren(...samples.map((s) => {
+      const button = el("button", { type: "button", "data-sample": s.name }, s.name);
+      button.addEventListener("click", async () => {
+        const blob = await (await api(s.url)).blob();
+        await useFile(new File([blob], s.name, { type: blob.type }));
+      });
+      return button;
+    }));
+  } catch (error) {
+    $("samples").replaceChildren(el("p", { class: "muted" }, `no samples (${error.message})`));
+  }
+}
+
+// -- side panel: models and training jobs -----------------------------------------------------------
+
+function auroc(metrics) {
+  const value = metrics?.test?.mean_auroc ?? metrics?.val?.mean_auroc;
+  return typeof value === "number" ? ` · AUROC ${value.toFixed(3)}` : "";
+}
+
+async function loadModels() {
+  try {
+    const body = await (await api("/models")).json();
+    const select = $("model");
+    const chosen = select.value;
+    select.replaceChildren(el("option", { value: "" }, `default (${body.default_model})`));
+    const items = body.items.map((m) => {
+      const production = m.versions.find((v) => v.aliases.includes("production")) || m.versions[m.versions.length - 1];
+      for (const v of m.versions) select.append(el("option", { value: v.ref }, `${v.ref} ${v.aliases.map((a) => "@" + a).join(" ")}`));
+      const aliases = Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(", ") || "no alias";
+      return el("li", {},
+        el("strong", {}, m.name), m.default ? el("span", { class: "badge" }, " default") : "",
+        el("div", { class: "muted" }, `${production.architecture} · ${m.versions.length} version(s) · ${aliases}` +
+          `${auroc(production.metrics)} · ${m.labels.length} label(s)`));
+    });
+    select.value = chosen;
+    $("models").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "no models registered yet")]));
+  } catch (error) {
+    $("models").replaceChildren(el("li", { class: "error" }, error.message));
+  }
+}
+
+let jobsTimer = null;
+
+async function loadJobs() {
+  try {
+    const body = await (await api("/training-jobs?limit=10")).json();
+    const items = (body.items || []).map((job) => {
+      const p = job.progress || {};
+      const fraction = Math.max(0, Math.min(1, p.fraction ?? 0));
+      const where = p.epochs ? `epoch ${(p.epoch ?? 0)}/${p.epochs}, step ${(p.step ?? 0)}/${p.steps ?? "?"}` : "";
+      return el("li", { "data-job": String(job.id) },
+        el("strong", {}, `#${job.id} ${job.model}`), ` on ${job.dataset} `, el("span", { class: "badge" }, job.status),
+        el("div", { class: "muted" }, [where, job.device].filter(Boolean).join(" · ")),
+        el("div", { class: "progress", title: `${(100 * fraction).toFixed(0)}%` },
+          el("div", { style: `width:${(100 * fraction).toFixed(1)}%` })));
+    });
+    $("jobs").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "no training jobs")]));
+    jobsTimer = setTimeout(loadJobs, 5000);
+  } catch (error) {
+    const text = error.status === 404 ? "Training jobs are not available on this server." : error.message;
+    $("jobs").replaceChildren(el("li", { class: error.status === 404 ? "muted" : "error" }, text));
+    if (error.status !== 404) jobsTimer = setTimeout(loadJobs, 15000);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wireInputs();
+  loadSamples();
+  loadModels();
+  loadJobs();
+});

@@ -1,0 +1,125 @@
+"""`/gradcam` through real HTTP for every registered architecture."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.models import list_models
+from registry.records import ModelVersionRecord
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = "person1951_bacteria_4882.jpeg"  # a real radiograph, not square
+
+
+@pytest.fixture(scope="module")
+def small_jpeg(samples_dir: Path) -> bytes:
+    """The sample at a third of its size (overlays of every model at full size would only cost time)."""
+    with Image.open(samples_dir / SAMPLE) as im:
+        out = io.BytesIO()
+        im.reduce(3).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _upload(data: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("file", ("xray.jpeg", data, "image/jpeg"))]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG" and im.mode == "RGB"
+        return im.size
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im, dtype=np.int16)
+
+
+@pytest.mark.parametrize("architecture", list_models())
+def test_gradcam_for_every_model_gives_an_overlay_of_the_upload_size_that_depends_on_the_target(
+    architecture: str, client: httpx.Client, small_jpeg: bytes, published: dict[str, ModelVersionRecord]
+) -> None:
+    with Image.open(io.BytesIO(small_jpeg)) as im:
+        size = im.size
+    model = f"zoo-{architecture}"
+    labels = published[model].labels
+
+    png = client.post("/gradcam", params={"model": model, "target": labels[0]}, files=_upload(small_jpeg))
+    assert png.status_code == 200, png.text
+    assert png.headers["content-type"] == "image/png"
+    assert png.headers["x-model"] == published[model].ref and png.headers["x-target"] == labels[0]
+    assert _png_size(png.content) == size
+
+    body = client.post(
+        "/gradcam",
+        params={"model": model, "target": f"{labels[0]},{labels[2]}", "format": "json"},
+        files=_upload(small_jpeg),
+    )
+    assert body.status_code == 200, body.text
+    result = body.json()
+    assert result["model"]["architecture"] == architecture and (result["width"], result["height"]) == size
+    assert set(result["probabilities"]) == set(labels)
+    assert [t["label"] for t in result["targets"]] == [labels[0], labels[2]]
+    first, second = (np.array(t["heatmap"]) for t in result["targets"])
+    assert first.shape == second.shape == (16, 16)
+    assert first.min() >= 0 and first.max() <= 1
+    assert np.abs(first - second).max() > 0.05, "the heat maps of two targets should differ"
+    overlays = [base64.b64decode(t["overlay_png_base64"]) for t in result["targets"]]
+    assert [_png_size(o) for o in overlays] == [size, size]
+    # the same target gives the same overlay in either format (up to rounding: one CAM batch or two)
+    assert np.abs(_pixels(overlays[0]) - _pixels(png.content)).max() <= 2
+
+
+def test_top_targets_the_most_probable_label_and_every_method_works(
+    client: httpx.Client, small_jpeg: bytes
+) -> None:
+    for method in ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam"):
+        body = client.post(
+            "/gradcam",
+            params={"model": "zoo-simple_cnn", "method": method, "format": "json"},
+            files=_upload(small_jpeg),
+        )
+        assert body.status_code == 200, (method, body.text)
+        result = body.json()
+        top = max(result["probabilities"], key=result["probabilities"].get)
+        assert [t["label"] for t in result["targets"]] == [top] and result["method"] == method
+        assert np.array(result["targets"][0]["heatmap"]).max() > 0
+
+
+def test_a_full_size_radiograph_gets_a_full_size_overlay(client: httpx.Client, samples_dir: Path) -> None:
+    with Image.open(samples_dir / SAMPLE) as im:
+        size = im.size
+    response = client.post(
+        "/gradcam", files=_upload((samples_dir / SAMPLE).read_bytes())
+    )  # the default model
+    assert response.status_code == 200, response.text
+    assert response.headers["x-target"] == "Pneumonia" and _png_size(response.content) == size
+    assert 0 <= float(response.headers["x-probability"]) <= 1
+
+
+def test_gradcam_refuses_what_it_cannot_explain(client: httpx.Client, small_jpeg: bytes) -> None:
+    unknown = client.post(
+        "/gradcam", params={"model": "zoo-simple_cnn", "target": "Fracture"}, files=_upload(small_jpeg)
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["error"] == "unknown_target"
+    assert "Fracture" in unknown.json()["message"] and "Cardiomegaly" in unknown.json()["message"]
+
+    several_as_png = client.post(
+        "/gradcam",
+        params={"model": "zoo-simple_cnn", "target": ["Effusion", "top"]},
+        files=_upload(small_jpeg),
+    )
+    assert several_as_png.status_code == 422 and several_as_png.json()["error"] == "too_many_targets"
+
+    method = client.post("/gradcam", params={"method": "scorecam"}, files=_upload(small_jpeg))
+    assert method.status_code == 422 and method.json()["error"] == "validation_error"
+    assert "method" in method.json()["message"]

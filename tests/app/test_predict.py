@@ -1,0 +1,148 @@
+"""`/predict`, `/models`, health and metrics over real HTTP, on a registry filled by a real training run."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from ml.imaging import read_image
+from ml.inference import LoadedModel
+from registry.records import ModelVersionRecord
+
+pytestmark = pytest.mark.integration
+
+
+def _file(path: Path, content_type: str = "image/png") -> tuple[str, tuple[str, bytes, str]]:
+    return ("file", (path.name, path.read_bytes(), content_type))
+
+
+def test_predict_answers_every_label_of_the_default_model_as_it_computes_in_process(
+    client: httpx.Client,
+    samples_dir: Path,
+    trained_checkpoint: Path,
+    published: dict[str, ModelVersionRecord],
+) -> None:
+    sample = samples_dir / "nih_cxr_1024.png"
+    response = client.post("/predict", files=[_file(sample)])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    version = published["pneumonia"]
+    assert body["model"] == {
+        "name": "pneumonia",
+        "version": version.version,
+        "ref": version.ref,
+        "alias": "production",
+        "architecture": "simple_cnn",
+        "task": "binary",
+    }
+    assert body["filename"] == sample.name and (body["width"], body["height"]) == (1024, 1024)
+    assert set(body["probabilities"]) == set(body["thresholds"]) == {"Pneumonia"}
+    # the same numbers as the library gives in this process for the same checkpoint and file
+    loaded = LoadedModel.from_checkpoint(trained_checkpoint)
+    expected = loaded.explain_probabilities(loaded.predict_images([read_image(sample)])[0])
+    assert body["probabilities"]["Pneumonia"] == pytest.approx(expected.probabilities["Pneumonia"], abs=1e-5)
+    assert body["thresholds"] == pytest.approx(expected.thresholds)
+    assert body["positive"] == expected.positive
+    timing = body["timing_ms"]
+    assert 0 < timing["inference"] <= timing["total"] and 0 < timing["decode"] <= timing["total"]
+
+
+def test_several_files_answer_a_list_in_request_order(client: httpx.Client, samples_dir: Path) -> None:
+    names = ["person1951_bacteria_4882.jpeg", "nih_cxr_1024.png", "NORMAL2-IM-1438-0001.jpeg"]
+    files = [_file(samples_dir / n, "image/jpeg" if n.endswith("jpeg") else "image/png") for n in names]
+    response = client.post("/predict", files=files)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["filename"] for r in body] == names
+    singles = [client.post("/predict", files=[f]).json()["probabilities"] for f in files]
+    for result, single in zip(body, singles, strict=True):
+        assert result["probabilities"] == pytest.approx(single, abs=1e-5)  # batching changes nothing
+    assert body[0]["probabilities"] != body[2]["probabilities"]
+
+
+def test_a_model_is_chosen_by_name_alias_or_version(
+    client: httpx.Client, samples_dir: Path, published: dict[str, ModelVersionRecord]
+) -> None:
+    zoo = published["zoo-vgg_small"]
+    for reference, alias in (
+        ("zoo-vgg_small", "production"),
+        ("zoo-vgg_small@production", "production"),
+        (zoo.ref, None),
+    ):
+        body = client.post(
+            "/predict", params={"model": reference}, files=[_file(samples_dir / "nih_cxr_1024.png")]
+        )
+        assert body.status_code == 200, body.text
+        model = body.json()["model"]
+        assert (model["ref"], model["alias"], model["architecture"]) == (zoo.ref, alias, "vgg_small")
+        assert set(body.json()["probabilities"]) == set(zoo.labels)
+
+
+def test_models_lists_versions_aliases_labels_and_metrics(
+    client: httpx.Client, samples_dir: Path, published: dict[str, ModelVersionRecord]
+) -> None:
+    client.post("/predict", files=[_file(samples_dir / "nih_cxr_1024.png")])  # the default model is in use
+    body = client.get("/models").json()
+    assert body["default_model"] == "pneumonia"
+    by_name = {m["name"]: m for m in body["items"]}
+    assert set(published) <= set(by_name)
+    pneumonia = by_name["pneumonia"]
+    assert pneumonia["default"] is True and pneumonia["labels"] == ["Pneumonia"]
+    first = pneumonia["versions"][0]
+    assert first["architecture"] == "simple_cnn" and first["input_size"] == 28
+    assert first["metrics"]["test"]["mean_auroc"] > 0.7  # evaluated on the real test split while training
+    assert by_name["zoo-densenet121"]["labels"] == published["zoo-densenet121"].labels
+    assert any(v["loaded"] for v in pneumonia["versions"])  # held in the serving cache
+
+
+def test_readiness_reports_the_default_model_loaded(client: httpx.Client) -> None:
+    body = client.get("/health/ready").json()
+    assert body["ready"] is True
+    assert body["checks"]["default model loaded"] is True
+    assert body["messages"]["default model loaded"].startswith("pneumonia -> pneumonia:")
+
+
+def test_metrics_count_requests_by_route_template_and_time_models(
+    client: httpx.Client, samples_dir: Path
+) -> None:
+    client.get("/samples/nih_cxr_1024.png")
+    client.get("/samples/no-such-file.png")
+    client.post("/predict", files=[_file(samples_dir / "nih_cxr_1024.png")])
+    text = client.get("/metrics").text
+    assert 'cxr_http_requests_total{method="GET",route="/samples/{name}",status="200"}' in text
+    assert 'cxr_http_requests_total{method="GET",route="/samples/{name}",status="404"}' in text
+    assert "no-such-file" not in text  # raw paths never become labels
+    assert 'cxr_http_request_duration_seconds_bucket{le="0.1",method="POST",route="/predict"}' in text
+    assert 'cxr_model_load_seconds_count{model="pneumonia"}' in text
+    assert 'cxr_inference_seconds_count{kind="predict",model="pneumonia"}' in text
+
+
+def test_inference_does_not_block_the_event_loop(client: httpx.Client, samples_dir: Path, server) -> None:
+    """While CAMs of a large image keep both pool workers busy, liveness still answers at once."""
+    big = samples_dir / "person1951_bacteria_4882.jpeg"
+
+    def cam() -> int:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            return c.post(
+                "/gradcam",
+                params={"model": "zoo-densenet121", "method": "gradcam++"},
+                files=[_file(big, "image/jpeg")],
+            ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        busy = [pool.submit(cam) for _ in range(4)]
+        time.sleep(0.3)
+        latencies = []
+        while not all(f.done() for f in busy):
+            start = time.perf_counter()
+            assert client.get("/health/live").status_code == 200
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.05)
+        assert [f.result() for f in busy] == [200] * 4
+    assert latencies and max(latencies) < 1.0, latencies  # a blocked loop would wait for whole CAMs
+    assert np.median(latencies) < 0.1, latencies
