@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from ml.data.base import Task
 
@@ -31,6 +30,8 @@ def _known(labels: np.ndarray, j: int) -> np.ndarray:
 
 def per_class_auroc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """AUROC per label over known rows; NaN where a label lacks positives or negatives."""
+    from torchmetrics.functional.classification import binary_auroc  # slow to import; serving never needs it
+
     out = np.full(labels.shape[1], np.nan)
     for j in range(labels.shape[1]):
         mask = _known(labels, j)
@@ -42,6 +43,8 @@ def per_class_auroc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def roc_curve(probs: np.ndarray, labels: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray] | None:
+    from torchmetrics.functional.classification import binary_roc
+
     mask = _known(labels, j)
     y = labels[mask, j]
     if y.size == 0 or y.min() == y.max():

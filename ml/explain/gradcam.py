@@ -20,20 +20,28 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
-from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from typing import TYPE_CHECKING
 
 from ml.errors import ModelError
 from ml.models.base import CXRModel
 
-CAM_METHODS: dict[str, type[BaseCAM]] = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "eigencam": EigenCAM,
-    "layercam": LayerCAM,
+if TYPE_CHECKING:  # pytorch_grad_cam takes seconds to import: loaded on the first CAM, not at start-up
+    from pytorch_grad_cam.base_cam import BaseCAM
+
+# method name -> class name in pytorch_grad_cam
+CAM_METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "eigencam": "EigenCAM",
+    "layercam": "LayerCAM",
 }
+
+
+def _cam_class(method: str) -> type[BaseCAM]:
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, CAM_METHODS[method])
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
 _MAX_BATCH = 8  # targets explained per forward/backward pass (one input copy per target)
 
@@ -58,6 +66,8 @@ def compute_cams(
     reshape = _reshape_transform(model.cfg.cam_reshape)
     layer = model.cam_target_layer()
     model.eval()  # BaseCAM does this too; said here because the caller's model stays in eval mode
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     maps: list[np.ndarray] = []
     with torch.inference_mode(False), torch.enable_grad(), _params_frozen(model):
         device = next(model.parameters()).device
@@ -65,7 +75,7 @@ def compute_cams(
         for start in range(0, len(targets), _MAX_BATCH):
             chunk = targets[start : start + _MAX_BATCH]
             batch = image.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
-            with _open_cam(CAM_METHODS[method], model, layer, reshape) as cam:
+            with _open_cam(_cam_class(method), model, layer, reshape) as cam:
                 out = cam(input_tensor=batch, targets=[ClassifierOutputTarget(t) for t in chunk])
             maps += [np.clip(np.nan_to_num(m.astype(np.float32)), 0.0, 1.0) for m in out]
     return maps
@@ -142,10 +152,13 @@ def heatmap_grid(cam: np.ndarray, size: int = 16) -> list[list[float]]:
     return [[round(float(v), 4) for v in row] for row in small]
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """An (H, W, 3) uint8 RGB image as PNG bytes."""
+def encode_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
+    """An (H, W, 3) uint8 RGB image as PNG bytes.
+
+    zlib level 1 by default: for a 1024x1024 overlay it encoded in 124 ms instead of 725 ms (level 6,
+    Pillow's default) for a 17% larger file, and the encode dominated a small model's `/gradcam`."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 image; got {rgb.dtype} {rgb.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
