@@ -136,10 +136,14 @@ def claim_job(session: Session, *, job_id: int, worker: str, device: str, lease_
 def heartbeat(session: Session, *, job_id: int, worker: str, lease_seconds: float) -> bool:
     """Renew the lease; returns whether cancellation was requested. Conflict if the lease was lost."""
     row = _row(session, job_id, lock=True)
-    if row.worker != worker or row.status is not JobStatus.RUNNING:
-        raise Conflict(f"job {job_id} is no longer held by {worker} (status {row.status.value}, worker {row.worker})")
+    _check_holder(row, worker)
     row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
     return row.cancel_requested
+
+
+def _check_holder(row: Job, worker: str) -> None:
+    if row.worker != worker or row.status is not JobStatus.RUNNING:
+        raise Conflict(f"job {row.id} is no longer held by {worker} (status {row.status.value}, worker {row.worker})")
 
 
 def update_progress(
@@ -162,10 +166,22 @@ def update_progress(
 
 
 def finish_job(
-    session: Session, *, job_id: int, status: str, error: str | None = None, result: dict[str, Any] | None = None
+    session: Session,
+    *,
+    job_id: int,
+    status: str,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    worker: str | None = None,
 ) -> JobRecord:
-    """End the job (and its run, if that is still open) as succeeded, failed or cancelled."""
+    """End the job (and its run, if that is still open) as succeeded, failed or cancelled.
+
+    With `worker`, Conflict unless that worker still holds the job: a worker whose lease was taken over
+    must not overwrite the outcome of the one that took it.
+    """
     row = _row(session, job_id, lock=True)
+    if worker is not None:
+        _check_holder(row, worker)
     _finish(session, row, JobStatus(status), error)
     if result is not None:
         row.result = result
