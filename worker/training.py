@@ -15,6 +15,7 @@ from ml.training.checkpoint import checkpoint_summary, load_checkpoint
 from ml.training.loop import fit
 from registry.datasets import get_dataset
 from registry.jobs import finish_job
+from registry.models import default_model_name
 from registry.publish import publish_checkpoint
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
@@ -30,10 +31,6 @@ log = logging.getLogger(__name__)
 def run_training_job(ctx: WorkerContext, job_id: int) -> str:
     """Train job `job_id`; safe to call again for the same job (see `worker.runner.run_job`)."""
     return run_job(ctx, job_id, expected_device(ctx, job_id), train)
-
-
-def default_model_name(dataset: str, model: str) -> str:
-    return f"{dataset}-{model}"
 
 
 def train(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:

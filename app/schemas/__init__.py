@@ -1,0 +1,1 @@
+"""Request and response schemas (Pydantic), separate from the registry's records."""
