@@ -22,7 +22,10 @@ $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
 install: $(VENV)/.stamp-run
 install-test: $(VENV)/.stamp-test
 
+# Migrations and the first-start imports are explicit steps; both are idempotent, so `make run` twice is fine.
 run: install
+	$(PY) -m cxr db upgrade
+	$(PY) -m cxr bootstrap
 	$(PY) -m cxr serve
 
 test: install-test

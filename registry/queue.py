@@ -65,6 +65,5 @@ def celery_config(settings: RegistrySettings) -> dict[str, Any]:
         "accept_content": ["json"],
         "worker_prefetch_multiplier": 1,
         "worker_enable_remote_control": not is_sqlalchemy_broker(settings.broker_url),
-        "worker_hijack_root_logger": False,
         "enable_utc": True,
     }

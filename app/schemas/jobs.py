@@ -99,6 +99,14 @@ class JobList(BaseModel):
     offset: int
 
 
+class JobPage(BaseModel):
+    """Query parameters of a job list."""
+
+    status: JobStatus | None = Field(None, description="only jobs with this status")
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0)
+
+
 class TrainingJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"model": "simple_cnn", "dataset": "pneumoniamnist", "params": {"epochs": 3, "batch_size": 64}},

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.api.errors import ApiError
-from app.schemas.jobs import EvaluationJobRequest, Job, JobList, TrainingJobRequest
+from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage, TrainingJobRequest
 from app.services import invalid
 from app.tasks import QueueUnavailable, TaskQueue
 from ml.models import list_models
@@ -91,6 +91,6 @@ def _send(session: Session, tasks: TaskQueue, job: JobRecord) -> JobRecord:
     return get_job(session, job_id=job.id)
 
 
-def list_page(session: Session, *, kind: str, status: str | None, limit: int, offset: int) -> JobList:
-    jobs, total = list_jobs(session, kind=kind, status=status, limit=limit, offset=offset)
-    return JobList(items=[Job.of(j) for j in jobs], total=total, limit=limit, offset=offset)
+def list_page(session: Session, *, kind: str, page: JobPage) -> JobList:
+    jobs, total = list_jobs(session, kind=kind, status=page.status, limit=page.limit, offset=page.offset)
+    return JobList(items=[Job.of(j) for j in jobs], total=total, limit=page.limit, offset=page.offset)

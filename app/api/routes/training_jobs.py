@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.api.deps import SessionDep
 from app.api.errors import error_responses
-from app.schemas.jobs import Job, JobList, JobStatus, TrainingJobRequest
+from app.schemas.jobs import Job, JobList, JobPage, TrainingJobRequest
 from app.services.jobs import job_location, list_page, submit_training
 from app.tasks import TasksDep
 from registry.jobs import get_job, request_cancel
@@ -27,14 +27,9 @@ def submit(body: TrainingJobRequest, session: SessionDep, tasks: TasksDep, respo
 
 
 @router.get("", response_model=JobList, responses=error_responses(422))
-def list_training_jobs(
-    session: SessionDep,
-    status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> JobList:
+def list_training_jobs(session: SessionDep, page: Annotated[JobPage, Query()]) -> JobList:
     """List training jobs, newest first."""
-    return list_page(session, kind="train", status=status, limit=limit, offset=offset)
+    return list_page(session, kind="train", page=page)
 
 
 @router.get("/{job_id}", response_model=Job, responses=error_responses(404, 422))
