@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from registry.errors import Conflict, NotFound
@@ -110,27 +110,33 @@ class ClaimResult:
 def claim_job(session: Session, *, job_id: int, worker: str, device: str, lease_seconds: float) -> ClaimResult:
     """Take the job for `worker` unless it ended, is cancelled, or a live lease holds it.
 
-    A live lease means BUSY even for the same worker name: a process never claims a job twice, so a
-    second delivery while the first runs is a duplicate and must not start a second training.
+    The take is one conditional UPDATE, issued before anything is read, so two deliveries racing for
+    the same job cannot both win, on PostgreSQL or SQLite. A live lease means BUSY even for the same
+    worker name: a process never claims a job twice, so a second delivery while the first runs is a
+    duplicate and must not start a second training.
     """
-    row = _row(session, job_id, lock=True)
     now = utcnow()
+    claimable = or_(Job.status == JobStatus.QUEUED,
+                    and_(Job.status == JobStatus.RUNNING,
+                         or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now)))
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
+        .values(status=JobStatus.RUNNING, worker=worker, device=device, attempts=Job.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(Job.started_at, now), error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    row = _row(session, job_id, lock=True)
+    if taken:
+        return ClaimResult(Claim.GRANTED, _record(session, row))
     if row.status.finished:
         return ClaimResult(Claim.FINISHED, _record(session, row))
     if row.cancel_requested:
         _finish(session, row, JobStatus.CANCELLED, None)
+        session.flush()
         return ClaimResult(Claim.CANCELLED, _record(session, row))
-    lease = row.lease_expires_at
-    if row.status is JobStatus.RUNNING and lease is not None and lease > now:
-        return ClaimResult(Claim.BUSY, _record(session, row))
-    row.status = JobStatus.RUNNING
-    row.worker, row.device = worker, device
-    row.attempts += 1
-    row.lease_expires_at = now + timedelta(seconds=lease_seconds)
-    row.started_at = row.started_at or now
-    row.error = None
-    session.flush()
-    return ClaimResult(Claim.GRANTED, _record(session, row))
+    return ClaimResult(Claim.BUSY, _record(session, row))
 
 
 def heartbeat(session: Session, *, job_id: int, worker: str, lease_seconds: float) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from registry.errors import Conflict, NotFound
@@ -174,3 +176,20 @@ def test_list_filters_by_kind_and_status_newest_first(db, dataset):
         page, total = list_jobs(s, kind="train", status="cancelled")
         assert total == 1 and page[0].id == jobs[0].id
         assert list_jobs(s, kind="evaluate")[1] == 1
+
+
+def test_two_deliveries_racing_for_a_job_give_one_claim(db, dataset):
+    job = _job(db, dataset)
+    barrier, results = threading.Barrier(4), []
+
+    def deliver(name):
+        barrier.wait()
+        results.append(_claim(db, job.id, name).claim)
+
+    threads = [threading.Thread(target=deliver, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted([Claim.GRANTED, Claim.BUSY, Claim.BUSY, Claim.BUSY])
+    assert get_job_attempts(db, job.id) == 1
