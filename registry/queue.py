@@ -9,7 +9,8 @@ What each broker does when a worker dies in the middle of a task:
 - Redis: the unacknowledged message is delivered again after `broker_visibility_timeout`.
 - kombu's SQLAlchemy transport (the embedded default, on a SQLite file): a fetched message is marked
   invisible and is never delivered again, there is no visibility timeout; unacknowledged messages go
-  back only when a worker shuts down cleanly. It also has no fan-out, so remote control is off.
+  back only when a worker shuts down cleanly. Rows are never deleted (one per job, acknowledged or
+  not). It has no fan-out, so remote control (`celery inspect`) is off; the registry shows the jobs.
 
 Neither is relied on: workers sweep the registry for jobs whose lease lapsed or that were never sent
 and send them again; the lease makes a duplicate delivery a no-op.
@@ -64,6 +65,7 @@ def celery_config(settings: RegistrySettings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_prefetch_multiplier": 1,
-        "worker_enable_remote_control": not is_sqlalchemy_broker(settings.broker_url),
+        # the registry is where jobs are inspected; kombu's SQLAlchemy transport has no fan-out anyway
+        "worker_enable_remote_control": False,
         "enable_utc": True,
     }

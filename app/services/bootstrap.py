@@ -14,9 +14,9 @@ from app.services.datasets import register_dataset
 from ml.training.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore, sha256_file
 from registry.datasets import find_dataset
+from registry.errors import NotFound
 from registry.models import DEFAULT_ALIAS, list_versions, resolve
 from registry.publish import publish_checkpoint
-from registry.errors import NotFound
 from registry.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)

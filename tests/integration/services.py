@@ -80,11 +80,16 @@ def redis_database() -> Iterator[str]:
 
 
 def delete_redis_keys(url: str, namespace: str) -> None:
-    """Remove the keys a session's queues left behind (only those naming its namespace)."""
+    """Remove what a session's queues left behind: the keys naming its namespace, and the messages a
+    killed worker left unacknowledged in kombu's `unacked` hash (so they are never restored later)."""
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     keys = list(client.scan_iter(match=f"*{namespace}*"))
     if keys:
         client.delete(*keys)
+    for tag, message in client.hscan_iter("unacked"):
+        if namespace.encode() in message:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
     client.close()

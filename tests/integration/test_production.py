@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import text
 
 from registry.db import Database
@@ -36,7 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         workers = [start_worker(env, tmp / "worker-a.log")]
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         state = {"client": client, "api": api, "workers": workers, "env": env, "tmp": tmp, "db_url": db_url,
-                 "artifacts": tmp / "artifacts"}
+                 "redis_url": redis_url, "artifacts": tmp / "artifacts"}
         try:
             wait_until_ready(client, 180, api, workers[0])
             workers[0].wait_for_output(" ready.", 180)
@@ -53,6 +54,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def test_training_end_to_end(stack):
     train_watch_and_promote(stack["client"], stack["artifacts"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"model": "resnet999", "dataset": "pneumoniamnist"}, 422, "model"),
+        ({"model": "simple_cnn", "dataset": "imagenet"}, 422, "dataset"),
+        ({"model": "simple_cnn", "dataset": "pneumoniamnist", "params": {"epochs": -2}}, 422, "params.epochs"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field_and_nothing_is_queued(stack, body, status, field):
+    client = stack["client"]
+    before = client.get("/training-jobs").json()["total"]
+    r = client.post("/training-jobs", json=body)
+    assert r.status_code == status and field in [d["field"] for d in r.json()["details"]], r.text
+    assert client.get("/training-jobs").json()["total"] == before
+    assert redis.Redis.from_url(stack["redis_url"]).llen(f"{stack['env']['CXR_QUEUE_NAMESPACE']}.training") == 0
+
+
+def test_a_dataset_path_that_does_not_exist_is_refused(stack):
+    r = stack["client"].post("/datasets", json={"name": "ghost", "kind": "pneumoniamnist", "path": "ghost.npz"})
+    assert r.status_code == 422 and "does not exist" in r.json()["message"]
+    assert "ghost" not in [d["name"] for d in stack["client"].get("/datasets").json()["items"]]
 
 
 def test_an_evaluation_job_reports_on_a_split(stack):
