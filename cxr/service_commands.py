@@ -129,8 +129,8 @@ def worker_argv(s: WorkerSettings, queues: str | None = None) -> list[str]:
     (kombu's SQLAlchemy transport has no fan-out)."""
     from registry.queue import queue_names
 
-    return ["worker", "--loglevel", s.log_level, "--pool", s.pool,
-            "--concurrency", str(s.concurrency if s.pool == "threads" else 1),
+    return ["worker", "--loglevel", s.worker_log_level, "--pool", s.worker_pool,
+            "--concurrency", str(s.worker_concurrency if s.worker_pool == "threads" else 1),
             "--queues", queues or ",".join(queue_names(s).values()),
             "--hostname", f"cxr-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
 

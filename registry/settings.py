@@ -23,7 +23,8 @@ class RegistrySettings(BaseSettings):
     )
     artifact_root: str = Field(
         str(REPO_ROOT / "var" / "artifacts"),
-        description="where checkpoints, plots and reports are stored: a folder, or s3://bucket/prefix",
+        description="where checkpoints, plots and reports are stored: a folder the API and every worker share "
+                    "(file:// URIs; an object store would implement the same interface)",
     )
     broker_url: str = Field(
         f"sqla+sqlite:///{REPO_ROOT / 'var' / 'broker.db'}",

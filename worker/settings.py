@@ -21,11 +21,11 @@ class WorkerSettings(RegistrySettings):
         60.0, ge=0, description="a queued job without a sent task is re-sent once it is this old"
     )
     progress_seconds: float = Field(1.0, ge=0, description="least time between two progress writes of a job")
-    pool: Literal["solo", "threads"] = Field(
+    worker_pool: Literal["solo", "threads"] = Field(
         "solo", description="Celery pool; never a forking pool, so CUDA is never initialised before a fork"
     )
-    concurrency: int = Field(1, ge=1, le=64, description="jobs a worker runs at once (threads pool only)")
-    log_level: str = Field("INFO", description="worker log level")
+    worker_concurrency: int = Field(1, ge=1, le=64, description="jobs a worker runs at once (threads pool only)")
+    worker_log_level: str = Field("INFO", description="the worker's log level")
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> WorkerSettings:

@@ -32,5 +32,7 @@ def get_artifacts(state: Annotated[AppState, Depends(get_state)]) -> LocalArtifa
 
 StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits before the response is sent (by default FastAPI runs a yield
+# dependency's exit after sending, so a client's next request could miss the write it was just told about)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ArtifactsDep = Annotated[LocalArtifactStore, Depends(get_artifacts)]

@@ -41,5 +41,5 @@ def test_the_worker_never_uses_a_forking_pool_and_consumes_both_queues():
     assert argv[argv.index("--pool") + 1] == "solo" and argv[argv.index("--concurrency") + 1] == "1"
     assert argv[argv.index("--queues") + 1] == "ns.training,ns.evaluation"
     assert {"--without-gossip", "--without-mingle"} <= set(argv)  # the SQLAlchemy transport has no fan-out
-    threads = worker_argv(WorkerSettings(pool="threads", concurrency=4), queues="training")
+    threads = worker_argv(WorkerSettings(worker_pool="threads", worker_concurrency=4), queues="training")
     assert threads[threads.index("--concurrency") + 1] == "4" and threads[threads.index("--queues") + 1] == "training"

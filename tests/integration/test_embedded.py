@@ -53,7 +53,7 @@ def test_training_end_to_end(embedded):
 
 def test_cancelling_a_running_job_stops_it_within_an_epoch(embedded):
     client = embedded["client"]
-    location = submit(client, epochs=30)
+    location = submit(client, epochs=30, max_train_samples=1024)  # epochs far longer than the heartbeat
     job, _ = watch_job(client, location, lambda j: j["progress"]["epoch"] >= 1 or finished(j), timeout=180)
     assert job["status"] == "running", job
     asked_at, epoch_at_cancel = time.monotonic(), job["progress"]["epoch"]

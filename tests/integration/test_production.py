@@ -93,8 +93,8 @@ def test_an_evaluation_job_reports_on_a_split(stack):
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_the_job_resumes(stack):
-    client, epochs = stack["client"], 6
-    location = submit(client, epochs=epochs)
+    client, epochs = stack["client"], 5
+    location = submit(client, epochs=epochs, max_train_samples=512)
     job, _ = watch_job(client, location, lambda j: j["progress"]["epoch"] >= 2 or finished(j), timeout=180)
     assert job["status"] == "running", job
     first = stack["workers"][0]
