@@ -10,7 +10,7 @@ from kombu import Connection
 
 from registry.jobs import claim_job, finish_job, get_job, request_cancel
 from registry.queue import celery_config, queue_names
-from tests.worker.conftest import new_job
+from tests.worker.support import new_job
 from worker.lease import Lease
 from worker.recovery import sweep
 

@@ -15,7 +15,7 @@ from ml.training.reporter import Reporter
 from registry.jobs import claim_job, create_job, get_job
 from registry.models import list_versions
 from registry.runs import get_run, run_artifacts, run_checkpoints, run_metrics
-from tests.worker.conftest import QUICK, new_job
+from tests.worker.support import QUICK, new_job
 from worker.evaluation import run_evaluation_job
 from worker.training import run_training_job
 

@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from kombu import Connection
 
 from app.main import create_app
 from app.settings import AppSettings
 from registry.migrate import upgrade
-from registry.queue import TRAIN_TASK, queue_names
-
-
-def make_settings(tmp: Path, data_dir: Path, **overrides: object) -> AppSettings:
-    return AppSettings(database_url=f"sqlite:///{tmp / 'registry.db'}", broker_url=f"sqla+sqlite:///{tmp / 'broker.db'}",
-                       artifact_root=str(tmp / "artifacts"), data_roots=[data_dir, tmp / "data"], **overrides)
+from tests.app.jobs.support import make_settings
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +37,3 @@ def pneumonia(client: TestClient) -> dict:
     assert r.status_code == 201, r.text
     return r.json()
 
-
-def queued_messages(settings: AppSettings, task: str = TRAIN_TASK) -> int:
-    with Connection(settings.broker_url) as conn:
-        queue = conn.SimpleQueue(queue_names(settings)[task])
-        try:
-            return queue.qsize()
-        finally:
-            queue.close()
