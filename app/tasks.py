@@ -39,7 +39,7 @@ class TaskQueue:
         try:
             self._celery.send_task(TASK_FOR_KIND[kind], args=[job_id], task_id=task_id, retry=True,
                                    retry_policy=_RETRY_POLICY)
-        except Exception as exc:  # noqa: BLE001 - every transport raises its own kinds
+        except Exception as exc:  # every transport raises its own kinds
             log.warning("sending job %d failed: %s", job_id, exc)
             raise QueueUnavailable(" ".join(str(exc).split()) or type(exc).__name__) from exc
         return task_id

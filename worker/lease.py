@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
+from typing import Self
 
 from registry.db import Database
 from registry.errors import Conflict
@@ -27,7 +28,7 @@ class Lease:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
 
-    def __enter__(self) -> Lease:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -49,7 +49,7 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
             work(ctx, job, lease)
         except TrainingCancelled:
             status = "cancelled"
-        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job for its user
+        except Exception as exc:  # any failure is recorded on the job for its user
             if not lease.lost.is_set():
                 log.exception("job %d failed", job_id)
             status, error = "failed", describe(exc)

@@ -14,7 +14,15 @@ import httpx
 import pytest
 
 from tests.integration.flow import submit, train_watch_and_promote
-from tests.integration.stack import FAST_WORKER_ENV, Child, cxr, finished, free_port, wait_until_ready, watch_job
+from tests.integration.stack import (
+    FAST_WORKER_ENV,
+    Child,
+    cxr,
+    finished,
+    free_port,
+    wait_until_ready,
+    watch_job,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -95,8 +95,8 @@ def test_versions_increase_per_name_and_a_run_gets_one(db, dataset, run):
     with db.session() as s:
         ckpt = upsert_checkpoint(s, run_id=run.id, kind="final", uri="file:///m", size_bytes=1, sha256="d" * 64,
                                  epoch=1)
-        fields = dict(architecture="simple_cnn", checkpoint_id=ckpt.id, labels=["Pneumonia"], task="binary",
-                      data_config={}, thresholds=[0.5], metrics={})
+        fields = {"architecture": "simple_cnn", "checkpoint_id": ckpt.id, "labels": ["Pneumonia"], "task": "binary",
+                  "data_config": {}, "thresholds": [0.5], "metrics": {}}
         imported = create_model_version(s, name="pneumo", **fields)
         first = create_model_version(s, name="pneumo", run_id=run.id, **fields)
         again = create_model_version(s, name="pneumo", run_id=run.id, **fields)

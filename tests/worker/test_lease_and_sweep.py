@@ -81,7 +81,10 @@ def test_the_sweep_sends_orphans_once_and_retries_when_the_broker_is_down(ctx, p
     up = ctx.settings.model_copy(update={"broker_url": f"sqla+sqlite:///{tmp_path / 'broker.db'}"})
     broker = Celery("test-up", set_as_current=False)
     broker.conf.update(celery_config(up))
-    send = lambda kind, job_id, task_id: broker.send_task("cxr.train", args=[job_id], task_id=task_id)  # noqa: E731
+
+    def send(kind, job_id, task_id):
+        broker.send_task("cxr.train", args=[job_id], task_id=task_id)
+
     assert sweep(ctx.db, send, unsent_after_seconds=0) == [dead, unsent]
     assert sweep(ctx.db, send, unsent_after_seconds=0) == []  # sent once, not at every sweep
     assert _messages(up.broker_url, queue_names(up)["cxr.train"]) == [dead, unsent]
