@@ -26,7 +26,10 @@ install-test: $(VENV)/.stamp-test
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Migrations and the first-start imports are explicit steps; both are idempotent, so `make run` twice is fine.
 run: install
+	$(PY) -m cxr db upgrade
+	$(PY) -m cxr bootstrap
 	$(PY) -m cxr serve
 
 test: install-test chromium

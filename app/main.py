@@ -11,11 +11,23 @@ from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
 from app.api.limits import RequestBodyLimit
-from app.api.routes import gradcam, health, metrics, models, predict
+from app.api.routes import (
+    datasets,
+    evaluation_jobs,
+    gradcam,
+    health,
+    metrics,
+    model_versions,
+    models,
+    predict,
+    runs,
+    training_jobs,
+)
 from app.serving.metrics import MetricsMiddleware, ServiceMetrics
 from app.serving.predictor import Predictor
 from app.settings import AppSettings
 from app.state import AppState
+from app.tasks import TaskQueue
 from app.web import routes as web
 from app.web.routes import install_static
 from registry.artifacts import artifact_store
@@ -37,7 +49,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                          artifacts=artifact_store(settings.artifact_root))
         predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts,
                               metrics=service_metrics)
-        state.extras.update(metrics=service_metrics, predictor=predictor)
+        state.extras.update(metrics=service_metrics, predictor=predictor, tasks=TaskQueue(settings))
         state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.default_status
         app.state.cxr = state
         await predictor.start()  # warms the default model; a missing one is reported by readiness
@@ -45,6 +57,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             yield
         finally:
             await predictor.close()
+            state.extras["tasks"].close()
             state.db.dispose()
 
     app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
@@ -52,7 +65,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
-    for module in (health, metrics, models, web):
+    for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs, model_versions):
         app.include_router(summaries_from_docstrings(module.router))
     upload_limits = {"max_files": settings.max_files_per_request}
     for module in (predict, gradcam):

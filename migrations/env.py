@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from registry import tables  # noqa: F401  (registers the tables on the metadata)
+from registry import tables  # registers the tables on the metadata
 from registry.db import Base, make_engine
 
 config = context.config
@@ -20,8 +20,18 @@ def _url() -> str:
     return url
 
 
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Render the registry's column types by what the database sees (plain JSON, timestamp with zone)."""
+    if type_ == "type" and isinstance(obj, tables.JSON):
+        return "sa.JSON()"
+    if type_ == "type" and isinstance(obj, tables.UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True,
+                      render_item=_render_item)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -40,7 +50,7 @@ def run_migrations_online() -> None:
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
     # batch mode lets ALTER TABLE work on SQLite as well as PostgreSQL
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      compare_type=True)
+                      compare_type=True, render_item=_render_item)
     with context.begin_transaction():
         context.run_migrations()
 

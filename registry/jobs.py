@@ -2,30 +2,38 @@
 
 A worker holds a job through a lease it renews (heartbeat). A second delivery of the same task while
 the lease is alive is told the job is busy; after the lease lapses (its worker died) the next delivery
-takes the job over and resumes from the last checkpoint.
+takes the job over and resumes from the last checkpoint. A sweeper finds jobs to send again with
+`requeue_lapsed` (their worker died) and `reserve_unsent` (written but never sent, e.g. broker down).
 """
 
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from registry.errors import Conflict, NotFound
-from registry.records import JobRecord, to_record
-from registry.tables import Job, JobKind, JobStatus, ModelVersion, Run, utcnow
+from registry.records import JobRecord, VersionRef, to_record
+from registry.tables import Dataset, Job, JobKind, JobStatus, ModelVersion, Run, utcnow
 
 
 def _record(session: Session, row: Job) -> JobRecord:
+    dataset_name = session.scalar(select(Dataset.name).where(Dataset.id == row.dataset_id)) or ""
     run_id = session.scalar(select(Run.id).where(Run.job_id == row.id))
-    version_id = None
-    if run_id is not None:
+    version_id = row.model_version_id
+    if row.kind is JobKind.TRAIN and run_id is not None:
         version_id = session.scalar(select(ModelVersion.id).where(ModelVersion.run_id == run_id))
-    return to_record(row, JobRecord, run_id=run_id, produced_version_id=version_id)
+    version = None
+    if version_id is not None:
+        name, number = session.execute(
+            select(ModelVersion.name, ModelVersion.version).where(ModelVersion.id == version_id)).one()
+        version = VersionRef(name, number)
+    return to_record(row, JobRecord, dataset_name=dataset_name, run_id=run_id, model_version=version)
 
 
 def _row(session: Session, job_id: int, *, lock: bool = False) -> Job:
@@ -59,8 +67,12 @@ def create_job(
     return _record(session, row)
 
 
-def get_job(session: Session, *, job_id: int) -> JobRecord:
-    return _record(session, _row(session, job_id))
+def get_job(session: Session, *, job_id: int, kind: str | None = None) -> JobRecord:
+    """The job; with `kind`, NotFound unless the job is of that kind."""
+    row = _row(session, job_id)
+    if kind is not None and row.kind is not JobKind(kind):
+        raise NotFound(f"{kind} job {job_id} does not exist")
+    return _record(session, row)
 
 
 def list_jobs(
@@ -78,13 +90,14 @@ def list_jobs(
 
 
 def set_task_id(session: Session, *, job_id: int, task_id: str) -> None:
+    """Record that the job's task was sent (a job without one is re-sent by the sweeper)."""
     _row(session, job_id).task_id = task_id
 
 
 class Claim(str, enum.Enum):
     GRANTED = "granted"  # run it (fresh or resuming)
     FINISHED = "finished"  # nothing to do: the job already ended
-    BUSY = "busy"  # another live worker holds it
+    BUSY = "busy"  # a live lease holds it (this delivery is a duplicate)
     CANCELLED = "cancelled"  # cancelled before it started
 
 
@@ -95,34 +108,48 @@ class ClaimResult:
 
 
 def claim_job(session: Session, *, job_id: int, worker: str, device: str, lease_seconds: float) -> ClaimResult:
-    """Take the job for `worker` unless it ended, is cancelled, or a live lease of another worker holds it."""
-    row = _row(session, job_id, lock=True)
+    """Take the job for `worker` unless it ended, is cancelled, or a live lease holds it.
+
+    The take is one conditional UPDATE, issued before anything is read, so two deliveries racing for
+    the same job cannot both win, on PostgreSQL or SQLite. A live lease means BUSY even for the same
+    worker name: a process never claims a job twice, so a second delivery while the first runs is a
+    duplicate and must not start a second training.
+    """
     now = utcnow()
+    claimable = or_(Job.status == JobStatus.QUEUED,
+                    and_(Job.status == JobStatus.RUNNING,
+                         or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now)))
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
+        .values(status=JobStatus.RUNNING, worker=worker, device=device, attempts=Job.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(Job.started_at, now), error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    row = _row(session, job_id, lock=True)
+    if taken:
+        return ClaimResult(Claim.GRANTED, _record(session, row))
     if row.status.finished:
         return ClaimResult(Claim.FINISHED, _record(session, row))
     if row.cancel_requested:
-        _finish(row, JobStatus.CANCELLED, None, now)
+        _finish(session, row, JobStatus.CANCELLED, None)
+        session.flush()
         return ClaimResult(Claim.CANCELLED, _record(session, row))
-    lease = _aware(row.lease_expires_at)
-    if row.status is JobStatus.RUNNING and row.worker != worker and lease is not None and lease > now:
-        return ClaimResult(Claim.BUSY, _record(session, row))
-    row.status = JobStatus.RUNNING
-    row.worker, row.device = worker, device
-    row.attempts += 1
-    row.lease_expires_at = now + timedelta(seconds=lease_seconds)
-    row.started_at = row.started_at or now
-    row.error = None
-    session.flush()
-    return ClaimResult(Claim.GRANTED, _record(session, row))
+    return ClaimResult(Claim.BUSY, _record(session, row))
 
 
 def heartbeat(session: Session, *, job_id: int, worker: str, lease_seconds: float) -> bool:
     """Renew the lease; returns whether cancellation was requested. Conflict if the lease was lost."""
     row = _row(session, job_id, lock=True)
-    if row.worker != worker or row.status is not JobStatus.RUNNING:
-        raise Conflict(f"job {job_id} is no longer held by {worker} (status {row.status.value}, worker {row.worker})")
+    _check_holder(row, worker)
     row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
     return row.cancel_requested
+
+
+def _check_holder(row: Job, worker: str) -> None:
+    if row.worker != worker or row.status is not JobStatus.RUNNING:
+        raise Conflict(f"job {row.id} is no longer held by {worker} (status {row.status.value}, worker {row.worker})")
 
 
 def update_progress(
@@ -134,9 +161,10 @@ def update_progress(
     step: int | None = None,
     steps: int | None = None,
     metrics: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> None:
     row = _row(session, job_id)
-    for name, value in (("epoch", epoch), ("epochs", epochs), ("step", step), ("steps", steps)):
+    for name, value in (("epoch", epoch), ("epochs", epochs), ("step", step), ("steps", steps), ("device", device)):
         if value is not None:
             setattr(row, name, value)
     if metrics is not None:
@@ -144,49 +172,87 @@ def update_progress(
 
 
 def finish_job(
-    session: Session, *, job_id: int, status: str, error: str | None = None, result: dict[str, Any] | None = None
+    session: Session,
+    *,
+    job_id: int,
+    status: str,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    worker: str | None = None,
 ) -> JobRecord:
+    """End the job (and its run, if that is still open) as succeeded, failed or cancelled.
+
+    With `worker`, Conflict unless that worker still holds the job: a worker whose lease was taken over
+    must not overwrite the outcome of the one that took it.
+    """
     row = _row(session, job_id, lock=True)
-    _finish(row, JobStatus(status), error, utcnow())
+    if worker is not None:
+        _check_holder(row, worker)
+    _finish(session, row, JobStatus(status), error)
     if result is not None:
         row.result = result
     session.flush()
     return _record(session, row)
 
 
-def _finish(row: Job, status: JobStatus, error: str | None, now: datetime) -> None:
-    row.status = status
-    row.error = error
-    row.finished_at = now
-    row.lease_expires_at = None
+def _finish(session: Session, row: Job, status: JobStatus, error: str | None) -> None:
+    now = utcnow()
+    row.status, row.error, row.finished_at, row.lease_expires_at = status, error, now, None
+    run = session.scalars(select(Run).where(Run.job_id == row.id)).one_or_none()
+    if run is not None and not run.status.finished:
+        run.status, run.finished_at = status, now
 
 
-def request_cancel(session: Session, *, job_id: int) -> JobRecord:
+def request_cancel(session: Session, *, job_id: int, kind: str | None = None) -> JobRecord:
     """A queued job is cancelled at once; a running one gets a flag its training loop checks."""
+    get_job(session, job_id=job_id, kind=kind)
     row = _row(session, job_id, lock=True)
     if row.status.finished:
         raise Conflict(f"job {job_id} already {row.status.value}")
     row.cancel_requested = True
     if row.status is JobStatus.QUEUED:
-        _finish(row, JobStatus.CANCELLED, None, utcnow())
+        _finish(session, row, JobStatus.CANCELLED, None)
     session.flush()
     return _record(session, row)
 
 
-def orphaned_jobs(session: Session, *, unsent_after_seconds: float = 60) -> list[JobRecord]:
-    """Jobs to send again: running with a lapsed lease (worker died), or queued but never sent."""
-    now = utcnow()
-    lapsed = select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
-    unsent = select(Job).where(Job.status == JobStatus.QUEUED, Job.task_id.is_(None),
-                               Job.created_at < now - timedelta(seconds=unsent_after_seconds))
-    rows = list(session.scalars(lapsed)) + list(session.scalars(unsent))
-    return [_record(session, r) for r in rows]
+def requeue_lapsed(session: Session) -> list[int]:
+    """Put running jobs whose lease lapsed (their worker died) back in the queue, unsent.
+
+    One conditional UPDATE, so two sweepers never both take the same job.
+    """
+    stmt = (
+        update(Job)
+        .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None)
+        .returning(Job.id)
+    )
+    return sorted(session.execute(stmt).scalars())
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    if ts is None or ts.tzinfo is not None:
-        return ts
-    from datetime import UTC
+def reserve_unsent(session: Session, *, older_than_seconds: float) -> list[tuple[int, str, str]]:
+    """Queued jobs never sent (older than the cut-off): give each a task id to send it with.
 
-    return ts.replace(tzinfo=UTC)
+    Returns (job id, kind, task id). A sender that fails calls `release_task_id`, so the job stays
+    unsent and a later sweep tries again.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    candidates = session.execute(
+        select(Job.id, Job.kind).where(Job.status == JobStatus.QUEUED, Job.task_id.is_(None), Job.created_at < cutoff)
+        .order_by(Job.id)
+    ).all()
+    reserved = []
+    for job_id, kind in candidates:
+        task_id = str(uuid.uuid4())
+        taken = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.task_id.is_(None))
+            .values(task_id=task_id)
+        ).rowcount
+        if taken == 1:
+            reserved.append((job_id, kind.value, task_id))
+    return reserved
+
+
+def release_task_id(session: Session, *, job_id: int, task_id: str) -> None:
+    """Undo `reserve_unsent` for a job whose task could not be sent."""
+    session.execute(update(Job).where(Job.id == job_id, Job.task_id == task_id).values(task_id=None))

@@ -29,6 +29,11 @@ class ModelRef:
         return f"{self.name}:{self.version}" if self.version is not None else f"{self.name}@{self.alias}"
 
 
+def default_model_name(dataset: str, architecture: str) -> str:
+    """The registered name a training job's result gets when the request names none."""
+    return f"{dataset}-{architecture}"[:100]
+
+
 def parse_ref(text: str) -> ModelRef:
     """`name` (its production alias), `name@alias` or `name:version`; ValueError says what is allowed."""
     m = _REF.match(text.strip())

@@ -66,8 +66,16 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    dataset_name: str = ""
     run_id: int | None = None
-    produced_version_id: int | None = None
+    # training: the version it produced; evaluation: the version it evaluates
+    model_version: VersionRef | None = None
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    name: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -81,9 +89,20 @@ class RunRecord:
     device: str | None
     artifact_prefix: str
     best_epoch: int | None
+    resumed_from_epoch: int | None
     report: dict[str, Any]
     started_at: datetime
     finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    name: str
+    uri: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)

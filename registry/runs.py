@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.errors import NotFound
-from registry.records import CheckpointRecord, MetricRecord, RunRecord, to_record
-from registry.tables import Checkpoint, JobStatus, Run, RunMetric, utcnow
+from registry.records import ArtifactRecord, CheckpointRecord, MetricRecord, RunRecord, to_record
+from registry.tables import Checkpoint, JobStatus, Run, RunArtifact, RunMetric, finite, utcnow
 
 
 def get_or_create_run(
@@ -35,15 +35,29 @@ def get_or_create_run(
     return to_record(row, RunRecord)
 
 
-def get_run(session: Session, *, run_id: int) -> RunRecord:
+def _row(session: Session, run_id: int) -> Run:
     row = session.get(Run, run_id)
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
-    return to_record(row, RunRecord)
+    return row
+
+
+def get_run(session: Session, *, run_id: int) -> RunRecord:
+    return to_record(_row(session, run_id), RunRecord)
+
+
+def update_run(session: Session, *, run_id: int, device: str | None = None,
+               resumed_from_epoch: int | None = None) -> None:
+    """Record the device a delivery trains on and, when it resumed, the epoch it resumed from."""
+    row = _row(session, run_id)
+    if device is not None:
+        row.device = device
+    if resumed_from_epoch is not None:
+        row.resumed_from_epoch = resumed_from_epoch
 
 
 def record_metrics(session: Session, *, run_id: int, epoch: int, metrics: dict[str, dict[str, Any]]) -> None:
-    """Upsert {split: {name: value}} for one epoch (numbers only; None stays None)."""
+    """Upsert {split: {name: value}} for one epoch (numbers only; None and NaN are stored as None)."""
     existing = {
         (m.split, m.name): m
         for m in session.scalars(select(RunMetric).where(RunMetric.run_id == run_id, RunMetric.epoch == epoch))
@@ -52,7 +66,7 @@ def record_metrics(session: Session, *, run_id: int, epoch: int, metrics: dict[s
         for name, value in values.items():
             if value is not None and not isinstance(value, (int, float)):
                 continue
-            number = float(value) if value is not None else None
+            number = finite(float(value)) if value is not None else None
             row = existing.get((split, name))
             if row is None:
                 session.add(RunMetric(run_id=run_id, epoch=epoch, split=split, name=name, value=number))
@@ -106,12 +120,40 @@ def run_checkpoints(session: Session, *, run_id: int) -> list[CheckpointRecord]:
     return [to_record(r, CheckpointRecord) for r in rows]
 
 
+def record_artifact(
+    session: Session, *, run_id: int, name: str, uri: str, media_type: str, size_bytes: int, sha256: str
+) -> ArtifactRecord:
+    """Upsert the run's artifact `name` (a resumed run re-records the same names)."""
+    row = session.scalars(
+        select(RunArtifact).where(RunArtifact.run_id == run_id, RunArtifact.name == name)).one_or_none()
+    if row is None:
+        row = RunArtifact(run_id=run_id, name=name)
+        session.add(row)
+    row.uri, row.media_type, row.size_bytes, row.sha256 = uri, media_type, size_bytes, sha256
+    row.created_at = utcnow()
+    session.flush()
+    return to_record(row, ArtifactRecord)
+
+
+def run_artifacts(session: Session, *, run_id: int) -> list[ArtifactRecord]:
+    rows = session.scalars(select(RunArtifact).where(RunArtifact.run_id == run_id).order_by(RunArtifact.name))
+    return [to_record(r, ArtifactRecord) for r in rows]
+
+
+def get_artifact(session: Session, *, run_id: int, name: str) -> ArtifactRecord:
+    _row(session, run_id)
+    row = session.scalars(
+        select(RunArtifact).where(RunArtifact.run_id == run_id, RunArtifact.name == name)).one_or_none()
+    if row is None:
+        known = ", ".join(a.name for a in run_artifacts(session, run_id=run_id)) or "none yet"
+        raise NotFound(f"run {run_id} has no artifact '{name}' (artifacts: {known})")
+    return to_record(row, ArtifactRecord)
+
+
 def finish_run(
     session: Session, *, run_id: int, status: str, best_epoch: int | None = None, report: dict[str, Any] | None = None
 ) -> RunRecord:
-    row = session.get(Run, run_id)
-    if row is None:
-        raise NotFound(f"run {run_id} does not exist")
+    row = _row(session, run_id)
     row.status = JobStatus(status)
     row.finished_at = utcnow()
     if best_epoch is not None:

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import enum
+import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Integer, String, Text
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import JSON as _JSON
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base
@@ -34,7 +47,45 @@ class JobKind(str, enum.Enum):
     EVALUATE = "evaluate"
 
 
-_TS = DateTime(timezone=True)
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC, also on SQLite (which stores it without offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+_TS = UTCDateTime()
+
+
+def finite(value: Any) -> Any:
+    """`value` with NaN and infinities replaced by None (PostgreSQL's JSON and HTTP JSON refuse them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+class JSON(TypeDecorator[Any]):
+    """JSON that stores NaN as null, so a metric that is undefined never breaks a write or a response."""
+
+    impl = _JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return finite(value)
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -110,6 +161,7 @@ class Run(Base):
     device: Mapped[str | None] = mapped_column(String(100))
     artifact_prefix: Mapped[str] = mapped_column(Text)  # URI prefix of the run's artifacts
     best_epoch: Mapped[int | None] = mapped_column(Integer)
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer)  # set when a later delivery resumed it
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime] = mapped_column(_TS, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(_TS)
@@ -143,6 +195,22 @@ class Checkpoint(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     epoch: Mapped[int | None] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(_TS, default=utcnow)
+
+
+class RunArtifact(Base):
+    """A file a run produced (report, plots, config), addressed by name within the run."""
+
+    __tablename__ = "run_artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    uri: Mapped[str] = mapped_column(Text)
+    media_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(_TS, default=utcnow)
 
 

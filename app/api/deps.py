@@ -37,7 +37,9 @@ def get_predictor(state: Annotated[AppState, Depends(get_state)]) -> Predictor:
 
 StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits before the response is sent (by default FastAPI runs a yield
+# dependency's exit after sending, so a client's next request could miss the write it was just told about)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ArtifactsDep = Annotated[LocalArtifactStore, Depends(get_artifacts)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 ModelQuery = Annotated[

@@ -1,0 +1,36 @@
+"""Datasets the workers can read, registered by name."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from app.api.deps import SessionDep, SettingsDep
+from app.api.errors import error_responses
+from app.schemas.registry import Dataset, DatasetList, DatasetRequest
+from app.services.datasets import register_dataset
+from registry.datasets import get_dataset, list_datasets
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=Dataset, responses=error_responses(409, 422))
+def register(body: DatasetRequest, session: SessionDep, settings: SettingsDep, response: Response) -> Dataset:
+    """Register a dataset under a data root."""
+    record = register_dataset(session, name=body.name, kind=body.kind, path=body.path, options=body.options,
+                              description=body.description, data_roots=settings.data_roots)
+    response.headers["Location"] = f"/datasets/{record.name}"
+    return Dataset.of(record)
+
+
+@router.get("", response_model=DatasetList)
+def list_registered(session: SessionDep) -> DatasetList:
+    """List the registered datasets."""
+    return DatasetList(items=[Dataset.of(d) for d in list_datasets(session)])
+
+
+@router.get("/{name}", response_model=Dataset, responses=error_responses(404))
+def show(name: Annotated[str, Path(examples=["pneumoniamnist"])], session: SessionDep) -> Dataset:
+    """Show a registered dataset."""
+    return Dataset.of(get_dataset(session, name=name))

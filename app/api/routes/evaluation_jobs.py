@@ -1,0 +1,44 @@
+"""Evaluation jobs: a model version on a dataset split, run by a worker."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from app.api.deps import SessionDep
+from app.api.errors import error_responses
+from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage
+from app.services.jobs import job_location, list_page, submit_evaluation
+from app.tasks import TasksDep
+from registry.jobs import get_job, request_cancel
+
+router = APIRouter(prefix="/evaluation-jobs", tags=["evaluation jobs"])
+
+JobId = Annotated[int, Path(description="the job's id", examples=[8])]
+
+
+@router.post("", status_code=202, response_model=Job, responses=error_responses(422, 503))
+def submit(body: EvaluationJobRequest, session: SessionDep, tasks: TasksDep, response: Response) -> Job:
+    """Queue the evaluation of a model version on a dataset split."""
+    job = submit_evaluation(session, tasks, body)
+    response.headers["Location"] = job_location(job)
+    return Job.of(job)
+
+
+@router.get("", response_model=JobList, responses=error_responses(422))
+def list_evaluation_jobs(session: SessionDep, page: Annotated[JobPage, Query()]) -> JobList:
+    """List evaluation jobs, newest first."""
+    return list_page(session, kind="evaluate", page=page)
+
+
+@router.get("/{job_id}", response_model=Job, responses=error_responses(404, 422))
+def show(job_id: JobId, session: SessionDep) -> Job:
+    """Show an evaluation job and its metrics."""
+    return Job.of(get_job(session, job_id=job_id, kind="evaluate"))
+
+
+@router.post("/{job_id}/cancel", response_model=Job, responses=error_responses(404, 409, 422))
+def cancel(job_id: JobId, session: SessionDep) -> Job:
+    """Cancel an evaluation job that has not started."""
+    return Job.of(request_cancel(session, job_id=job_id, kind="evaluate"))

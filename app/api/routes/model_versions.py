@@ -1,0 +1,33 @@
+"""A registered model's versions and aliases (GET /models itself lives with serving)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from app.api.deps import SessionDep
+from app.api.errors import error_responses
+from app.schemas.registry import AliasRequest, ModelVersion, ModelVersionList
+from registry.errors import NotFound
+from registry.models import NAME_PATTERN, list_versions, model_names, set_alias
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+ModelName = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", examples=["pneumonia"])]
+AliasName = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", examples=["production"])]
+
+
+@router.get("/{name}/versions", response_model=ModelVersionList, responses=error_responses(404, 422))
+def versions(name: ModelName, session: SessionDep) -> ModelVersionList:
+    """List a model's versions."""
+    found = list_versions(session, name=name)
+    if not found:
+        raise NotFound(f"no model named '{name}' (known: {', '.join(model_names(session)) or 'none'})")
+    return ModelVersionList(items=[ModelVersion.of(v) for v in found])
+
+
+@router.put("/{name}/aliases/{alias}", response_model=ModelVersion, responses=error_responses(404, 422))
+def promote(name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep) -> ModelVersion:
+    """Point a model alias (e.g. production) at a version."""
+    return ModelVersion.of(set_alias(session, name=name, alias=alias, version=body.version))

@@ -1,0 +1,44 @@
+"""Training jobs: submit, list, show, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from app.api.deps import SessionDep
+from app.api.errors import error_responses
+from app.schemas.jobs import Job, JobList, JobPage, TrainingJobRequest
+from app.services.jobs import job_location, list_page, submit_training
+from app.tasks import TasksDep
+from registry.jobs import get_job, request_cancel
+
+router = APIRouter(prefix="/training-jobs", tags=["training jobs"])
+
+JobId = Annotated[int, Path(description="the job's id", examples=[7])]
+
+
+@router.post("", status_code=202, response_model=Job, responses=error_responses(422, 503))
+def submit(body: TrainingJobRequest, session: SessionDep, tasks: TasksDep, response: Response) -> Job:
+    """Queue a training job."""
+    job = submit_training(session, tasks, body)
+    response.headers["Location"] = job_location(job)
+    return Job.of(job)
+
+
+@router.get("", response_model=JobList, responses=error_responses(422))
+def list_training_jobs(session: SessionDep, page: Annotated[JobPage, Query()]) -> JobList:
+    """List training jobs, newest first."""
+    return list_page(session, kind="train", page=page)
+
+
+@router.get("/{job_id}", response_model=Job, responses=error_responses(404, 422))
+def show(job_id: JobId, session: SessionDep) -> Job:
+    """Show a training job's status, progress, metrics and results."""
+    return Job.of(get_job(session, job_id=job_id, kind="train"))
+
+
+@router.post("/{job_id}/cancel", response_model=Job, responses=error_responses(404, 409, 422))
+def cancel(job_id: JobId, session: SessionDep) -> Job:
+    """Cancel a training job."""
+    return Job.of(request_cancel(session, job_id=job_id, kind="train"))

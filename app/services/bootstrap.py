@@ -1,0 +1,79 @@
+"""First start: register the shipped datasets (`data/datasets.toml`) and import the shipped models
+(`models/manifest.toml`). Idempotent: run it at every start; what is there already is left alone."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.api.errors import ApiError
+from app.services.datasets import register_dataset
+from ml.training.checkpoint import checkpoint_summary, load_checkpoint
+from registry.artifacts import LocalArtifactStore, sha256_file
+from registry.datasets import find_dataset
+from registry.errors import NotFound
+from registry.models import DEFAULT_ALIAS, list_versions, resolve
+from registry.publish import publish_checkpoint
+from registry.settings import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+DATASETS_MANIFEST = REPO_ROOT / "data" / "datasets.toml"
+MODELS_MANIFEST = REPO_ROOT / "models" / "manifest.toml"
+
+
+def register_shipped_datasets(session: Session, manifest: Path, data_roots: list[Path]) -> list[str]:
+    """One line per dataset saying what happened to it."""
+    lines = []
+    for entry in tomllib.loads(manifest.read_text()).get("dataset", []):
+        name = entry["name"]
+        if find_dataset(session, name=name) is not None:
+            lines.append(f"dataset {name}: already registered")
+            continue
+        try:
+            register_dataset(session, name=name, kind=entry["kind"], path=str(manifest.parent / entry["path"]),
+                             options=entry.get("options", {}), description=entry.get("description", ""),
+                             data_roots=data_roots)
+        except ApiError as exc:
+            lines.append(f"dataset {name}: skipped, {exc.message}")
+            continue
+        session.commit()
+        lines.append(f"dataset {name}: registered")
+    return lines
+
+
+def import_shipped_models(session: Session, store: LocalArtifactStore, manifest: Path) -> list[str]:
+    """One line per model saying what happened to it."""
+    lines = []
+    for entry in tomllib.loads(manifest.read_text()).get("model", []):
+        name, path = entry["name"], manifest.parent / entry["path"]
+        if not path.is_file():
+            lines.append(f"model {name}: skipped, {path} does not exist")
+            continue
+        sha256 = sha256_file(path)
+        known = next((v for v in list_versions(session, name=name) if v.checkpoint and v.checkpoint.sha256 == sha256),
+                     None)
+        if known is not None:
+            lines.append(f"model {name}: already imported as {known.ref}")
+            continue
+        alias = entry.get("alias", DEFAULT_ALIAS)
+        dataset = find_dataset(session, name=entry["dataset"]) if entry.get("dataset") else None
+        version = publish_checkpoint(
+            session, store, local_path=path, key=f"models/{name}/{sha256[:16]}/model.pt", name=name,
+            summary=checkpoint_summary(load_checkpoint(path)), dataset_id=dataset.id if dataset else None,
+            description=entry.get("description", ""), alias=alias if _may_move(session, name, alias) else None,
+        )
+        session.commit()
+        lines.append(f"model {name}: imported as {version.ref}" + (f" ({name}@{alias})" if version.aliases else ""))
+    return lines
+
+
+def _may_move(session: Session, name: str, alias: str) -> bool:
+    """An alias is set for a shipped model unless it points at a version trained here."""
+    try:
+        return resolve(session, f"{name}@{alias}").run_id is None
+    except NotFound:
+        return True

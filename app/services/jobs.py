@@ -1,0 +1,96 @@
+"""Submitting jobs: validate against the registry and the library, write the row, then send the task.
+
+Nothing is written for a request that fails validation. The row is committed before its task is sent;
+if the broker is down the answer is 503 and the row stays queued and unsent, for a worker's sweep.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.api.errors import ApiError
+from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage, TrainingJobRequest
+from app.services import invalid
+from app.tasks import QueueUnavailable, TaskQueue
+from ml.models import list_models
+from registry.datasets import find_dataset, list_datasets
+from registry.errors import NotFound
+from registry.jobs import create_job, get_job, list_jobs, set_task_id
+from registry.models import default_model_name, list_versions, resolve
+from registry.records import DatasetRecord, JobRecord
+
+JOB_PATHS = {"train": "/training-jobs", "evaluate": "/evaluation-jobs"}
+
+
+def job_location(job: JobRecord) -> str:
+    return f"{JOB_PATHS[job.kind]}/{job.id}"
+
+
+def submit_training(session: Session, tasks: TaskQueue, request: TrainingJobRequest) -> JobRecord:
+    if request.model not in list_models():
+        raise invalid("model", f"unknown model '{request.model}'; known: {', '.join(list_models())}")
+    dataset = _dataset(session, request.dataset)
+    p = request.params
+    if p.pretrained_path is not None:
+        raise invalid("params.pretrained_path", "cannot be set through the API: workers read pretrained weights "
+                                                "from their own cache (set pretrained: true)")
+    for field in ("train_split", "val_split"):
+        split = getattr(p, field)
+        if split not in dataset.splits:
+            raise invalid(f"params.{field}", f"dataset '{dataset.name}' has no split '{split}' "
+                                             f"(splits: {', '.join(dataset.splits)})")
+    name = request.register_as or default_model_name(dataset.name, request.model)
+    versions = list_versions(session, name=name)
+    if versions and versions[-1].labels != dataset.labels:
+        raise invalid("register_as", f"model '{name}' predicts {versions[-1].labels}, dataset '{dataset.name}' has "
+                                     f"{dataset.labels}: choose another name")
+    job = create_job(session, kind="train", model=request.model, dataset_id=dataset.id,
+                     params=p.model_dump(mode="json", exclude_unset=True), register_as=name, epochs=p.epochs)
+    return _send(session, tasks, job)
+
+
+def submit_evaluation(session: Session, tasks: TaskQueue, request: EvaluationJobRequest) -> JobRecord:
+    try:
+        version = resolve(session, request.model)
+    except (ValueError, NotFound) as exc:
+        raise invalid("model", str(exc)) from None
+    dataset = _dataset(session, request.dataset)
+    if request.split not in dataset.splits:
+        raise invalid("split", f"dataset '{dataset.name}' has no split '{request.split}' "
+                               f"(splits: {', '.join(dataset.splits)})")
+    if dataset.labels != version.labels:
+        raise invalid("dataset", f"dataset '{dataset.name}' has labels {dataset.labels}, model {version.ref} "
+                                 f"predicts {version.labels}")
+    job = create_job(session, kind="evaluate", model=version.ref, dataset_id=dataset.id,
+                     params=request.params.model_dump(mode="json", exclude_unset=True), model_version_id=version.id,
+                     split=request.split)
+    return _send(session, tasks, job)
+
+
+def _dataset(session: Session, name: str) -> DatasetRecord:
+    dataset = find_dataset(session, name=name)
+    if dataset is None:
+        known = ", ".join(d.name for d in list_datasets(session)) or "none (POST /datasets)"
+        raise invalid("dataset", f"no dataset named '{name}' is registered; known: {known}")
+    return dataset
+
+
+def _send(session: Session, tasks: TaskQueue, job: JobRecord) -> JobRecord:
+    session.commit()  # the row exists before its task does
+    try:
+        task_id = tasks.send(job.kind, job.id)
+    except QueueUnavailable as exc:
+        raise ApiError(
+            503, "queue_unavailable",
+            f"the task queue is unreachable ({exc}); job {job.id} is saved as queued and will be sent "
+            "automatically when the queue is back: do not submit it again",
+            headers={"Retry-After": "30", "Location": job_location(job)}, details=[{"job_id": job.id}],
+        ) from None
+    set_task_id(session, job_id=job.id, task_id=task_id)
+    session.commit()
+    return get_job(session, job_id=job.id)
+
+
+def list_page(session: Session, *, kind: str, page: JobPage) -> JobList:
+    jobs, total = list_jobs(session, kind=kind, status=page.status, limit=page.limit, offset=page.offset)
+    return JobList(items=[Job.of(j) for j in jobs], total=total, limit=page.limit, offset=page.offset)

@@ -1,0 +1,170 @@
+"""Service commands: `cxr serve` (API and worker together), `cxr worker`, `cxr bootstrap`.
+
+`make run` is `cxr db upgrade`, `cxr bootstrap`, `cxr serve`: migrations and first-start imports are
+explicit steps, never side effects of starting the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from worker.settings import WorkerSettings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="start the API and a Celery worker, and watch over both")
+    p.add_argument("--no-worker", action="store_true", help="only the API (workers run elsewhere)")
+    p.add_argument("--grace", type=float, default=15.0,
+                   help="seconds the processes get to stop before they are killed (a killed training job "
+                        "resumes from its last checkpoint)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a Celery worker for training and evaluation jobs")
+    p.add_argument("--queues", help="comma-separated queue names (default: training and evaluation)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("bootstrap", help="register the shipped datasets and import the shipped models (idempotent)")
+    p.add_argument("--datasets", type=Path, help="dataset manifest (default data/datasets.toml)")
+    p.add_argument("--models", type=Path, help="model manifest (default models/manifest.toml)")
+    p.set_defaults(func=cmd_bootstrap)
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.settings import AppSettings
+
+    settings = AppSettings()
+    _require_current_schema(settings.database_url)
+    python = sys.executable
+    commands = {"api": [python, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", settings.host,
+                        "--port", str(settings.port)]}
+    if not args.no_worker:
+        commands["worker"] = [python, "-m", "cxr", "worker"]
+    print(f"API on http://{settings.host}:{settings.port} (docs at /docs)"
+          + ("" if args.no_worker else f"; a worker on {_redact(settings.broker_url)}") + "; Ctrl-C stops",
+          flush=True)
+    return supervise(commands, grace=args.grace)
+
+
+def supervise(commands: Mapping[str, Sequence[str]], *, grace: float = 15.0,
+              env: Mapping[str, str] | None = None, poll: float = 0.2) -> int:
+    """Run the commands as child processes until SIGINT/SIGTERM (forwarded to them; returns 0) or until
+    one exits (the others are stopped; returns its status, or 1 if it was 0)."""
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    children = {name: subprocess.Popen(list(cmd), env=dict(env) if env is not None else None)
+                for name, cmd in commands.items()}
+    failed: tuple[str, int] | None = None
+    try:
+        while not received and failed is None:
+            failed = next(((n, p.returncode) for n, p in children.items() if p.poll() is not None), None)
+            time.sleep(poll)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _stop(children, received[0] if received else signal.SIGTERM, grace)
+    if failed is not None:
+        name, status = failed
+        print(f"{name} exited with status {status}; stopped the others", file=sys.stderr, flush=True)
+        return status or 1
+    return 0
+
+
+def _stop(children: Mapping[str, subprocess.Popen], signum: int, grace: float) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signum)
+    deadline = time.monotonic() + grace
+    for name, proc in children.items():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop within {grace:.0f} s; killing it", file=sys.stderr, flush=True)
+            proc.kill()
+            proc.wait()
+
+
+def _require_current_schema(url: str) -> None:
+    from registry.db import make_engine
+    from registry.migrate import schema_is_current
+
+    engine = make_engine(url)
+    try:
+        if not schema_is_current(engine):
+            raise SystemExit(f"error: the registry at {_redact(url)} is not at the newest schema: "
+                             "run `cxr db upgrade` first (make run does)")
+    finally:
+        engine.dispose()
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url.removeprefix("sqla+")).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a broker URL SQLAlchemy does not parse (redis://)
+        return url.split("@")[-1]
+
+
+# --- worker --------------------------------------------------------------------------------------
+
+
+def worker_argv(s: WorkerSettings, queues: str | None = None) -> list[str]:
+    """`celery worker` arguments from the worker settings: never a forking pool, no broadcast features
+    (kombu's SQLAlchemy transport has no fan-out)."""
+    from registry.queue import queue_names
+
+    return ["worker", "--loglevel", s.worker_log_level, "--pool", s.worker_pool,
+            "--concurrency", str(s.worker_concurrency if s.worker_pool == "threads" else 1),
+            "--queues", queues or ",".join(queue_names(s).values()),
+            "--hostname", f"cxr-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import app, settings
+
+    app.worker_main(worker_argv(settings, args.queues))
+    return 0
+
+
+# --- bootstrap -----------------------------------------------------------------------------------
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from app.services.bootstrap import (
+        DATASETS_MANIFEST,
+        MODELS_MANIFEST,
+        import_shipped_models,
+        register_shipped_datasets,
+    )
+    from app.settings import AppSettings
+    from registry.artifacts import artifact_store
+    from registry.db import Database
+
+    settings = AppSettings()
+    _require_current_schema(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            lines = register_shipped_datasets(session, args.datasets or DATASETS_MANIFEST, settings.data_roots)
+            lines += import_shipped_models(session, artifact_store(settings.artifact_root),
+                                           args.models or MODELS_MANIFEST)
+    finally:
+        db.dispose()
+    print("\n".join(lines))
+    return 0

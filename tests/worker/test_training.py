@@ -1,0 +1,139 @@
+"""The training and evaluation tasks' work, in-process: results land in the registry, a second delivery
+changes nothing, a delivery after a dead worker resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from ml.config import TrainConfig
+from ml.errors import TrainingCancelled
+from ml.training.loop import fit
+from ml.training.reporter import Reporter
+from registry.jobs import claim_job, create_job, get_job
+from registry.models import list_versions
+from registry.runs import get_run, run_artifacts, run_checkpoints, run_metrics
+from tests.worker.support import QUICK, new_job
+from worker.evaluation import run_evaluation_job
+from worker.training import run_training_job
+
+
+def _sha256(uri: str, ctx) -> str:
+    return hashlib.sha256(ctx.store.path_of(uri).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trained(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia)
+    assert run_training_job(ctx, job_id) == "succeeded"
+    with ctx.db.session() as s:
+        return get_job(s, job_id=job_id)
+
+
+def test_a_training_job_writes_run_metrics_checkpoints_report_and_version(ctx, trained):
+    job = trained
+    assert (job.status, job.epoch, job.epochs, job.device, job.attempts) == ("succeeded", 2, 2, "cpu", 1)
+    assert job.model_version.name == "pneumo-simple_cnn" and job.model_version.version == 1
+    assert set(job.latest_metrics) == {"train", "val"}
+    with ctx.db.session() as s:
+        run = get_run(s, run_id=job.run_id)
+        metrics = run_metrics(s, run_id=run.id)
+        ckpts = {c.kind: c for c in run_checkpoints(s, run_id=run.id)}
+        artifacts = {a.name: a for a in run_artifacts(s, run_id=run.id)}
+    assert run.status == "succeeded" and run.resumed_from_epoch is None and run.device == "cpu"
+    assert {(m.epoch, m.split) for m in metrics} == {(0, "train"), (0, "val"), (1, "train"), (1, "val")}
+    assert set(ckpts) == {"last", "best", "final"}
+    for ckpt in ckpts.values():
+        assert _sha256(ckpt.uri, ctx) == ckpt.sha256
+    assert {"report.json", "config.json", "metrics.jsonl", "training_curves.png", "roc_test.png"} <= set(artifacts)
+    assert artifacts["roc_test.png"].media_type == "image/png"
+    assert run.report["splits"]["test"]["mean_auroc"] > 0.5 and len(run.report["thresholds"]) == 1
+
+
+def test_a_second_delivery_of_a_finished_job_changes_nothing(ctx, trained):
+    with ctx.db.session() as s:
+        before = len(run_metrics(s, run_id=trained.run_id)), len(list_versions(s))
+    assert run_training_job(ctx, trained.id) == "finished"
+    with ctx.db.session() as s:
+        assert (len(run_metrics(s, run_id=trained.run_id)), len(list_versions(s))) == before
+        assert get_job(s, job_id=trained.id).attempts == 1
+
+
+def test_a_delivery_while_another_worker_holds_the_lease_is_a_no_op(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia)
+    with ctx.db.session() as s:
+        claim_job(s, job_id=job_id, worker="other:1", device="cpu", lease_seconds=600)
+    assert run_training_job(ctx, job_id) == "busy"
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+    assert (job.worker, job.attempts, job.run_id) == ("other:1", 1, None)
+
+
+class _DiesAfterFirstEpoch(Reporter):
+    def on_epoch_end(self, *, epoch, metrics):
+        self.done = epoch
+
+    def should_stop(self) -> bool:
+        return getattr(self, "done", None) == 0
+
+
+def test_a_delivery_after_a_dead_worker_resumes_from_its_last_checkpoint(ctx, pneumonia, data_dir):
+    job_id = new_job(ctx, pneumonia, epochs=3)
+    # the first worker claimed it, trained one epoch into the shared job folder and died
+    with ctx.db.session() as s:
+        claim_job(s, job_id=job_id, worker="dead:1", device="cpu", lease_seconds=-1)
+    _, folder = ctx.job_folder(job_id)
+    config = TrainConfig.parse({"model": "simple_cnn", "dataset": "pneumoniamnist",
+                                "data_root": str(data_dir / "pneumoniamnist" / "pneumoniamnist.npz"),
+                                "params": {**QUICK, "epochs": 3}})
+    with pytest.raises(TrainingCancelled):
+        fit(config, folder, _DiesAfterFirstEpoch())
+    assert run_training_job(ctx, job_id) == "succeeded"
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+        run = get_run(s, run_id=job.run_id)
+        epochs = sorted({m.epoch for m in run_metrics(s, run_id=run.id)})
+    assert (job.attempts, job.worker, run.resumed_from_epoch) == (2, ctx.name, 1)
+    assert epochs == [0, 1, 2]  # epoch 0 comes from the dead worker's run folder
+    assert job.model_version is not None
+
+
+def test_an_evaluation_job_reports_on_a_split(ctx, pneumonia, trained):
+    with ctx.db.session() as s:
+        version = list_versions(s, name="pneumo-simple_cnn")[0]
+        job_id = create_job(s, kind="evaluate", model=version.ref, dataset_id=pneumonia.id,
+                            params={"max_samples": 64}, model_version_id=version.id, split="val").id
+    assert run_evaluation_job(ctx, job_id) == "succeeded"
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+        names = {a.name for a in run_artifacts(s, run_id=job.run_id)}
+    assert job.result["metrics"]["n"] == 64 and job.result["model_version"] == "pneumo-simple_cnn:1"
+    assert job.model_version.version == 1 and {"report.json", "roc_val.png"} <= names
+
+
+def test_an_evaluation_refuses_a_changed_checkpoint(ctx, pneumonia, trained, tmp_path):
+    with ctx.db.session() as s:
+        version = list_versions(s, name="pneumo-simple_cnn")[0]
+        job_id = create_job(s, kind="evaluate", model=version.ref, dataset_id=pneumonia.id, params={},
+                            model_version_id=version.id, split="test").id
+    path: Path = ctx.store.path_of(version.checkpoint.uri)
+    original = path.read_bytes()
+    path.write_bytes(original + b"tampered")
+    try:
+        assert run_evaluation_job(ctx, job_id) == "failed"
+    finally:
+        path.write_bytes(original)
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+    assert job.status == "failed" and "changed or replaced" in job.error
+
+
+def test_a_job_that_cannot_run_fails_with_a_message(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia, train_split="nope")
+    assert run_training_job(ctx, job_id) == "failed"
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+        run = get_run(s, run_id=job.run_id)
+    assert "no rows in split 'nope'" in job.error and run.status == "failed"

@@ -1,0 +1,58 @@
+"""A claimed job's lease, renewed from a background thread while the task works.
+
+The thread also brings back what the training loop must react to: a cancellation request, or the
+news that the lease was lost (another worker took the job over). `fit` asks `should_stop()` every
+few steps; it reads two events, never the database, so the check costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+from typing import Self
+
+from registry.db import Database
+from registry.errors import Conflict
+from registry.jobs import heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class Lease:
+    def __init__(self, db: Database, *, job_id: int, worker: str, lease_seconds: float, interval: float) -> None:
+        self.db, self.job_id, self.worker = db, job_id, worker
+        self.lease_seconds, self.interval = lease_seconds, interval
+        self.cancel_requested = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def should_stop(self) -> bool:
+        return self.cancel_requested.is_set() or self.lost.is_set()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.db.session() as session:
+                    cancel = heartbeat(session, job_id=self.job_id, worker=self.worker,
+                                       lease_seconds=self.lease_seconds)
+            except Conflict as exc:
+                log.warning("lease lost: %s", exc)
+                self.lost.set()
+                return
+            except Exception as exc:  # noqa: BLE001 - the database may come back before the lease lapses
+                log.warning("renewing the lease of job %d failed, will retry: %s", self.job_id, exc)
+                continue
+            if cancel and not self.cancel_requested.is_set():
+                log.info("job %d: cancellation requested", self.job_id)
+                self.cancel_requested.set()
