@@ -19,7 +19,7 @@ from registry.db import Database
 from registry.migrate import upgrade
 from tests.integration.flow import file_of, submit, train_watch_and_promote
 from tests.integration.services import delete_redis_keys, postgres_database, redis_database, session_tag
-from tests.integration.stack import finished, free_port, start_api, start_worker, wait_until_ready, watch_job
+from tests.integration.stack import cxr, finished, free_port, start_api, start_worker, wait_until_ready, watch_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,6 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         port = free_port()
         env = {"CXR_DATABASE_URL": db_url, "CXR_BROKER_URL": redis_url, "CXR_ARTIFACT_ROOT": str(tmp / "artifacts"),
                "CXR_QUEUE_NAMESPACE": namespace}
+        cxr(["bootstrap"], env)  # shipped datasets and the default model, as a deployment's first start does
         api = start_api(env, port, tmp / "api.log")
         workers = [start_worker(env, tmp / "worker-a.log")]
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
@@ -41,9 +42,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         try:
             wait_until_ready(client, 180, api, workers[0])
             workers[0].wait_for_output(" ready.", 180)
-            r = client.post("/datasets", json={"name": "pneumoniamnist", "kind": "pneumoniamnist",
-                                               "path": "pneumoniamnist/pneumoniamnist.npz"})
-            assert r.status_code == 201, r.text
+            assert client.get("/datasets/pneumoniamnist").status_code == 200
             yield state
         finally:
             client.close()
