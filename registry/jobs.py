@@ -140,8 +140,13 @@ def claim_job(session: Session, *, job_id: int, worker: str, device: str, lease_
 
 
 def heartbeat(session: Session, *, job_id: int, worker: str, lease_seconds: float) -> bool:
-    """Renew the lease; returns whether cancellation was requested. Conflict if the lease was lost."""
+    """Renew the lease; returns whether cancellation was requested. Conflict if the lease was lost.
+
+    A job this worker has already finished (its work commits the result before the heartbeat thread
+    stops) is not a lost lease: nothing is renewed and nothing is reported."""
     row = _row(session, job_id, lock=True)
+    if row.worker == worker and row.status.finished:
+        return False
     _check_holder(row, worker)
     row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
     return row.cancel_requested

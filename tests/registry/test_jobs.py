@@ -193,3 +193,15 @@ def test_two_deliveries_racing_for_a_job_give_one_claim(db, dataset):
         t.join()
     assert sorted(results) == sorted([Claim.GRANTED, Claim.BUSY, Claim.BUSY, Claim.BUSY])
     assert get_job_attempts(db, job.id) == 1
+
+
+def test_a_heartbeat_after_the_holder_finished_the_job_is_not_a_lost_lease(db, dataset):
+    """The worker commits its result, then its heartbeat thread ticks once more before it stops."""
+    job = _job(db, dataset)
+    _claim(db, job.id, worker="w1")
+    with db.session() as s:
+        finish_job(s, job_id=job.id, status="succeeded", worker="w1")
+    with db.session() as s:
+        assert heartbeat(s, job_id=job.id, worker="w1", lease_seconds=60) is False
+    with db.session() as s, pytest.raises(Conflict):
+        heartbeat(s, job_id=job.id, worker="w2", lease_seconds=60)

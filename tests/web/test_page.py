@@ -24,9 +24,9 @@ def test_upload_shows_bars_and_a_click_shows_the_overlay(
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(web_server.url)
 
-        # the side panel: the registry's model, and training jobs absent from this server
+        # the side panel: the registry's model, and no training jobs yet
         expect(page.locator("#models li")).to_contain_text("chest")
-        expect(page.locator("#jobs")).to_contain_text("not available")
+        expect(page.locator("#jobs")).to_contain_text("no training jobs")
         expect(page.locator("#samples button")).to_have_count(3)
 
         page.set_input_files("#file", str(samples_dir / "person1951_bacteria_4882.jpeg"))
