@@ -12,6 +12,10 @@ from registry.settings import REPO_ROOT, RegistrySettings
 class AppSettings(RegistrySettings):
     host: str = Field("127.0.0.1", description="address the API listens on")
     port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (each loads its own models)")
+    shutdown_grace_seconds: int = Field(
+        30, ge=1, description="on SIGTERM, how long requests in flight may take to finish before the API exits"
+    )
     default_model: str = Field("pneumonia", description="model served when a request names none (its production alias)")
     warm_models: list[str] = Field(default_factory=list, description="more model references to load at start-up")
     model_cache_size: int = Field(4, ge=1, le=64, description="loaded models kept in memory")

@@ -1,4 +1,4 @@
-"""Service commands: `cxr serve` (API and worker together), `cxr worker`, `cxr bootstrap`.
+"""Service commands: `cxr serve` (API and worker together), `cxr api`, `cxr worker`, `cxr bootstrap`.
 
 `make run` is `cxr db upgrade`, `cxr bootstrap`, `cxr serve`: migrations and first-start imports are
 explicit steps, never side effects of starting the API.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from app.settings import AppSettings
     from worker.settings import WorkerSettings
 
 
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds the processes get to stop before they are killed (a killed training job "
                         "resumes from its last checkpoint)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("api", help="run the API server (uvicorn; host, port, workers and threads from settings)")
+    p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("worker", help="run a Celery worker for training and evaluation jobs")
     p.add_argument("--queues", help="comma-separated queue names (default: training and evaluation)")
@@ -47,8 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = AppSettings()
     _require_current_schema(settings.database_url)
     python = sys.executable
-    commands = {"api": [python, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", settings.host,
-                        "--port", str(settings.port)]}
+    commands = {"api": [python, "-m", "cxr", "api"]}
     if not args.no_worker:
         commands["worker"] = [python, "-m", "cxr", "worker"]
     print(f"API on http://{settings.host}:{settings.port} (docs at /docs)"
@@ -119,6 +122,26 @@ def _redact(url: str) -> str:
         return make_url(url.removeprefix("sqla+")).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a broker URL SQLAlchemy does not parse (redis://)
         return url.split("@")[-1]
+
+
+# --- api ---------------------------------------------------------------------------------------
+
+
+def api_argv(settings: AppSettings) -> list[str]:
+    """uvicorn's arguments from the API settings (the container command and `cxr serve` both use them)."""
+    return ["-m", "uvicorn", "--factory", "app.main:create_app", "--host", settings.host, "--port",
+            str(settings.port), "--workers", str(settings.api_workers),
+            "--timeout-graceful-shutdown", str(settings.shutdown_grace_seconds), "--no-server-header"]
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from app.settings import AppSettings
+
+    settings = AppSettings()
+    _require_current_schema(settings.database_url)
+    # exec: uvicorn becomes this process, so a container's SIGTERM reaches it directly
+    os.execv(sys.executable, [sys.executable, *api_argv(settings)])
+    return 0  # not reached
 
 
 # --- worker --------------------------------------------------------------------------------------
