@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test install install-test chromium bench lint clean
+.PHONY: run test install install-test system-deps bench lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,12 @@ $(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
 install: $(VENV)/.stamp-run
 install-test: $(VENV)/.stamp-test
 
-# The browser tests drive Debian's Chromium (Playwright's own browser download needs the internet).
-chromium:
-	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+# System packages the tests use, from Debian: Chromium for the browser tests (Playwright's own browser
+# download needs the internet) and docker-compose to validate docker-compose.yml (no engine needed).
+system-deps:
+	@missing=""; test -x /usr/bin/chromium || missing="chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # Migrations and the first-start imports are explicit steps; both are idempotent, so `make run` twice is fine.
 run: install
@@ -32,7 +35,7 @@ run: install
 	$(PY) -m cxr bootstrap
 	$(PY) -m cxr serve
 
-test: install-test chromium
+test: install-test system-deps
 	$(PY) -m pytest
 
 lint: install-test

@@ -15,7 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class RegistrySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CXR_", env_file=None, extra="ignore")
+    # An empty variable means "the default" (compose passes ${CXR_X:-} for settings left unset in .env).
+    model_config = SettingsConfigDict(env_prefix="CXR_", env_file=None, extra="ignore", env_ignore_empty=True)
 
     database_url: str = Field(
         f"sqlite:///{REPO_ROOT / 'var' / 'registry.db'}",
