@@ -10,12 +10,14 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
-from app.api.limits import RequestBodyLimit
+from app.api.limits import InFlightLimit, RequestBodyLimit
 from app.api.routes import (
+    audit,
     datasets,
     evaluation_jobs,
     gradcam,
     health,
+    keys,
     metrics,
     model_versions,
     models,
@@ -63,15 +65,33 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
+    app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)  # refused before any work
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
-    for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs, model_versions):
+    for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs, model_versions,
+                   keys, audit):
         app.include_router(summaries_from_docstrings(module.router))
     upload_limits = {"max_files": settings.max_files_per_request}
     for module in (predict, gradcam):
         app.include_router(summaries_from_docstrings(module.router), form_limits=upload_limits)
+    if settings.open_predict:
+        key_optional(app, ["/predict", "/gradcam"])
     install_static(app)
     return app
+
+
+def key_optional(app: FastAPI, paths: list[str]) -> None:
+    """Document that the POST routes at `paths` take a key but do not need one (`open_predict`)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            for path in paths:
+                operation = generate()["paths"][path]["post"]
+                operation["security"] = [{}, *operation.get("security", [])]
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def summaries_from_docstrings(router: APIRouter) -> APIRouter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from registry.settings import REPO_ROOT, RegistrySettings
 
@@ -31,3 +31,20 @@ class AppSettings(RegistrySettings):
     )
     alias_refresh_seconds: float = Field(5.0, gt=0, description="how often served aliases are re-resolved")
     samples_dir: Path = Field(REPO_ROOT / "data" / "samples", description="X-rays the web page offers")
+    # access control and overload
+    open_predict: bool = Field(
+        True, description="POST /predict and /gradcam need no API key (the local web page works); false: a key "
+                          "with scope predict"
+    )
+    max_in_flight: int = Field(
+        64, ge=1, description="requests one API process handles at once; beyond it 503 with Retry-After at once"
+    )
+
+
+class BootstrapSettings(RegistrySettings):
+    """`cxr bootstrap`'s settings (the compose `migrate` service): the registry's, and the first admin key."""
+
+    bootstrap_admin_key: SecretStr | None = Field(
+        None, description="the admin API key `cxr bootstrap` installs (at least 24 characters); empty: one is "
+                          "generated and printed once"
+    )

@@ -1,4 +1,4 @@
-"""Registry commands: `cxr db upgrade|downgrade|current`."""
+"""Registry commands: `cxr db upgrade|downgrade|current` and `cxr keys create|list|revoke`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = db_sub.add_parser("current", help="print the registry's schema revision and the newest one")
     p.add_argument("--url")
     p.set_defaults(func=cmd_current)
+    register_keys(sub)
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -60,4 +61,82 @@ def cmd_current(args: argparse.Namespace) -> int:
     current, head = revision_of(url), head_revision(url)
     print(f"{_redact(url)}: schema at {current or 'base (empty)'}; newest {head}"
           + ("" if current == head else "  -> run `cxr db upgrade`"))
+    return 0
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+def register_keys(sub: argparse._SubParsersAction) -> None:
+    keys = sub.add_parser("keys", help="API keys: create (printed once), list, revoke")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p = keys_sub.add_parser("create", help="create a key and print it (only its hash is stored)")
+    p.add_argument("--name", required=True, help="who holds it; the audit log names it")
+    p.add_argument("--scope", action="append", required=True, metavar="SCOPE",
+                   help="predict, train or admin (admin implies all); repeat or separate by commas")
+    p.add_argument("--url")
+    p.set_defaults(func=cmd_keys_create)
+    p = keys_sub.add_parser("list", help="list the keys: name, prefix, scopes, created, revoked")
+    p.add_argument("--url")
+    p.set_defaults(func=cmd_keys_list)
+    p = keys_sub.add_parser("revoke", help="revoke a key by name (or prefix)")
+    p.add_argument("name")
+    p.add_argument("--url")
+    p.set_defaults(func=cmd_keys_revoke)
+
+
+CLI_ACTOR = "cli"  # what the audit log names for changes made with `cxr keys`
+
+
+def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from contextlib import contextmanager
+
+    from registry.db import Database
+
+    @contextmanager
+    def scope():  # type: ignore[no-untyped-def]
+        db = Database(_url(args))
+        try:
+            with db.session() as session:
+                yield session
+        finally:
+            db.dispose()
+
+    return scope()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from registry.keys import create_key, record_event
+
+    scopes = [s.strip() for item in args.scope for s in item.split(",") if s.strip()]
+    with _session(args) as session:
+        record, key = create_key(session, name=args.name, scopes=scopes)
+        record_event(session, actor=CLI_ACTOR, action="key.created", target=f"/keys/{record.name}",
+                     details={"scopes": record.scopes, "prefix": record.prefix})
+    print(f"API key '{record.name}' ({', '.join(record.scopes)}); shown once, keep it:")
+    print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from registry.keys import list_keys
+
+    with _session(args) as session:
+        keys = list_keys(session)
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        print(f"{k.name:<24} {k.prefix}...  {','.join(k.scopes):<20} created {k.created_at:%Y-%m-%d %H:%M}  {state}")
+    if not keys:
+        print("no API keys (cxr keys create --name NAME --scope SCOPE)")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from registry.keys import record_event, revoke_key
+
+    with _session(args) as session:
+        record = revoke_key(session, name=args.name)
+        record_event(session, actor=CLI_ACTOR, action="key.revoked", target=f"/keys/{record.name}",
+                     details={"prefix": record.prefix})
+    print(f"API key '{record.name}' ({record.prefix}...) revoked")
     return 0

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queues", help="comma-separated queue names (default: training and evaluation)")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("bootstrap", help="register the shipped datasets and import the shipped models (idempotent)")
+    p = sub.add_parser("bootstrap", help="register the shipped datasets, import the shipped models and make the "
+                                         "first admin API key (idempotent)")
     p.add_argument("--datasets", type=Path, help="dataset manifest (default data/datasets.toml)")
     p.add_argument("--models", type=Path, help="model manifest (default models/manifest.toml)")
     p.set_defaults(func=cmd_bootstrap)
@@ -172,21 +173,24 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from app.services.bootstrap import (
         DATASETS_MANIFEST,
         MODELS_MANIFEST,
+        ensure_admin_key,
         import_shipped_models,
         register_shipped_datasets,
     )
-    from app.settings import AppSettings
+    from app.settings import BootstrapSettings
     from registry.artifacts import artifact_store
     from registry.db import Database
 
-    settings = AppSettings()
+    settings = BootstrapSettings()
     _require_current_schema(settings.database_url)
+    configured = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
     db = Database(settings.database_url)
     try:
         with db.session() as session:
             lines = register_shipped_datasets(session, args.datasets or DATASETS_MANIFEST, settings.data_roots)
             lines += import_shipped_models(session, artifact_store(settings.artifact_root),
                                            args.models or MODELS_MANIFEST)
+            lines += ensure_admin_key(session, configured)
     finally:
         db.dispose()
     print("\n".join(lines))

@@ -1,5 +1,6 @@
-"""First start: register the shipped datasets (`data/datasets.toml`) and import the shipped models
-(`models/manifest.toml`). Idempotent: run it at every start; what is there already is left alone."""
+"""First start: register the shipped datasets (`data/datasets.toml`), import the shipped models
+(`models/manifest.toml`) and make sure there is an admin API key. Idempotent: run it at every start; what
+is there already is left alone."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ml.training.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore, sha256_file
 from registry.datasets import find_dataset
 from registry.errors import NotFound
+from registry.keys import active_admin_keys, create_key, ensure_key, record_event
 from registry.models import DEFAULT_ALIAS, list_versions, resolve
 from registry.publish import publish_checkpoint
 from registry.settings import REPO_ROOT
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DATASETS_MANIFEST = REPO_ROOT / "data" / "datasets.toml"
 MODELS_MANIFEST = REPO_ROOT / "models" / "manifest.toml"
+BOOTSTRAP_ACTOR = "bootstrap"
 
 
 def register_shipped_datasets(session: Session, manifest: Path, data_roots: list[Path]) -> list[str]:
@@ -77,3 +80,27 @@ def _may_move(session: Session, name: str, alias: str) -> bool:
         return resolve(session, f"{name}@{alias}").run_id is None
     except NotFound:
         return True
+
+
+BOOTSTRAP_KEY_NAME = "bootstrap-admin"
+
+
+def ensure_admin_key(session: Session, configured: str | None) -> list[str]:
+    """The first admin key: the configured one (installed, or rotated when the setting changed), else a
+    generated one printed this once; nothing when an admin key exists already."""
+    if configured:
+        record, changed = ensure_key(session, name=BOOTSTRAP_KEY_NAME, key=configured, scopes=["admin"])
+        if changed:
+            record_event(session, actor=BOOTSTRAP_ACTOR, action="key.created", target=f"/keys/{record.name}",
+                         details={"scopes": record.scopes, "prefix": record.prefix, "from": "setting"})
+        session.commit()
+        return [f"admin key {record.name}: {'installed' if changed else 'already installed'} from "
+                f"CXR_BOOTSTRAP_ADMIN_KEY ({record.prefix}...)"]
+    existing = active_admin_keys(session)
+    if existing:
+        return [f"admin key: {existing[0].name} ({existing[0].prefix}...) exists; `cxr keys create` makes more"]
+    record, key = create_key(session, name=BOOTSTRAP_KEY_NAME, scopes=["admin"])
+    record_event(session, actor=BOOTSTRAP_ACTOR, action="key.created", target=f"/keys/{record.name}",
+                 details={"scopes": record.scopes, "prefix": record.prefix, "from": "generated"})
+    session.commit()
+    return [f"admin key {record.name} created; shown once, keep it: {key}"]

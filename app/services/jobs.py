@@ -15,7 +15,8 @@ from app.tasks import QueueUnavailable, TaskQueue
 from ml.models import list_models
 from registry.datasets import find_dataset, list_datasets
 from registry.errors import NotFound
-from registry.jobs import create_job, get_job, list_jobs, set_task_id
+from registry.jobs import create_job, get_job, list_jobs, request_cancel, set_task_id
+from registry.keys import record_event
 from registry.models import default_model_name, list_versions, resolve
 from registry.records import DatasetRecord, JobRecord
 
@@ -26,7 +27,7 @@ def job_location(job: JobRecord) -> str:
     return f"{JOB_PATHS[job.kind]}/{job.id}"
 
 
-def submit_training(session: Session, tasks: TaskQueue, request: TrainingJobRequest) -> JobRecord:
+def submit_training(session: Session, tasks: TaskQueue, request: TrainingJobRequest, *, actor: str) -> JobRecord:
     if request.model not in list_models():
         raise invalid("model", f"unknown model '{request.model}'; known: {', '.join(list_models())}")
     dataset = _dataset(session, request.dataset)
@@ -45,11 +46,13 @@ def submit_training(session: Session, tasks: TaskQueue, request: TrainingJobRequ
         raise invalid("register_as", f"model '{name}' predicts {versions[-1].labels}, dataset '{dataset.name}' has "
                                      f"{dataset.labels}: choose another name")
     job = create_job(session, kind="train", model=request.model, dataset_id=dataset.id,
-                     params=p.model_dump(mode="json", exclude_unset=True), register_as=name, epochs=p.epochs)
+                     params=p.model_dump(mode="json", exclude_unset=True), register_as=name, epochs=p.epochs,
+                     submitted_by=actor)
     return _send(session, tasks, job)
 
 
-def submit_evaluation(session: Session, tasks: TaskQueue, request: EvaluationJobRequest) -> JobRecord:
+def submit_evaluation(session: Session, tasks: TaskQueue, request: EvaluationJobRequest, *,
+                      actor: str) -> JobRecord:
     try:
         version = resolve(session, request.model)
     except (ValueError, NotFound) as exc:
@@ -63,7 +66,7 @@ def submit_evaluation(session: Session, tasks: TaskQueue, request: EvaluationJob
                                  f"predicts {version.labels}")
     job = create_job(session, kind="evaluate", model=version.ref, dataset_id=dataset.id,
                      params=request.params.model_dump(mode="json", exclude_unset=True), model_version_id=version.id,
-                     split=request.split)
+                     split=request.split, submitted_by=actor)
     return _send(session, tasks, job)
 
 
@@ -75,8 +78,17 @@ def _dataset(session: Session, name: str) -> DatasetRecord:
     return dataset
 
 
+def cancel_job(session: Session, *, job_id: int, kind: str, actor: str) -> JobRecord:
+    job = request_cancel(session, job_id=job_id, kind=kind)
+    record_event(session, actor=actor, action="job.cancelled", target=job_location(job),
+                 details={"status": job.status})
+    return job
+
+
 def _send(session: Session, tasks: TaskQueue, job: JobRecord) -> JobRecord:
-    session.commit()  # the row exists before its task does
+    record_event(session, actor=job.submitted_by or "", action="job.submitted", target=job_location(job),
+                 details={"kind": job.kind, "model": job.model, "dataset": job.dataset_name})
+    session.commit()  # the row (and its audit event) exists before its task does
     try:
         task_id = tasks.send(job.kind, job.id)
     except QueueUnavailable as exc:

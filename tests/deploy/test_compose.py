@@ -10,16 +10,15 @@ import shlex
 import pytest
 from pydantic import ValidationError
 
-from app.settings import AppSettings
+from app.settings import AppSettings, BootstrapSettings
 from cxr.cli import build_parser
-from registry.settings import RegistrySettings
 from tests.deploy.compose import COMPOSE_FILE, REQUIRED, compose_config, env_example, referenced_variables, resolved
 from worker.settings import WorkerSettings
 
-# The settings class each service's process reads (migrate runs `cxr db upgrade` and `cxr bootstrap`,
-# which read only the registry's settings).
+# The settings class each service's process reads (migrate runs `cxr db upgrade`, which reads the registry's
+# settings, and `cxr bootstrap`, which reads those and the bootstrap admin key).
 SETTINGS = {"api": AppSettings, "worker": WorkerSettings, "worker-cpu": WorkerSettings,
-            "migrate": RegistrySettings}
+            "migrate": BootstrapSettings}
 THIRD_PARTY = {"postgres", "redis"}
 
 

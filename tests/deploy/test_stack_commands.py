@@ -70,8 +70,10 @@ def _local_env(env: dict[str, Any], *, database_url: str, redis_port: int, api_p
         out[key] = value
     if "CXR_PORT" in out:
         out["CXR_PORT"] = str(api_port)
-    # the image puts its virtual environment first on PATH, so `cxr` and `celery` resolve there
+    # the image puts its virtual environment first on PATH, so `cxr` and `celery` resolve there; its /app is
+    # this checkout (the virtual environment's `cxr` may be an editable install of another one)
     out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    out["PYTHONPATH"] = str(REPO_ROOT)
     return out
 
 
@@ -95,7 +97,10 @@ def stack(tmp_path_factory) -> Iterator[dict[str, Any]]:
             api = Child("api", services["api"]["command"], envs["api"], tmp / "api.log")
             worker = Child("worker", services["worker"]["command"], envs["worker"], tmp / "worker.log")
             children += [api, worker]
-            client = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60)
+            # .env.example leaves CXR_BOOTSTRAP_ADMIN_KEY empty: migrate generated one and printed it once
+            admin_key = admin_key_printed_by(migrate.stdout)
+            client = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60,
+                                  headers={"X-API-Key": admin_key})
             wait_until_ready(client, 180, api, worker)
             worker.wait_for_output(" ready.", 180)
             yield {"client": client, "migrate": migrate, "api": api, "worker": worker, "port": api_port,
@@ -108,9 +113,23 @@ def stack(tmp_path_factory) -> Iterator[dict[str, Any]]:
         redis_proc.wait(timeout=10)
 
 
+def admin_key_printed_by(out: str) -> str:
+    line = next(line for line in out.splitlines() if line.startswith("admin key") and "shown once" in line)
+    return line.rsplit(" ", 1)[-1]
+
+
 def test_migrate_upgraded_the_schema_and_imported_what_ships(stack):
     out = stack["migrate"].stdout
     assert "schema at" in out and "pneumoniamnist" in out and "pneumonia" in out
+
+
+def test_the_deployment_asks_for_keys_and_migrate_printed_a_working_admin_key(stack):
+    client = stack["client"]
+    assert stack["env"]["api"]["CXR_OPEN_PREDICT"] == "false"
+    anonymous = httpx.post(client.base_url.join("/predict"),
+                           files={"file": (SAMPLE.name, SAMPLE.read_bytes(), "image/jpeg")})
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
+    assert client.get("/keys").json()["items"][0]["name"] == "bootstrap-admin"
 
 
 def test_the_images_healthcheck_passes_against_the_running_api(stack):

@@ -24,6 +24,9 @@ FAST_WORKER_ENV = {"CXR_LEASE_SECONDS": "6", "CXR_HEARTBEAT_SECONDS": "0.25", "C
                    "CXR_UNSENT_AFTER_SECONDS": "2", "CXR_PROGRESS_SECONDS": "0.1", "OMP_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
 
+# The admin key the stacks are bootstrapped with (CXR_BOOTSTRAP_ADMIN_KEY) and their clients send.
+ADMIN_KEY = "cxr_testadmn_integration-tests-admin-key"
+
 # A short run on real PneumoniaMNIST: 8 steps per epoch
 QUICK_PARAMS = {"batch_size": 32, "max_train_samples": 256, "max_eval_samples": 128, "lr": 2e-3,
                 "cancel_check_every": 1}

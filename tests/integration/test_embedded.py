@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.flow import submit, train_watch_and_promote
 from tests.integration.stack import (
+    ADMIN_KEY,
     FAST_WORKER_ENV,
     Child,
     cxr,
@@ -33,12 +34,13 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     port = free_port()
     env = {**FAST_WORKER_ENV, "CXR_DATABASE_URL": f"sqlite:///{tmp / 'registry.db'}",
            "CXR_BROKER_URL": f"sqla+sqlite:///{tmp / 'broker.db'}", "CXR_ARTIFACT_ROOT": str(tmp / "artifacts"),
-           "CXR_PORT": str(port), "CXR_QUEUE_NAMESPACE": f"t{port}"}
+           "CXR_PORT": str(port), "CXR_QUEUE_NAMESPACE": f"t{port}", "CXR_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY}
     cxr(["db", "upgrade"], env)
     serve = Child("serve", [sys.executable, "-m", "cxr", "serve", "--grace", "20"], env, tmp / "serve.log")
     bootstrap = cxr(["bootstrap"], env)  # while the API and the worker start
     assert "dataset pneumoniamnist: registered" in bootstrap
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    assert "admin key bootstrap-admin: installed from CXR_BOOTSTRAP_ADMIN_KEY" in bootstrap
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"X-API-Key": ADMIN_KEY})
     try:
         wait_until_ready(client, 180, serve)
         serve.wait_for_output(" ready.", 180)  # celery's own line once the worker consumes
@@ -51,6 +53,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
 def test_bootstrap_is_idempotent(embedded):
     again = cxr(["bootstrap"], embedded["env"])
     assert "dataset pneumoniamnist: already registered" in again and ": registered" not in again
+    assert "admin key bootstrap-admin: already installed" in again
     names = [d["name"] for d in embedded["client"].get("/datasets").json()["items"]]
     assert {"pneumoniamnist", "chestmnist-nih1000", "kermany-sample", "nih-sample"} <= set(names)
 

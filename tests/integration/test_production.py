@@ -19,7 +19,16 @@ from registry.db import Database
 from registry.migrate import upgrade
 from tests.integration.flow import file_of, submit, train_watch_and_promote
 from tests.integration.services import delete_redis_keys, postgres_database, redis_database, session_tag
-from tests.integration.stack import cxr, finished, free_port, start_api, start_worker, wait_until_ready, watch_job
+from tests.integration.stack import (
+    ADMIN_KEY,
+    cxr,
+    finished,
+    free_port,
+    start_api,
+    start_worker,
+    wait_until_ready,
+    watch_job,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,11 +41,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         upgrade(db_url)
         port = free_port()
         env = {"CXR_DATABASE_URL": db_url, "CXR_BROKER_URL": redis_url, "CXR_ARTIFACT_ROOT": str(tmp / "artifacts"),
-               "CXR_QUEUE_NAMESPACE": namespace}
+               "CXR_QUEUE_NAMESPACE": namespace, "CXR_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY}
         cxr(["bootstrap"], env)  # shipped datasets and the default model, as a deployment's first start does
         api = start_api(env, port, tmp / "api.log")
         workers = [start_worker(env, tmp / "worker-a.log")]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"X-API-Key": ADMIN_KEY})
         state = {"client": client, "api": api, "workers": workers, "env": env, "tmp": tmp, "db_url": db_url,
                  "redis_url": redis_url, "artifacts": tmp / "artifacts"}
         try:

@@ -6,20 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from app.api.auth import AUTH_ERRORS, TrainKey
 from app.api.deps import SessionDep, SettingsDep
 from app.api.errors import error_responses
 from app.schemas.registry import Dataset, DatasetList, DatasetRequest
 from app.services.datasets import register_dataset
 from registry.datasets import get_dataset, list_datasets
+from registry.keys import record_event
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
-@router.post("", status_code=201, response_model=Dataset, responses=error_responses(409, 422))
-def register(body: DatasetRequest, session: SessionDep, settings: SettingsDep, response: Response) -> Dataset:
+@router.post("", status_code=201, response_model=Dataset, responses={**AUTH_ERRORS, **error_responses(409, 422)})
+def register(body: DatasetRequest, session: SessionDep, settings: SettingsDep, response: Response,
+             caller: TrainKey) -> Dataset:
     """Register a dataset under a data root."""
     record = register_dataset(session, name=body.name, kind=body.kind, path=body.path, options=body.options,
                               description=body.description, data_roots=settings.data_roots)
+    record_event(session, actor=caller.name, action="dataset.registered", target=f"/datasets/{record.name}",
+                 details={"kind": record.kind, "location": record.location})
     response.headers["Location"] = f"/datasets/{record.name}"
     return Dataset.of(record)
 

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from app.api.auth import AUTH_ERRORS, AdminKey
 from app.api.deps import SessionDep
 from app.api.errors import error_responses
 from app.schemas.registry import AliasRequest, ModelVersion, ModelVersionList
 from registry.errors import NotFound
-from registry.models import NAME_PATTERN, list_versions, model_names, set_alias
+from registry.keys import record_event
+from registry.models import NAME_PATTERN, aliases, list_versions, model_names, set_alias
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -27,7 +29,13 @@ def versions(name: ModelName, session: SessionDep) -> ModelVersionList:
     return ModelVersionList(items=[ModelVersion.of(v) for v in found])
 
 
-@router.put("/{name}/aliases/{alias}", response_model=ModelVersion, responses=error_responses(404, 422))
-def promote(name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep) -> ModelVersion:
+@router.put("/{name}/aliases/{alias}", response_model=ModelVersion,
+            responses={**AUTH_ERRORS, **error_responses(404, 422)})
+def promote(name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep,
+            caller: AdminKey) -> ModelVersion:
     """Point a model alias (e.g. production) at a version."""
-    return ModelVersion.of(set_alias(session, name=name, alias=alias, version=body.version))
+    before = aliases(session).get(f"{name}@{alias}")
+    version = set_alias(session, name=name, alias=alias, version=body.version)
+    record_event(session, actor=caller.name, action="alias.moved", target=f"/models/{name}/aliases/{alias}",
+                 details={"version": version.version, "from_version_id": before, "to_version_id": version.id})
+    return ModelVersion.of(version)

@@ -7,15 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, UploadFile
 
+from app.api.auth import predict_caller
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
 from app.api.errors import error_responses
 from app.schemas.serving import ModelIdentity, PredictResult, Timing
 from app.serving.inputs import Upload, read_upload, require_multipart
 
 # The statuses an upload route answers besides 200; `app.api.errors` gives their JSON body.
-UPLOAD_ERRORS = error_responses(400, 404, 409, 413, 415, 422)
+UPLOAD_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 UPLOAD_ERRORS_DOC = """
-Errors (JSON `{"error", "message"}`): **400** malformed multipart or too many files; **404** unknown model;
+Errors (JSON `{"error", "message"}`): **400** malformed multipart or too many files; **401**/**403** no API
+key or one without scope `predict`, when the service runs with `open_predict` off; **404** unknown model;
 **409** the model version cannot be served (its checkpoint was changed or does not load); **413** a file or
 the request over the byte limit, or an image over the pixel limit; **415** not multipart, a content type
 that is not an image, not a PNG/JPEG/DICOM file, or a DICOM transfer syntax without a codec here (named);
@@ -24,7 +26,8 @@ that is not an image, not a PNG/JPEG/DICOM file, or a DICOM transfer syntax with
 
 def upload_router() -> APIRouter:
     """A router for routes that take X-ray uploads: multipart only, their errors documented."""
-    return APIRouter(tags=["inference"], dependencies=[Depends(require_multipart)], responses=UPLOAD_ERRORS)
+    return APIRouter(tags=["inference"], dependencies=[Depends(predict_caller), Depends(require_multipart)],
+                     responses=UPLOAD_ERRORS)
 
 
 router = upload_router()

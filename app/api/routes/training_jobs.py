@@ -6,22 +6,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from app.api.auth import AUTH_ERRORS, TrainKey
 from app.api.deps import SessionDep
 from app.api.errors import error_responses
 from app.schemas.jobs import Job, JobList, JobPage, TrainingJobRequest
-from app.services.jobs import job_location, list_page, submit_training
+from app.services.jobs import cancel_job, job_location, list_page, submit_training
 from app.tasks import TasksDep
-from registry.jobs import get_job, request_cancel
+from registry.jobs import get_job
 
 router = APIRouter(prefix="/training-jobs", tags=["training jobs"])
 
 JobId = Annotated[int, Path(description="the job's id", examples=[7])]
 
 
-@router.post("", status_code=202, response_model=Job, responses=error_responses(422, 503))
-def submit(body: TrainingJobRequest, session: SessionDep, tasks: TasksDep, response: Response) -> Job:
+@router.post("", status_code=202, response_model=Job, responses={**AUTH_ERRORS, **error_responses(422, 503)})
+def submit(body: TrainingJobRequest, session: SessionDep, tasks: TasksDep, response: Response,
+           caller: TrainKey) -> Job:
     """Queue a training job."""
-    job = submit_training(session, tasks, body)
+    job = submit_training(session, tasks, body, actor=caller.name)
     response.headers["Location"] = job_location(job)
     return Job.of(job)
 
@@ -38,7 +40,7 @@ def show(job_id: JobId, session: SessionDep) -> Job:
     return Job.of(get_job(session, job_id=job_id, kind="train"))
 
 
-@router.post("/{job_id}/cancel", response_model=Job, responses=error_responses(404, 409, 422))
-def cancel(job_id: JobId, session: SessionDep) -> Job:
+@router.post("/{job_id}/cancel", response_model=Job, responses={**AUTH_ERRORS, **error_responses(404, 409, 422)})
+def cancel(job_id: JobId, session: SessionDep, caller: TrainKey) -> Job:
     """Cancel a training job."""
-    return Job.of(request_cancel(session, job_id=job_id, kind="train"))
+    return Job.of(cancel_job(session, job_id=job_id, kind="train", actor=caller.name))

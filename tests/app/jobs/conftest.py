@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import AppSettings
 from registry.migrate import upgrade
-from tests.app.jobs.support import make_settings
+from tests.app.jobs.support import make_key, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> AppSet
 
 
 @pytest.fixture(scope="module")
-def client(settings: AppSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+def admin_key(settings: AppSettings) -> str:
+    return make_key(settings.database_url, "test-admin", "admin")
+
+
+@pytest.fixture(scope="module")
+def client(settings: AppSettings, admin_key: str) -> Iterator[TestClient]:
+    """The API, every request sent with an admin key (tests/app/jobs/test_access.py checks without)."""
+    with TestClient(create_app(settings), headers={"X-API-Key": admin_key}) as c:
         yield c
 
 

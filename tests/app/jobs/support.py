@@ -1,4 +1,4 @@
-"""Helpers for the API tests: settings on temporary files, and counting what a request queued."""
+"""Helpers for the API tests: settings on temporary files, API keys, and counting what a request queued."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from kombu import Connection
 
 from app.settings import AppSettings
+from registry.db import Database
+from registry.keys import create_key
 from registry.queue import TRAIN_TASK, queue_names
 
 
@@ -23,3 +25,13 @@ def queued_messages(settings: AppSettings, task: str = TRAIN_TASK) -> int:
             return queue.qsize()
         finally:
             queue.close()
+
+
+def make_key(database_url: str, name: str, *scopes: str) -> str:
+    """A new API key in the registry at `database_url`; its plaintext."""
+    db = Database(database_url)
+    try:
+        with db.session() as s:
+            return create_key(s, name=name, scopes=list(scopes or ("admin",)))[1]
+    finally:
+        db.dispose()

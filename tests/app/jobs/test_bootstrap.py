@@ -6,13 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.services.bootstrap import DATASETS_MANIFEST, import_shipped_models, register_shipped_datasets
+from app.services.bootstrap import (
+    DATASETS_MANIFEST,
+    ensure_admin_key,
+    import_shipped_models,
+    register_shipped_datasets,
+)
 from ml.config import DataConfig
 from ml.models import create_model
 from ml.training.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.jobs import create_job
+from registry.keys import authenticate, list_events
 from registry.migrate import upgrade
 from registry.models import list_versions, resolve, set_alias
 from registry.publish import publish_checkpoint
@@ -86,3 +92,27 @@ def test_models_are_imported_once_and_a_promotion_made_here_is_kept(registry, tm
         assert import_shipped_models(s, store, manifest)[0] == "model pneumonia: imported as pneumonia:3"
         assert resolve(s, "pneumonia").version == 2
         assert [v.version for v in list_versions(s, name="pneumonia")] == [1, 2, 3]
+
+
+def test_the_first_admin_key_is_generated_once_or_taken_from_the_setting(registry):
+    db, _ = registry
+    with db.session() as s:
+        [line] = ensure_admin_key(s, None)
+    assert line.startswith("admin key bootstrap-admin created; shown once")
+    generated = line.rsplit(" ", 1)[-1]
+    with db.session() as s:
+        assert authenticate(s, key=generated).scopes == ["admin"]
+        [again] = ensure_admin_key(s, None)
+    assert "exists" in again and generated not in again
+
+    configured = "cxr_fromsetting_" + "x" * 24
+    with db.session() as s:
+        assert "installed from CXR_BOOTSTRAP_ADMIN_KEY" in ensure_admin_key(s, configured)[0]
+        assert "already installed" in ensure_admin_key(s, configured)[0]
+        assert authenticate(s, key=configured).name == "bootstrap-admin"
+        assert authenticate(s, key=generated) is None  # the setting replaced the generated key
+        rotated = configured.replace("x", "y")
+        ensure_admin_key(s, rotated)
+        assert authenticate(s, key=configured) is None and authenticate(s, key=rotated) is not None
+        events, _ = list_events(s, action="key.created")
+    assert [e.actor for e in events] == ["bootstrap"] * 3

@@ -10,7 +10,7 @@ from app.main import create_app
 from registry.db import Database
 from registry.jobs import get_job, reserve_unsent
 from registry.migrate import upgrade
-from tests.app.jobs.support import make_settings, queued_messages
+from tests.app.jobs.support import make_key, make_settings, queued_messages
 
 QUICK = {"epochs": 2, "batch_size": 32, "max_train_samples": 64}
 
@@ -88,9 +88,9 @@ def test_unknown_jobs_are_404(client):
     assert client.get("/evaluation-jobs/99999").status_code == 404
 
 
-def test_broker_down_answers_503_and_keeps_the_job_for_the_sweep(settings, pneumonia, data_dir):
+def test_broker_down_answers_503_and_keeps_the_job_for_the_sweep(settings, pneumonia, data_dir, admin_key):
     down = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0", "broker_connect_timeout": 0.5})
-    with TestClient(create_app(down)) as c:
+    with TestClient(create_app(down), headers={"X-API-Key": admin_key}) as c:
         r = c.post("/training-jobs", json={"model": "simple_cnn", "dataset": "pneumo", "params": QUICK})
     assert r.status_code == 503, r.text
     body = r.json()
@@ -108,6 +108,6 @@ def test_broker_down_answers_503_and_keeps_the_job_for_the_sweep(settings, pneum
 def test_an_empty_registry_says_how_to_register_a_dataset(tmp_path, data_dir):
     s = make_settings(tmp_path, data_dir)
     upgrade(s.database_url)
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), headers={"X-API-Key": make_key(s.database_url, "t", "train")}) as c:
         r = c.post("/training-jobs", json={"model": "simple_cnn", "dataset": "pneumo"})
     assert r.status_code == 422 and "known: none (POST /datasets)" in r.json()["message"]

@@ -1,0 +1,82 @@
+"""Access control: API keys with scopes, sent as `X-API-Key: KEY` or `Authorization: Bearer KEY`.
+
+Scopes: `predict` (POST /predict, /gradcam), `train` (training and evaluation jobs, datasets) and `admin`
+(aliases, keys, the audit log), which implies the others. Every state-changing route names the scope it
+needs with one of the aliases below; GET routes stay open. With the `open_predict` setting (the default,
+so the local web page works) /predict and /gradcam need no key. No key, or an unknown or revoked one, is
+401; a key without the scope is 403. The keys live hashed in the registry (`registry.keys`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.deps import SessionDep, SettingsDep, StateDep
+from app.api.errors import ApiError, error_responses
+from registry.keys import authenticate
+from registry.records import ApiKeyRecord
+
+api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False,
+                              description="an API key (`cxr keys create`); the same as a Bearer token")
+bearer = HTTPBearer(scheme_name="Bearer", auto_error=False, description="an API key as a Bearer token")
+
+AUTH_ERRORS = error_responses(401, 403)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cxr"'}
+
+HeaderKey = Annotated[str | None, Security(api_key_header)]
+BearerKey = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+
+
+def presented_key(header: str | None, token: HTTPAuthorizationCredentials | None) -> str | None:
+    if header:
+        return header.strip()
+    return token.credentials.strip() if token is not None else None
+
+
+def check_scope(key: ApiKeyRecord | None, scope: str, presented: bool) -> ApiKeyRecord:
+    """The key if it may use `scope`; 401 or 403 otherwise."""
+    if key is None:
+        message = ("the API key is unknown or revoked" if presented else
+                   "this route needs an API key: send `X-API-Key: KEY` or `Authorization: Bearer KEY`")
+        raise ApiError(401, "unauthorized", message, headers=_CHALLENGE)
+    if not key.allows(scope):
+        raise ApiError(403, "forbidden", f"API key '{key.name}' has scopes {', '.join(key.scopes)}; this route "
+                                         f"needs '{scope}'")
+    return key
+
+
+def require(scope: str) -> Callable[..., ApiKeyRecord]:
+    """A dependency answering the caller's key, which must allow `scope`."""
+
+    def caller(session: SessionDep, header: HeaderKey, token: BearerKey) -> ApiKeyRecord:
+        key = presented_key(header, token)
+        return check_scope(authenticate(session, key=key) if key else None, scope, key is not None)
+
+    caller.__name__ = f"require_{scope}"
+    return caller
+
+
+async def predict_caller(state: StateDep, settings: SettingsDep, header: HeaderKey,
+                         token: BearerKey) -> ApiKeyRecord | None:
+    """/predict and /gradcam: open under `open_predict` (no database query at all), else scope predict."""
+    if settings.open_predict:
+        return None
+    key = presented_key(header, token)
+    if not key:
+        return check_scope(None, "predict", False)
+
+    def lookup() -> ApiKeyRecord | None:
+        with state.db.session() as session:
+            return authenticate(session, key=key)
+
+    return check_scope(await anyio.to_thread.run_sync(lookup), "predict", True)
+
+
+TrainKey = Annotated[ApiKeyRecord, Depends(require("train"))]
+AdminKey = Annotated[ApiKeyRecord, Depends(require("admin"))]
+PredictKey = Annotated[ApiKeyRecord | None, Depends(predict_caller)]
