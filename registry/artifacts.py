@@ -19,6 +19,10 @@ from urllib.parse import unquote, urlparse
 from registry.errors import IntegrityFailure, NotFound
 
 
+class OutsideStore(IntegrityFailure, ValueError):
+    """A URI (or a link inside the store) that leads out of it: never read, whatever the registry says."""
+
+
 @dataclass(frozen=True)
 class StoredArtifact:
     uri: str
@@ -54,9 +58,9 @@ class LocalArtifactStore:
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise ValueError(f"not a local artifact URI: {uri}")
-        path = Path(unquote(parsed.path)).resolve()
+        path = Path(unquote(parsed.path)).resolve()  # follows links: a link in the store may point elsewhere
         if not path.is_relative_to(self.root):
-            raise ValueError(f"artifact {uri} lies outside the store {self.root}")
+            raise OutsideStore(f"artifact {uri} lies outside the store {self.root}: refused")
         return path
 
     def put_file(self, local: Path, key: str) -> StoredArtifact:
