@@ -221,6 +221,19 @@ def request_cancel(session: Session, *, job_id: int, kind: str | None = None) ->
     return _record(session, row)
 
 
+def hand_back(session: Session, *, job_id: int, worker: str) -> None:
+    """A worker that is stopping gives its running job back: queued and unsent, so another worker's sweep
+    sends it again and that worker resumes it from its last checkpoint. Conflict unless `worker` held it."""
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker == worker)
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not taken:
+        raise Conflict(f"job {job_id} is not held by {worker}")
+
+
 def requeue_lapsed(session: Session) -> list[int]:
     """Put running jobs whose lease lapsed (their worker died) back in the queue, unsent.
 

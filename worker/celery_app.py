@@ -8,10 +8,11 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from registry.queue import TASK_FOR_KIND, celery_config
 from worker.context import WorkerContext
+from worker.lease import shutting_down
 from worker.recovery import Sweeper
 from worker.settings import WorkerSettings
 
@@ -49,3 +50,10 @@ def _start_sweeper(**_: Any) -> None:
 def _stop_sweeper(**_: Any) -> None:
     if _sweeper is not None:
         _sweeper.stop()
+
+
+@worker_shutting_down.connect
+def _hand_back_on_shutdown(**_: Any) -> None:
+    """SIGTERM (warm shutdown): the running job stops at its next step and is handed back, instead of
+    running to its end or being killed after the grace period. Runs in the signal handler: only sets a flag."""
+    shutting_down.set()

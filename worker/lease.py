@@ -1,7 +1,7 @@
 """A claimed job's lease, renewed from a background thread while the task works.
 
 The thread also brings back what the training loop must react to: a cancellation request, or the
-news that the lease was lost (another worker took the job over). `fit` asks `should_stop()` every
+news that the lease was lost (another worker took the job over); a stopping worker says so too. `fit` asks `should_stop()` every
 few steps; it reads two events, never the database, so the check costs nothing.
 """
 
@@ -17,6 +17,10 @@ from registry.errors import Conflict
 from registry.jobs import heartbeat
 
 log = logging.getLogger(__name__)
+
+# Set when this worker process was asked to stop (SIGTERM: Celery's warm shutdown): the running job stops at
+# its next step check and is handed back, to be resumed elsewhere from its last epoch's checkpoint.
+shutting_down = threading.Event()
 
 
 class Lease:
@@ -38,7 +42,7 @@ class Lease:
         self._thread.join()
 
     def should_stop(self) -> bool:
-        return self.cancel_requested.is_set() or self.lost.is_set()
+        return self.cancel_requested.is_set() or self.lost.is_set() or shutting_down.is_set()
 
     def _renew(self) -> None:
         while not self._stop.wait(self.interval):

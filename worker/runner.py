@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from ml.errors import CXRError, TrainingCancelled
 from registry.artifacts import LocalArtifactStore
 from registry.errors import Conflict
-from registry.jobs import Claim, claim_job, finish_job
+from registry.jobs import Claim, claim_job, finish_job, hand_back
 from registry.records import JobRecord
 from registry.runs import record_artifact
 from worker.context import WorkerContext
-from worker.lease import Lease
+from worker.lease import Lease, shutting_down
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ MEDIA_TYPES = {".json": "application/json", ".jsonl": "application/x-ndjson", ".
 
 def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
     """Claim `job_id` and run `work` under its lease; returns the outcome (granted work ends as
-    succeeded, cancelled, failed or lost; otherwise the claim's answer: finished, busy, cancelled).
+    succeeded, cancelled, failed, lost, or handed back when this worker is stopping; otherwise the claim's
+    answer: finished, busy, cancelled).
 
     `work` finishes the job itself when it succeeds (in the same transaction as its results).
     """
@@ -48,7 +49,8 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
         try:
             work(ctx, job, lease)
         except TrainingCancelled:
-            status = "cancelled"
+            status = "handed back" if shutting_down.is_set() and not lease.cancel_requested.is_set() \
+                else "cancelled"
         except Exception as exc:  # any failure is recorded on the job for its user
             if not lease.lost.is_set():
                 log.exception("job %d failed", job_id)
@@ -56,6 +58,16 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
     if lease.lost.is_set():
         log.warning("job %d was taken over by another worker; this attempt stops without a result", job_id)
         return "lost"
+    if status == "handed back":
+        try:
+            with ctx.db.session() as session:
+                hand_back(session, job_id=job_id, worker=ctx.name)
+        except Conflict as exc:
+            log.warning("job %d: %s", job_id, exc)
+            return "lost"
+        log.warning("job %d handed back (this worker is stopping): another worker resumes it from its last "
+                    "checkpoint", job_id)
+        return status
     if status != "succeeded":
         try:
             with ctx.db.session() as session:

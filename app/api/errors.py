@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.serving.errors import ServingError
@@ -79,6 +80,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
         return error_response(409, "conflict", str(exc))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _registry_unreachable(_: Request, exc: DBAPIError) -> JSONResponse:
+        log.warning("registry unreachable: %s", " ".join(str(exc.orig or exc).split())[:300])
+        return error_response(503, "registry_unavailable", "the registry database cannot be reached; nothing was "
+                              "changed, try again shortly", headers={"Retry-After": "5"})
 
     @app.exception_handler(IntegrityFailure)
     async def _integrity(_: Request, exc: IntegrityFailure) -> JSONResponse:

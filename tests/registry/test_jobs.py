@@ -13,6 +13,7 @@ from registry.jobs import (
     create_job,
     finish_job,
     get_job,
+    hand_back,
     heartbeat,
     list_jobs,
     release_task_id,
@@ -205,3 +206,18 @@ def test_a_heartbeat_after_the_holder_finished_the_job_is_not_a_lost_lease(db, d
         assert heartbeat(s, job_id=job.id, worker="w1", lease_seconds=60) is False
     with db.session() as s, pytest.raises(Conflict):
         heartbeat(s, job_id=job.id, worker="w2", lease_seconds=60)
+
+
+def test_a_stopping_worker_hands_its_job_back_unsent_and_only_its_own(db, dataset):
+    job = _job(db, dataset)
+    _claim(db, job.id, worker="w1")
+    with db.session() as s, pytest.raises(Conflict, match="not held by w2"):
+        hand_back(s, job_id=job.id, worker="w2")
+    with db.session() as s:
+        set_task_id(s, job_id=job.id, task_id="t1")
+        hand_back(s, job_id=job.id, worker="w1")
+    with db.session() as s:
+        back = get_job(s, job_id=job.id)
+        assert (back.status, back.worker, back.task_id, back.lease_expires_at) == ("queued", None, None, None)
+        assert job.id in [j for j, _, _ in reserve_unsent(s, older_than_seconds=0)]  # a sweep sends it again
+    assert _claim(db, job.id, worker="w2").claim is Claim.GRANTED
