@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 R = TypeVar("R")
 
+# ids, versions and offsets are INTEGER columns (32 bits on PostgreSQL): larger numbers are refused at the door
+MAX_INT = 2**31 - 1
+
 
 def to_record(row: Any, cls: type[R], **extra: Any) -> R:
     """Copy the fields `cls` declares from an ORM row (enums become their values)."""

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.models import NAME_PATTERN
-from registry.records import ApiKeyRecord, AuditRecord
+from registry.records import MAX_INT, ApiKeyRecord, AuditRecord
 
 Scope = Literal["predict", "train", "admin"]
 
@@ -85,4 +85,4 @@ class AuditPage(BaseModel):
     action: str | None = Field(None, max_length=50, description="only events of this action")
     actor: str | None = Field(None, max_length=100, description="only events by this key")
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_INT)

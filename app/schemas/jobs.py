@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ml.config import TrainParams
 from registry.models import NAME_PATTERN
-from registry.records import JobRecord
+from registry.records import MAX_INT, JobRecord
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -104,7 +104,7 @@ class JobPage(BaseModel):
 
     status: JobStatus | None = Field(None, description="only jobs with this status")
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_INT)
 
 
 class TrainingJobRequest(BaseModel):

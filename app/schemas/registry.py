@@ -8,7 +8,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.models import NAME_PATTERN
-from registry.records import ArtifactRecord, CheckpointRecord, DatasetRecord, MetricRecord, ModelVersionRecord
+from registry.records import (
+    MAX_INT,
+    ArtifactRecord,
+    CheckpointRecord,
+    DatasetRecord,
+    MetricRecord,
+    ModelVersionRecord,
+)
 
 
 class DatasetRequest(BaseModel):
@@ -163,4 +170,4 @@ class ModelVersionList(BaseModel):
 class AliasRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
 
-    version: int = Field(ge=1, description="the version the alias should point at")
+    version: int = Field(ge=1, le=MAX_INT, description="the version the alias should point at")

@@ -13,10 +13,11 @@ from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage
 from app.services.jobs import cancel_job, job_location, list_page, submit_evaluation
 from app.tasks import TasksDep
 from registry.jobs import get_job
+from registry.records import MAX_INT
 
 router = APIRouter(prefix="/evaluation-jobs", tags=["evaluation jobs"])
 
-JobId = Annotated[int, Path(description="the job's id", examples=[8])]
+JobId = Annotated[int, Path(ge=1, le=MAX_INT, description="the job's id", examples=[8])]
 
 
 @router.post("", status_code=202, response_model=Job, responses={**AUTH_ERRORS, **error_responses(422, 503)})

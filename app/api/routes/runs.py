@@ -10,11 +10,12 @@ from app.api.deps import ArtifactsDep, SessionDep
 from app.api.errors import error_responses
 from app.schemas.registry import Artifact, Checkpoint, Run, metric_series
 from registry.datasets import get_dataset
+from registry.records import MAX_INT
 from registry.runs import get_artifact, get_run, run_artifacts, run_checkpoints, run_metrics
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
-RunId = Annotated[int, Path(description="the run's id (a job's `run_id`)", examples=[7])]
+RunId = Annotated[int, Path(ge=1, le=MAX_INT, description="the run's id (a job's `run_id`)", examples=[7])]
 
 
 @router.get("/{run_id}", response_model=Run, responses=error_responses(404, 422))

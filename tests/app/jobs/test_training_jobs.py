@@ -86,6 +86,9 @@ def test_unknown_jobs_are_404(client):
     assert r.status_code == 404 and r.json() == {"error": "not_found", "message": "job 99999 does not exist"}
     assert client.post("/training-jobs/99999/cancel").status_code == 404
     assert client.get("/evaluation-jobs/99999").status_code == 404
+    # ids past the database's INTEGER are refused as invalid, not sent to the database (found by schemathesis)
+    for path in ("/training-jobs/9223372036854775808", "/runs/2147483648", "/training-jobs?offset=2147483648"):
+        assert client.get(path).status_code == 422, path
 
 
 def test_broker_down_answers_503_and_keeps_the_job_for_the_sweep(settings, pneumonia, data_dir, admin_key):
