@@ -101,3 +101,33 @@ def test_training_jobs_show_their_progress(web_server: Server, chromium_path: Pa
         assert abs(fraction - 0.45) < 0.02
         expect(page.locator('#jobs li[data-job="6"]')).to_contain_text("succeeded")
         browser.close()
+
+
+def test_a_service_that_asks_for_a_key_gets_it_from_the_key_field(
+    tmp_path_factory, chromium_path: Path, data_dir: Path
+) -> None:
+    """With `open_predict` off the page says what is wrong until a key with scope predict is given."""
+    from tests.app.jobs.support import make_key
+    from tests.app.live_server import Registry, start_server, stop_server, zoo_checkpoint
+
+    root = tmp_path_factory.mktemp("closed")
+    registry = Registry.create(root)
+    registry.publish(zoo_checkpoint("simple_cnn", root), "chest")
+    key = make_key(registry.url, "page-user", "predict")
+    server = start_server(registry, root / "server.log", default_model="chest", open_predict="false")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(server.url)
+            sample = str(data_dir / "samples" / "person1951_bacteria_4882.jpeg")
+            page.set_input_files("#file", sample)
+            expect(page.locator("#status")).to_contain_text("API key")
+            page.fill("#api-key", key)
+            page.set_input_files("#file", [])
+            page.set_input_files("#file", sample)
+            expect(page.locator("#bars .bar")).to_have_count(len(ZOO_LABELS))
+            browser.close()
+    finally:
+        stop_server(server)
+        registry.db.dispose()

@@ -5,8 +5,11 @@
 const $ = (id) => document.getElementById(id);
 const state = { file: null, result: null, previewUrl: null, overlayUrl: null };
 
-// fetch that turns the API's JSON errors ({"error", "message"}) into exceptions with that message
+// fetch that sends the API key when one is given (a service with open_predict off asks for it) and turns
+// the API's JSON errors ({"error", "message"}) into exceptions with that message
 async function api(path, options = {}) {
+  const key = $("api-key") ? $("api-key").value.trim() : "";
+  if (key) options = { ...options, headers: { ...(options.headers || {}), "X-API-Key": key } };
   const response = await fetch(path, options);
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;

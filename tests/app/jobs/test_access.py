@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from app.main import create_app
 from cxr.cli import main as cxr_main
-from registry.db import Database
 from registry.artifacts import LocalArtifactStore
+from registry.db import Database
 from registry.keys import authenticate
 from registry.models import list_versions
 from registry.publish import publish_checkpoint
