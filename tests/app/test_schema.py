@@ -55,7 +55,7 @@ def test_every_operation_answers_as_documented(api_schema, running, method: str,
     operation = api_schema[path][method]
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
+    @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
               database=None)
     def check(case: schemathesis.Case) -> None:
         case.call_and_validate(headers={"X-API-Key": running[1]}, checks=CHECKS)

@@ -132,8 +132,8 @@ def test_postgres_down_not_ready_predictions_go_on_writes_resume(stack):
 
 
 def test_sigterm_to_a_worker_hands_its_job_back_and_another_resumes_it(stack):
-    client, epochs = stack["client"], 4
-    location = submit(client, epochs=epochs, max_train_samples=512)
+    client, epochs = stack["client"], 3
+    location = submit(client, epochs=epochs, max_train_samples=384)
     job, _ = watch_job(client, location, lambda j: j["progress"]["epoch"] >= 1 or finished(j), timeout=120)
     assert job["status"] == "running", job
     first = stack["workers"][0]
