@@ -26,6 +26,8 @@ api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error
 bearer = HTTPBearer(scheme_name="Bearer", auto_error=False, description="an API key as a Bearer token")
 
 AUTH_ERRORS = error_responses(401, 403)
+PREDICT_KEY_DOC = """ **401**/**403**: no API key, or one without scope `predict`, when the service runs with
+`open_predict` off."""
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cxr"'}
 
 HeaderKey = Annotated[str | None, Security(api_key_header)]

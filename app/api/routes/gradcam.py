@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import File, Query, UploadFile
 from fastapi.responses import Response
 
+from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
 from app.api.routes.predict import UPLOAD_ERRORS_DOC, upload_router
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
@@ -33,7 +34,8 @@ CamMethod = Literal[tuple(CAM_METHODS)]  # type: ignore[valid-type]
     },
     description="`format=png` (default) answers the overlay of one target as `image/png` at the upload's "
     "size, with headers `X-Model`, `X-Target` and `X-Probability`. `format=json` answers the probabilities "
-    "and, for each target, the overlay as base64 PNG and the heat map as a 16x16 grid." + UPLOAD_ERRORS_DOC,
+    "and, for each target, the overlay as base64 PNG and the heat map as a 16x16 grid." + UPLOAD_ERRORS_DOC
+    + PREDICT_KEY_DOC,
 )
 async def gradcam(
     predictor: PredictorDep,

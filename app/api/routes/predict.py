@@ -7,17 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, UploadFile
 
-from app.api.auth import predict_caller
+from app.api.auth import AUTH_ERRORS, PREDICT_KEY_DOC, predict_caller
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
 from app.api.errors import error_responses
 from app.schemas.serving import ModelIdentity, PredictResult, Timing
 from app.serving.inputs import Upload, read_upload, require_multipart
 
 # The statuses an upload route answers besides 200; `app.api.errors` gives their JSON body.
-UPLOAD_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
+UPLOAD_ERRORS = error_responses(400, 404, 409, 413, 415, 422)
 UPLOAD_ERRORS_DOC = """
-Errors (JSON `{"error", "message"}`): **400** malformed multipart or too many files; **401**/**403** no API
-key or one without scope `predict`, when the service runs with `open_predict` off; **404** unknown model;
+Errors (JSON `{"error", "message"}`): **400** malformed multipart or too many files; **404** unknown model;
 **409** the model version cannot be served (its checkpoint was changed or does not load); **413** a file or
 the request over the byte limit, or an image over the pixel limit; **415** not multipart, a content type
 that is not an image, not a PNG/JPEG/DICOM file, or a DICOM transfer syntax without a codec here (named);
@@ -27,7 +26,7 @@ that is not an image, not a PNG/JPEG/DICOM file, or a DICOM transfer syntax with
 def upload_router() -> APIRouter:
     """A router for routes that take X-ray uploads: multipart only, their errors documented."""
     return APIRouter(tags=["inference"], dependencies=[Depends(predict_caller), Depends(require_multipart)],
-                     responses=UPLOAD_ERRORS)
+                     responses={**UPLOAD_ERRORS, **AUTH_ERRORS})
 
 
 router = upload_router()
@@ -42,7 +41,7 @@ async def read_uploads(files: list[UploadFile], max_bytes: int) -> list[Upload]:
     response_model=PredictResult | list[PredictResult],
     description="One file answers one result; several files (repeat the field `file`) answer a list in the "
     "order sent. The model's identity, every label's probability, the thresholds and the labels at or above "
-    "them, and the time taken in milliseconds." + UPLOAD_ERRORS_DOC,
+    "them, and the time taken in milliseconds." + UPLOAD_ERRORS_DOC + PREDICT_KEY_DOC,
 )
 async def predict(
     predictor: PredictorDep,
