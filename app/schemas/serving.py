@@ -99,6 +99,30 @@ class GradcamResult(Scores):
     timing_ms: GradcamTiming
 
 
+class RuntimeTrial(BaseModel):
+    name: str = Field(examples=["onnxruntime"])
+    accepted: bool = Field(description="agreed with eager within 1e-4 (the reference itself: always)")
+    median_ms: float | None = Field(description="median forward time at batch 1", examples=[4.2])
+    max_abs_diff: float | None = Field(description="largest probability difference from eager", examples=[3e-7])
+    reason: str = Field("", description="why it was refused")
+
+
+class ServingInfo(BaseModel):
+    """How a loaded version is served: its runtime (chosen in the background after loading) and batching."""
+
+    runtime: str = Field(description="the runtime forward passes use now", examples=["onnxruntime"])
+    runtime_state: str = Field(
+        description="choosing (eager serves meanwhile), chosen, eager (no candidates) or failed",
+        examples=["chosen"],
+    )
+    runtime_trials: list[RuntimeTrial] = Field(description="each candidate's timing and agreement")
+    runtime_message: str = Field("", description="why choosing failed, if it did")
+    batch_max_size: int = Field(description="images one forward pass may gather (1: no batching)")
+    batches: int = Field(description="forward passes run so far")
+    images: int = Field(description="images they held")
+    refused: int = Field(description="requests answered 503 because the queue was full")
+
+
 class ModelVersionInfo(BaseModel):
     version: int = Field(examples=[3])
     ref: str = Field(examples=["pneumonia:3"])
@@ -114,9 +138,10 @@ class ModelVersionInfo(BaseModel):
     aliases: list[str] = Field(examples=[["production"]])
     created_at: datetime
     loaded: bool = Field(description="held in the serving cache now")
+    serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded")
 
     @classmethod
-    def of(cls, record: ModelVersionRecord, loaded: bool) -> ModelVersionInfo:
+    def of(cls, record: ModelVersionRecord, loaded: bool, serving: ServingInfo | None = None) -> ModelVersionInfo:
         return cls(
             version=record.version,
             ref=record.ref,
@@ -129,6 +154,7 @@ class ModelVersionInfo(BaseModel):
             aliases=list(record.aliases),
             created_at=record.created_at,
             loaded=loaded,
+            serving=serving,
         )
 
 
