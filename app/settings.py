@@ -25,7 +25,9 @@ class AppSettings(RegistrySettings):
     )
     max_image_pixels: int = Field(60_000_000, ge=1024, description="largest decoded image (width x height)")
     max_files_per_request: int = Field(16, ge=1, le=256, description="files one /predict or /gradcam request may carry")
-    inference_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: the cores)")
+    inference_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads per pool worker (default: the cores divided among them)"
+    )
     inference_workers: int = Field(
         2, ge=1, le=64, description="threads that decode, preprocess and run models at once (inference pool)"
     )

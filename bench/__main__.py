@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from app.serving.pool import set_torch_threads
+from app.settings import AppSettings
 from bench import floor, runtimes, serving, training
 from bench.common import machine, write_result
 from bench.models import BenchModel, bench_models
@@ -67,13 +69,17 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"which benchmarks ({', '.join(PARTS)}; default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter load, fewer requests")
     parser.add_argument("--no-densenet", action="store_true", help="only the shipped models")
+    parser.add_argument("--model", default="", help="only models whose label contains this text")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     parts = args.parts or list(PARTS)
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown part {', '.join(unknown)}; choose from {', '.join(PARTS)}")
-    models: list[BenchModel] = bench_models(include_densenet=not args.no_densenet)
+    # in-process figures use the threads the API uses (the cores divided among its pool workers)
+    set_torch_threads(None, AppSettings.model_fields["inference_workers"].default)
+    models: list[BenchModel] = [m for m in bench_models(include_densenet=not args.no_densenet)
+                                if args.model in m.label]
     steps: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]]] = {
         "floor": (lambda: floor.run(models, quick=args.quick), floor.print_table),
         "serving": (lambda: serving.run(models, quick=args.quick), serving.print_table),

@@ -186,7 +186,7 @@ class Predictor:
     async def start(self) -> None:
         """Set torch's threads, load the default and warm models (a failure is logged, not raised) and start
         re-reading aliases."""
-        threads = set_torch_threads(self.settings.inference_threads)
+        threads = set_torch_threads(self.settings.inference_threads, self.pool.workers)
         log.info("inference: %d pool workers, %d torch threads", self.pool.workers, threads)
         for reference in self._warm_references():
             await self._warm(reference)
@@ -275,7 +275,8 @@ class Predictor:
         s = self.settings
         served.batcher = MicroBatcher(
             lambda resized: self.pool.run(self._forward, served, resized), max_size=s.batch_max_size,
-            max_wait_s=s.batch_max_wait_ms / 1000, queue_limit=s.inference_queue_limit, name=served.record.ref,
+            max_wait_s=s.batch_max_wait_ms / 1000, queue_limit=s.inference_queue_limit,
+            concurrency=self.pool.workers, name=served.record.ref,
         )
         self._cache[version_id] = served
         candidates = [c for c in s.runtime_candidates if c in EXACT_RUNTIMES and c != "eager"]
@@ -339,7 +340,7 @@ class Predictor:
     async def _choose_runtime(self, served: ServedModel, candidates: list[str]) -> None:
         """On a thread of its own, not the pool: requests keep being served (eager) while it runs."""
         await anyio.to_thread.run_sync(
-            served.choose_runtime, candidates, self.settings.inference_threads, abandon_on_cancel=True
+            served.choose_runtime, candidates, torch.get_num_threads(), abandon_on_cancel=True
         )
 
     async def _db(self, fn: Callable[..., T], *args: object) -> T:

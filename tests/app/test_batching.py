@@ -73,29 +73,30 @@ def test_a_lone_request_does_not_wait_for_company():
     assert forward.sizes == [1]
 
 
-def test_batches_hold_at_most_max_size_and_one_runs_at_a_time():
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_batches_hold_at_most_max_size_and_at_most_concurrency_run_at_once(concurrency):
     forward = Recorder()
 
     async def main():
-        batcher = MicroBatcher(forward, max_size=4, max_wait_s=0.05, queue_limit=64)
+        batcher = MicroBatcher(forward, max_size=4, max_wait_s=0.05, queue_limit=64, concurrency=concurrency)
         return await asyncio.gather(*(request(batcher, [float(i)]) for i in range(10)))
 
     results = run(main())
     assert [float(p[0, 0]) for p in results] == [float(i) for i in range(10)]
     assert sum(forward.sizes) == 10 and max(forward.sizes) <= 4 and len(forward.sizes) >= 3
-    assert forward.most_at_once == 1
+    assert forward.most_at_once == concurrency
 
 
 def test_without_batching_each_request_runs_alone_and_concurrently():
     forward = Recorder()
 
     async def main():
-        batcher = MicroBatcher(forward, max_size=1, max_wait_s=0.05, queue_limit=64)
+        batcher = MicroBatcher(forward, max_size=1, max_wait_s=0.05, queue_limit=64, concurrency=3)
         return await asyncio.gather(*(request(batcher, [float(i)]) for i in range(5)))
 
     run(main())
     assert forward.sizes == [1] * 5
-    assert forward.most_at_once > 1  # the inference pool, not the batcher, bounds concurrency then
+    assert forward.most_at_once == 3
 
 
 def test_a_full_queue_refuses_with_retry_after_and_a_left_ticket_frees_its_place():
