@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from registry.records import ModelVersionRecord
+
+if TYPE_CHECKING:
+    from app.serving.predictor import ServedModel
 
 _PROBS = {"Atelectasis": 0.081, "Effusion": 0.642, "Pneumonia": 0.377}
 _THRESHOLDS = {"Atelectasis": 0.31, "Effusion": 0.42, "Pneumonia": 0.29}
@@ -121,6 +124,21 @@ class ServingInfo(BaseModel):
     batches: int = Field(description="forward passes run so far")
     images: int = Field(description="images they held")
     refused: int = Field(description="requests answered 503 because the queue was full")
+
+    @classmethod
+    def of(cls, served: ServedModel) -> ServingInfo:
+        runtime, batcher = served.runtime_info, served.batcher
+        stats = batcher.stats if batcher else None
+        return cls(
+            runtime=runtime.name,
+            runtime_state=runtime.state,
+            runtime_trials=[RuntimeTrial.model_validate(t) for t in runtime.trials or []],
+            runtime_message=runtime.message,
+            batch_max_size=batcher.max_size if batcher else 1,
+            batches=stats.batches if stats else 0,
+            images=stats.images if stats else 0,
+            refused=stats.refused if stats else 0,
+        )
 
 
 class ModelVersionInfo(BaseModel):

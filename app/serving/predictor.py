@@ -95,7 +95,6 @@ class ServedModel:
 
     def choose_runtime(self, candidates: list[str], threads: int | None) -> None:
         """Time `candidates` against eager and switch to the fastest that agrees within 1e-4; blocking."""
-        self.runtime_info = RuntimeInfo(state="choosing")
         try:
             choice = choose_runtime(
                 self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
@@ -180,6 +179,7 @@ class Predictor:
         self._refused: dict[int, float] = {}  # version id an alias moved to -> when it failed to load
         self._refresher: asyncio.Task[None] | None = None
         self._choosing: set[asyncio.Task[None]] = set()  # background runtime trials
+        self._trial_lock = asyncio.Lock()
 
     # -- life cycle -------------------------------------------------------------------------------------
 
@@ -281,6 +281,7 @@ class Predictor:
         self._cache[version_id] = served
         candidates = [c for c in s.runtime_candidates if c in EXACT_RUNTIMES and c != "eager"]
         if candidates:
+            served.runtime_info = RuntimeInfo(state="choosing")  # from now on, not once the thread starts
             task = asyncio.create_task(self._choose_runtime(served, candidates), name=f"cxr-runtime-{version_id}")
             self._choosing.add(task)
             task.add_done_callback(self._choosing.discard)
@@ -338,10 +339,12 @@ class Predictor:
         return loaded
 
     async def _choose_runtime(self, served: ServedModel, candidates: list[str]) -> None:
-        """On a thread of its own, not the pool: requests keep being served (eager) while it runs."""
-        await anyio.to_thread.run_sync(
-            served.choose_runtime, candidates, torch.get_num_threads(), abandon_on_cancel=True
-        )
+        """On a thread of its own, not the pool: requests keep being served (eager) while it runs. One trial
+        at a time, so loading several models does not crowd the cores with trials."""
+        async with self._trial_lock:
+            await anyio.to_thread.run_sync(
+                served.choose_runtime, candidates, torch.get_num_threads(), abandon_on_cancel=True
+            )
 
     async def _db(self, fn: Callable[..., T], *args: object) -> T:
         """Run a registry query on a worker thread (the event loop never waits on the database)."""

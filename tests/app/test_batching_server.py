@@ -95,6 +95,8 @@ def test_concurrent_requests_are_batched_and_answer_what_each_alone_would(
 def test_models_report_the_runtime_chosen_in_the_background_and_its_timings(batching_server: Server) -> None:
     with httpx.Client(base_url=batching_server.url, timeout=60) as client:
         serving = _chosen(client, "small")  # the default model, loaded at start-up
+        [detail] = client.get("/models/small/versions").json()["items"]
+    assert detail["serving"]["runtime"] == serving["runtime"]  # the model's detail says the same
     assert serving["runtime_state"] == "chosen", serving
     trials = {t["name"]: t for t in serving["runtime_trials"]}
     assert set(trials) == {"eager", "channels_last", "onnxruntime"}

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import PredictorDep, SessionDep, SettingsDep
-from app.schemas.serving import ModelInfo, ModelList, ModelVersionInfo, RuntimeTrial, ServingInfo
-from app.serving.predictor import ServedModel
+from app.schemas.serving import ModelInfo, ModelList, ModelVersionInfo, ServingInfo
 from registry.models import DEFAULT_ALIAS, list_versions, parse_ref
 
 router = APIRouter(tags=["models"])
@@ -15,13 +14,14 @@ router = APIRouter(tags=["models"])
 @router.get("/models", response_model=ModelList)
 def list_served_models(session: SessionDep, predictor: PredictorDep, settings: SettingsDep) -> ModelList:
     """List the models in the registry with their labels, versions, aliases and metrics."""
+    # a loaded version also says how it is served: its runtime (with the trial's timings) and batching
     loaded = predictor.loaded_versions()
     default_name = parse_ref(settings.default_model).name
     by_name: dict[str, list[ModelVersionInfo]] = {}
     for record in list_versions(session):
         served = predictor.loaded_model(record.id)
         info = ModelVersionInfo.of(record, loaded=record.id in loaded,
-                                   serving=serving_info(served) if served else None)
+                                   serving=ServingInfo.of(served) if served else None)
         by_name.setdefault(record.name, []).append(info)
     items = []
     for name, versions in by_name.items():
@@ -38,17 +38,3 @@ def list_served_models(session: SessionDep, predictor: PredictorDep, settings: S
         )
     return ModelList(default_model=settings.default_model, items=items)
 
-
-def serving_info(served: ServedModel) -> ServingInfo:
-    runtime, batcher = served.runtime_info, served.batcher
-    stats = batcher.stats if batcher else None
-    return ServingInfo(
-        runtime=runtime.name,
-        runtime_state=runtime.state,
-        runtime_trials=[RuntimeTrial.model_validate(t) for t in runtime.trials or []],
-        runtime_message=runtime.message,
-        batch_max_size=batcher.max_size if batcher else 1,
-        batches=stats.batches if stats else 0,
-        images=stats.images if stats else 0,
-        refused=stats.refused if stats else 0,
-    )
