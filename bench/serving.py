@@ -14,6 +14,7 @@ the model, published as `cxr bootstrap` publishes the shipped ones):
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -118,10 +119,20 @@ def bench_model(entry: BenchModel, *, quick: bool, rss_requests: int) -> dict[st
         url = srv.make_registry(root, {"bench": _checkpoint(entry, root)})
         common = {"default_model": "bench", "alias_refresh_seconds": 3600}
 
-        # 7. start-up: process start to the first successful /predict (the runtime trial runs after it)
+        # 7. start-up: process start to the first successful /predict (the runtime trial runs after it);
+        # the median of several starts, the last of which serves the rest of the benchmarks
+        starts = []
+        for _ in range(0 if quick else 2):
+            server = srv.start(root, url, wait_ready=False, **common)
+            try:
+                starts.append(_first_predict_seconds(server, png))
+            finally:
+                server.stop()
         server = srv.start(root, url, wait_ready=False, **common)
         try:
-            out["startup_to_first_predict_s"] = _first_predict_seconds(server, png)
+            starts.append(_first_predict_seconds(server, png))
+            out["startup_s"] = starts
+            out["startup_to_first_predict_s"] = statistics.median(starts)
             serving = srv.wait_runtime_chosen(server.url, "bench")
             out["runtime"] = serving["runtime"] if serving else "eager"
             out["runtime_trials"] = serving["runtime_trials"] if serving else []

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TOP = "top"
 REFUSED_RETRY_SECONDS = 60  # a version that failed to load is not tried again for an alias before this
+TRIAL_DELAY_SECONDS = 2.0  # a runtime trial waits this long after the load: start-up and first requests go first
 
 
 @dataclass
@@ -341,6 +342,7 @@ class Predictor:
     async def _choose_runtime(self, served: ServedModel, candidates: list[str]) -> None:
         """On a thread of its own, not the pool: requests keep being served (eager) while it runs. One trial
         at a time, so loading several models does not crowd the cores with trials."""
+        await asyncio.sleep(TRIAL_DELAY_SECONDS)
         async with self._trial_lock:
             await anyio.to_thread.run_sync(
                 served.choose_runtime, candidates, torch.get_num_threads(), abandon_on_cancel=True
