@@ -28,6 +28,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 import torch
@@ -183,7 +184,7 @@ class Ticket:
             self._batcher._release(self._images)
             self._images = 0
 
-    def __enter__(self) -> Ticket:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -101,7 +101,7 @@ class ServedModel:
                 self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
                 candidates=candidates, tolerance=1e-4, threads=threads,
             )
-        except Exception as exc:  # noqa: BLE001 - eager keeps serving
+        except Exception as exc:  # eager keeps serving
             log.exception("choosing a runtime for %s failed; serving eager", self.record.ref)
             self.runtime_info = RuntimeInfo(state="failed", message=f"{type(exc).__name__}: {exc}")
             return

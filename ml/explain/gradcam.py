@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
-from typing import TYPE_CHECKING
 
 from ml.errors import ModelError
 from ml.models.base import CXRModel
