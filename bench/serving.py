@@ -3,7 +3,8 @@ the model, published as `cxr bootstrap` publishes the shipped ones):
 
 2. HTTP overhead: the 1024 px PNG through POST /predict by a sequential client, against decode + preprocess
    + forward in this process with the runtime the server chose (median, p99, ratio).
-3. Throughput under load: 16 concurrent clients for a fixed time, micro-batching on and off (req/s, p50, p99).
+3. Throughput under load: 16 concurrent clients for a fixed time, micro-batching on and off, the two servers
+   loaded in alternating rounds (req/s, p50, p99).
 4. Grad-CAM cost: POST /gradcam (PNG overlay) over POST /predict latency.
 7. Start-up: from starting the process to the first successful /predict; resident memory after N /predict
    requests against right after warm-up.
@@ -92,8 +93,23 @@ async def _load(url: str, png: bytes, seconds: float, clients: int = CLIENTS) ->
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
-            "req_per_s": len(latencies) / elapsed, "latency_ms": summarize(latencies)}
+    return {"latencies": latencies, "errors": errors, "seconds": elapsed}
+
+
+def _interleaved_load(urls: dict[str, str], png: bytes, seconds: float, rounds: int) -> dict[str, Any]:
+    """Load each server in turn for `seconds / rounds`, `rounds` times, so that both see the same changes in
+    what else runs on the machine; req/s and latencies over all of each one's rounds."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in urls}
+    for _ in range(rounds):
+        for mode, url in urls.items():
+            runs[mode].append(asyncio.run(_load(url, png, seconds / rounds)))
+    out = {}
+    for mode, parts in runs.items():
+        latencies = [ms for p in parts for ms in p["latencies"]]
+        elapsed = sum(p["seconds"] for p in parts)
+        out[mode] = {"requests": len(latencies), "errors": sum(p["errors"] for p in parts), "seconds": elapsed,
+                     "rounds": rounds, "req_per_s": len(latencies) / elapsed, "latency_ms": summarize(latencies)}
+    return out
 
 
 def _first_predict_seconds(server: srv.Server, png: bytes) -> float:
@@ -155,15 +171,16 @@ def bench_model(entry: BenchModel, *, quick: bool, rss_requests: int) -> dict[st
                     rss_after = server.rss_bytes()
                     out["rss"] = {"requests": rss_requests, "warm_mb": rss_warm / 2**20,
                                   "after_mb": rss_after / 2**20, "growth": rss_after / rss_warm - 1}
-            # 3. load, batched
-            out["load_batched"] = asyncio.run(_load(server.url, png, load_seconds))
-        finally:
-            server.stop()
-        # 3. load, unbatched: the same server with micro-batching off
-        server = srv.start(root, url, batch_max_size=1, runtime_candidates=f'["{out["runtime"]}"]', **common)
-        try:
-            srv.wait_runtime_chosen(server.url, "bench")
-            out["load_unbatched"] = asyncio.run(_load(server.url, png, load_seconds))
+            # 3. load: this server (batching) and one with micro-batching off, loaded in alternation
+            unbatched = srv.start(root, url, batch_max_size=1, runtime_candidates=f'["{out["runtime"]}"]',
+                                  **common)
+            try:
+                srv.wait_runtime_chosen(unbatched.url, "bench")
+                load = _interleaved_load({"batched": server.url, "unbatched": unbatched.url}, png,
+                                         load_seconds, rounds=2 if quick else 4)
+                out["load_batched"], out["load_unbatched"] = load["batched"], load["unbatched"]
+            finally:
+                unbatched.stop()
         finally:
             server.stop()
     batched, unbatched = out["load_batched"], out["load_unbatched"]
