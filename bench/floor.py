@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import REPO_ROOT, summarize, write_result
-from bench.models import bench_models
+from bench.models import BenchModel, bench_models
 from ml.imaging import read_image
 from ml.runtime import choose_runtime, example_inputs
 
@@ -54,11 +54,12 @@ def _time(fn: Callable[[], Any], repeats: int) -> list[float]:
     return samples
 
 
-def run(repeats: int = 20) -> dict[str, Any]:
+def run(models: list[BenchModel] | None = None, *, quick: bool = False) -> dict[str, Any]:
+    repeats = 8 if quick else 20
     rate = matmul_gflops()
     png = SAMPLE_PNG.read_bytes()
     rows = []
-    for entry in bench_models():
+    for entry in models if models is not None else bench_models():
         loaded = entry.loaded
         shape = (loaded.data_config.in_chans, loaded.data_config.input_size, loaded.data_config.input_size)
         flops = flops_per_image(loaded.model, shape)

@@ -71,9 +71,10 @@ def bare_images_per_s(model_name: str, batch: int, size: int, rows: int, epochs:
     return best
 
 
-def run() -> dict[str, Any]:
+def run(*, quick: bool = False) -> dict[str, Any]:
     rows = []
-    for model, batch, size, n, epochs in CASES:
+    cases = [(m, b, s, min(n, 4 * b) if quick else n, 1 if quick else e) for m, b, s, n, e in CASES]
+    for model, batch, size, n, epochs in cases:
         bare = bare_images_per_s(model, batch, size, n, epochs)
         ours = fit_images_per_s(model, batch, size, n, epochs)
         loader = fit_images_per_s(model, batch, size, n, epochs, cache_images=False, num_workers=2)

@@ -71,7 +71,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _serving(_: Request, exc: ServingError) -> JSONResponse:
         if exc.status >= 409:
             log.info("refused (%s): %s", exc.code, exc)
-        return error_response(exc.status, exc.code, str(exc))
+        return error_response(exc.status, exc.code, str(exc), headers=exc.headers)
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.serving import ServingInfo
 from registry.models import NAME_PATTERN
 from registry.records import (
     MAX_INT,
@@ -151,14 +152,16 @@ class ModelVersion(BaseModel):
     description: str
     created_at: datetime
     checkpoint: Checkpoint | None
+    serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded for serving")
 
     @classmethod
-    def of(cls, record: ModelVersionRecord) -> ModelVersion:
+    def of(cls, record: ModelVersionRecord, serving: ServingInfo | None = None) -> ModelVersion:
         return cls(name=record.name, version=record.version, architecture=record.architecture,
                    aliases=list(record.aliases), labels=record.labels, task=record.task,
                    thresholds=record.thresholds, metrics=record.metrics, run_id=record.run_id,
                    description=record.description, created_at=record.created_at,
-                   checkpoint=Checkpoint.of(record.checkpoint) if record.checkpoint else None)
+                   checkpoint=Checkpoint.of(record.checkpoint) if record.checkpoint else None,
+                   serving=serving)
 
 
 class ModelVersionList(BaseModel):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from registry.records import ModelVersionRecord
+
+if TYPE_CHECKING:
+    from app.serving.predictor import ServedModel
 
 _PROBS = {"Atelectasis": 0.081, "Effusion": 0.642, "Pneumonia": 0.377}
 _THRESHOLDS = {"Atelectasis": 0.31, "Effusion": 0.42, "Pneumonia": 0.29}
@@ -99,6 +102,45 @@ class GradcamResult(Scores):
     timing_ms: GradcamTiming
 
 
+class RuntimeTrial(BaseModel):
+    name: str = Field(examples=["onnxruntime"])
+    accepted: bool = Field(description="agreed with eager within 1e-4 (the reference itself: always)")
+    median_ms: float | None = Field(description="median forward time at batch 1", examples=[4.2])
+    max_abs_diff: float | None = Field(description="largest probability difference from eager", examples=[3e-7])
+    reason: str = Field("", description="why it was refused")
+
+
+class ServingInfo(BaseModel):
+    """How a loaded version is served: its runtime (chosen in the background after loading) and batching."""
+
+    runtime: str = Field(description="the runtime forward passes use now", examples=["onnxruntime"])
+    runtime_state: str = Field(
+        description="choosing (eager serves meanwhile), chosen, eager (no candidates) or failed",
+        examples=["chosen"],
+    )
+    runtime_trials: list[RuntimeTrial] = Field(description="each candidate's timing and agreement")
+    runtime_message: str = Field("", description="why choosing failed, if it did")
+    batch_max_size: int = Field(description="images one forward pass may gather (1: no batching)")
+    batches: int = Field(description="forward passes run so far")
+    images: int = Field(description="images they held")
+    refused: int = Field(description="requests answered 503 because the queue was full")
+
+    @classmethod
+    def of(cls, served: ServedModel) -> ServingInfo:
+        runtime, batcher = served.runtime_info, served.batcher
+        stats = batcher.stats if batcher else None
+        return cls(
+            runtime=runtime.name,
+            runtime_state=runtime.state,
+            runtime_trials=[RuntimeTrial.model_validate(t) for t in runtime.trials or []],
+            runtime_message=runtime.message,
+            batch_max_size=batcher.max_size if batcher else 1,
+            batches=stats.batches if stats else 0,
+            images=stats.images if stats else 0,
+            refused=stats.refused if stats else 0,
+        )
+
+
 class ModelVersionInfo(BaseModel):
     version: int = Field(examples=[3])
     ref: str = Field(examples=["pneumonia:3"])
@@ -114,9 +156,10 @@ class ModelVersionInfo(BaseModel):
     aliases: list[str] = Field(examples=[["production"]])
     created_at: datetime
     loaded: bool = Field(description="held in the serving cache now")
+    serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded")
 
     @classmethod
-    def of(cls, record: ModelVersionRecord, loaded: bool) -> ModelVersionInfo:
+    def of(cls, record: ModelVersionRecord, loaded: bool, serving: ServingInfo | None = None) -> ModelVersionInfo:
         return cls(
             version=record.version,
             ref=record.ref,
@@ -129,6 +172,7 @@ class ModelVersionInfo(BaseModel):
             aliases=list(record.aliases),
             created_at=record.created_at,
             loaded=loaded,
+            serving=serving,
         )
 
 

@@ -8,6 +8,7 @@ class ServingError(Exception):
 
     status = 400
     code = "bad_request"
+    headers: dict[str, str] | None = None  # extra response headers (Retry-After)
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -43,3 +44,15 @@ class ModelUnavailable(ServingError):
 
     status = 409
     code = "model_unavailable"
+
+
+class Overloaded(ServingError):
+    """More images wait for a model than the inference queue holds: try again after `retry_after` seconds."""
+
+    status = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

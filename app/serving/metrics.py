@@ -31,6 +31,8 @@ class ServiceMetrics:
                                            ["model", "reason"], registry=r)
         self.inference = seconds("cxr_inference_seconds", "forward passes (predict) and CAMs (gradcam)",
                                  ("model", "kind"))
+        self.batch_size = Histogram("cxr_inference_batch_size", "images per forward pass (micro-batching)",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.decode = seconds("cxr_decode_seconds", "decoding and resizing one upload")
         self.models_loaded = Gauge("cxr_models_loaded", "model versions held in memory", registry=r)
         self.pool_pending = Gauge("cxr_inference_pending", "pool work queued or running", registry=r)

@@ -29,9 +29,13 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def set_torch_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads (default: the available cores) and return the number used."""
-    count = threads or available_cores()
+def set_torch_threads(threads: int | None, workers: int = 1) -> int:
+    """Set torch's intra-op threads and return the number used. By default the available cores are divided
+    among the pool's `workers`, so that workers running at once never ask for more threads than cores: on 2
+    shared cores, 2 workers with 2 threads each made simple_cnn's 28 px forward pass take 160 ms instead of
+    1.4 ms (every operator's threads wait for the slowest, which the other work has descheduled), and with
+    one thread each, one worker decodes the next upload while the other runs the model."""
+    count = threads or max(1, available_cores() // workers)
     torch.set_num_threads(count)
     return count
 

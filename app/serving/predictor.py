@@ -9,8 +9,12 @@ new version is loaded (and warmed) before the alias is switched to it, so no req
 a version that fails to load leaves the old one serving. Loaded models are never changed: a request keeps
 the object it started with, and eviction only drops the cache's reference.
 
-`infer` is the one place where a batch of preprocessed inputs becomes probabilities (micro-batching and the
-choice of runtime belong there).
+Forward passes go through each served model's `MicroBatcher` (concurrent requests share batches; its queue
+bound answers 503 under overload) and through the model's runtime: eager at first, then, once a background
+trial has timed the candidates of `ml.runtime` against eager (`runtime_candidates`), the fastest one that
+keeps probabilities within 1e-4 of eager. Start-up and loads never wait for that trial. Dynamic int8 is not
+a serving candidate: its accuracy check needs labelled test data that a load does not have (`bench`
+measures it).
 """
 
 from __future__ import annotations
@@ -29,15 +33,18 @@ import anyio
 import numpy as np
 import torch
 
+from app.serving.batching import MicroBatcher, Ticket
 from app.serving.errors import InvalidInput, ModelUnavailable
 from app.serving.inputs import Upload, decode
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool, set_torch_threads
 from app.settings import AppSettings
 from ml.errors import ModelError
+from ml.evaluation.metrics import probabilities
 from ml.explain.gradcam import compute_cams, encode_png, heatmap_grid, overlay
 from ml.inference import LoadedModel, Prediction
 from ml.models import CXRModel
+from ml.runtime import EXACT_RUNTIMES, Runtime, build_runtime, choose_runtime, example_inputs
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.errors import IntegrityFailure, NotFound
@@ -48,20 +55,64 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TOP = "top"
 REFUSED_RETRY_SECONDS = 60  # a version that failed to load is not tried again for an alias before this
+TRIAL_DELAY_SECONDS = 2.0  # a runtime trial waits this long after the load: start-up and first requests go first
+
+
+@dataclass
+class RuntimeInfo:
+    """Which runtime serves a model and what the trial measured (GET /models shows it)."""
+
+    name: str = "eager"
+    state: str = "eager"  # choosing | chosen | eager (no candidates) | failed
+    trials: list[dict[str, object]] | None = None
+    message: str = ""
 
 
 class ServedModel:
-    """A loaded model version. Forward passes share `loaded.model`; CAMs run on a private copy under a lock,
-    because a CAM registers hooks that a concurrent forward on the same module would trip."""
+    """A loaded model version. Forward passes share `loaded.model` (through `runtime`); CAMs run on a
+    private copy under a lock, because a CAM registers hooks that a concurrent forward on the same module
+    would trip."""
 
     def __init__(self, record: ModelVersionRecord, loaded: LoadedModel, load_seconds: float) -> None:
         self.record, self.loaded, self.load_seconds = record, loaded, load_seconds
         self._cam_lock = threading.Lock()
         self._cam_model: CXRModel | None = None
+        cfg = loaded.data_config
+        self.input_shape = (cfg.in_chans, cfg.input_size, cfg.input_size)
+        self.runtime: Runtime = build_runtime("eager", loaded.model, torch.zeros(1, *self.input_shape))
+        self.runtime_info = RuntimeInfo()
+        self.batcher: MicroBatcher | None = None  # set by the predictor, on the event loop
 
     @property
     def labels(self) -> list[str]:
         return self.loaded.labels
+
+    def forward(self, resized: list[torch.Tensor]) -> np.ndarray:
+        """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime; blocking."""
+        x = self.loaded.preprocess.finish(torch.stack(resized)).to(self.loaded.device)
+        runtime = self.runtime  # read once: a runtime chosen meanwhile serves the next batch
+        with torch.inference_mode():
+            return probabilities(runtime(x), self.loaded.task).cpu().numpy()
+
+    def choose_runtime(self, candidates: list[str], threads: int | None) -> None:
+        """Time `candidates` against eager and switch to the fastest that agrees within 1e-4; blocking."""
+        try:
+            choice = choose_runtime(
+                self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
+                candidates=candidates, tolerance=1e-4, threads=threads,
+            )
+        except Exception as exc:  # eager keeps serving
+            log.exception("choosing a runtime for %s failed; serving eager", self.record.ref)
+            self.runtime_info = RuntimeInfo(state="failed", message=f"{type(exc).__name__}: {exc}")
+            return
+        self.runtime = choice.runtime
+        self.runtime_info = RuntimeInfo(choice.name, "chosen", [dict(t.__dict__) for t in choice.trials])
+        log.info("%s serves with runtime %s (%s)", self.record.ref, choice.name,
+                 ", ".join(f"{t.name} {t.median_ms:.2f} ms" if t.median_ms else f"{t.name} refused"
+                           for t in choice.trials))
+
+    def _to_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return probabilities(logits, self.loaded.task)
 
     def cams(self, x: torch.Tensor, targets: list[int], method: str) -> list[np.ndarray]:
         """One map per target class for the single input `x`; blocking, call it on the pool."""
@@ -123,18 +174,20 @@ class Predictor:
         self.metrics.pool_pending.set_function(lambda: self.pool.pending)
         self._refs: dict[str, int] = {}  # "name@alias" / "name:version" -> model version id
         self._cache: OrderedDict[int, ServedModel] = OrderedDict()
-        self._loaded_ids: frozenset[int] = frozenset()  # a snapshot that threads may read
+        self._loaded: dict[int, ServedModel] = {}  # a snapshot of the cache that threads may read
         self._loading: dict[int, asyncio.Task[ServedModel]] = {}
         self._warm_errors: dict[str, str] = {}  # warm reference -> why it is not loaded
         self._refused: dict[int, float] = {}  # version id an alias moved to -> when it failed to load
         self._refresher: asyncio.Task[None] | None = None
+        self._choosing: set[asyncio.Task[None]] = set()  # background runtime trials
+        self._trial_lock = asyncio.Lock()
 
     # -- life cycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Set torch's threads, load the default and warm models (a failure is logged, not raised) and start
         re-reading aliases."""
-        threads = set_torch_threads(self.settings.inference_threads)
+        threads = set_torch_threads(self.settings.inference_threads, self.pool.workers)
         log.info("inference: %d pool workers, %d torch threads", self.pool.workers, threads)
         for reference in self._warm_references():
             await self._warm(reference)
@@ -144,6 +197,9 @@ class Predictor:
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.gather(self._refresher, return_exceptions=True)
+        for task in self._choosing:
+            task.cancel()
+        await asyncio.gather(*self._choosing, return_exceptions=True)
         await anyio.to_thread.run_sync(self.pool.shutdown)
 
     def _warm_references(self) -> list[str]:
@@ -170,7 +226,11 @@ class Predictor:
 
     def loaded_versions(self) -> frozenset[int]:
         """Ids of the versions in memory (safe to call from any thread)."""
-        return self._loaded_ids
+        return frozenset(self._loaded)
+
+    def loaded_model(self, version_id: int) -> ServedModel | None:
+        """The loaded model of a version id, if in memory (safe to call from any thread)."""
+        return self._loaded.get(version_id)
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -213,11 +273,25 @@ class Predictor:
             served = await anyio.to_thread.run_sync(self._load, version_id)
         finally:
             self._loading.pop(version_id, None)
+        s = self.settings
+        served.batcher = MicroBatcher(
+            lambda resized: self.pool.run(self._forward, served, resized), max_size=s.batch_max_size,
+            max_wait_s=s.batch_max_wait_ms / 1000, queue_limit=s.inference_queue_limit,
+            concurrency=self.pool.workers, name=served.record.ref,
+        )
         self._cache[version_id] = served
+        candidates = [c for c in s.runtime_candidates if c in EXACT_RUNTIMES and c != "eager"]
+        if candidates:
+            served.runtime_info = RuntimeInfo(state="choosing")  # from now on, not once the thread starts
+            task = asyncio.create_task(self._choose_runtime(served, candidates), name=f"cxr-runtime-{version_id}")
+            self._choosing.add(task)
+            task.add_done_callback(self._choosing.discard)
+        else:
+            served.runtime_info = RuntimeInfo(state="eager (no candidates)")
         while len(self._cache) > self.settings.model_cache_size:
             _, evicted = self._cache.popitem(last=False)
             log.info("evicted %s from the model cache", evicted.record.ref)
-        self._loaded_ids = frozenset(self._cache)
+        self._loaded = dict(self._cache)
         self.metrics.models_loaded.set(len(self._cache))
         return served
 
@@ -264,6 +338,15 @@ class Predictor:
         cfg = loaded.data_config
         loaded.predict_tensor(torch.zeros(1, cfg.in_chans, cfg.input_size, cfg.input_size))  # warm-up pass
         return loaded
+
+    async def _choose_runtime(self, served: ServedModel, candidates: list[str]) -> None:
+        """On a thread of its own, not the pool: requests keep being served (eager) while it runs. One trial
+        at a time, so loading several models does not crowd the cores with trials."""
+        await asyncio.sleep(TRIAL_DELAY_SECONDS)
+        async with self._trial_lock:
+            await anyio.to_thread.run_sync(
+                served.choose_runtime, candidates, torch.get_num_threads(), abandon_on_cancel=True
+            )
 
     async def _db(self, fn: Callable[..., T], *args: object) -> T:
         """Run a registry query on a worker thread (the event loop never waits on the database)."""
@@ -336,21 +419,30 @@ class Predictor:
             )
         return out
 
-    async def infer(self, served: ServedModel, resized: list[torch.Tensor]) -> tuple[np.ndarray, float]:
-        """Probabilities (B, L) for resized (1, S, S) inputs, and the milliseconds the forward pass took."""
+    def _forward(self, served: ServedModel, resized: list[torch.Tensor]) -> tuple[np.ndarray, float]:
+        """One (micro-)batch on a pool thread: probabilities and the milliseconds it took."""
+        start = time.perf_counter()
+        probs = served.forward(resized)
+        seconds = time.perf_counter() - start
+        self.metrics.inference.labels(served.record.name, "predict").observe(seconds)
+        self.metrics.batch_size.observe(len(resized))
+        return probs, seconds * 1000
 
-        def forward() -> tuple[np.ndarray, float]:
-            start = time.perf_counter()
-            probs = served.loaded.predict_tensor(served.loaded.preprocess.finish(torch.stack(resized)))
-            seconds = time.perf_counter() - start
-            self.metrics.inference.labels(served.record.name, "predict").observe(seconds)
-            return probs, seconds * 1000
+    def admit(self, served: ServedModel, images: int) -> Ticket:
+        """A place in the model's inference queue for `images`, taken before they are decoded (raises
+        `Overloaded`, answered 503 with Retry-After, when the queue is full)."""
+        assert served.batcher is not None
+        return served.batcher.ticket(images)
 
-        return await self.pool.run(forward)
+    async def infer(self, ticket: Ticket, resized: list[torch.Tensor]) -> tuple[np.ndarray, float]:
+        """Probabilities (B, L) for resized (1, S, S) inputs, and the milliseconds of the forward pass they
+        ran in (shared with the requests batched with them)."""
+        return await ticket.submit(resized)
 
     async def predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
-        prepared = await self.prepare(served, uploads)
-        probs, ms = await self.infer(served, [p.resized for p in prepared])
+        with self.admit(served, len(uploads)) as ticket:
+            prepared = await self.prepare(served, uploads)
+            probs, ms = await self.infer(ticket, [p.resized for p in prepared])
         return [
             ImagePrediction(p, served.loaded.explain_probabilities(row), ms)
             for p, row in zip(prepared, probs, strict=True)
@@ -362,8 +454,9 @@ class Predictor:
         """Probabilities for one upload, and an overlay at its size for each target (`top`: the most
         probable)."""
         check_targets(served.labels, targets)
-        [prepared] = await self.prepare(served, [upload], keep_images=True)
-        probs, inference_ms = await self.infer(served, [prepared.resized])
+        with self.admit(served, 1) as ticket:
+            [prepared] = await self.prepare(served, [upload], keep_images=True)
+            probs, inference_ms = await self.infer(ticket, [prepared.resized])
         indices = target_indices(served.labels, targets, probs[0])
         x = served.loaded.preprocess.finish(prepared.resized[None])
 

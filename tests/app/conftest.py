@@ -80,6 +80,7 @@ def server(
         alias_refresh_seconds=0.3,
         model_cache_size=4,
         inference_workers=2,
+        runtime_candidates="[]",  # eager throughout; tests/app/test_batching_server.py covers the choice
         **SERVER_LIMITS,
     )
     yield running

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.api.auth import AUTH_ERRORS, AdminKey
-from app.api.deps import SessionDep
+from app.api.deps import PredictorDep, SessionDep
 from app.api.errors import error_responses
 from app.schemas.registry import AliasRequest, ModelVersion, ModelVersionList
+from app.schemas.serving import ServingInfo
 from registry.errors import NotFound
 from registry.keys import record_event
 from registry.models import NAME_PATTERN, aliases, list_versions, model_names, set_alias
@@ -21,12 +22,14 @@ AliasName = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", examples=["producti
 
 
 @router.get("/{name}/versions", response_model=ModelVersionList, responses=error_responses(404, 422))
-def versions(name: ModelName, session: SessionDep) -> ModelVersionList:
+def versions(name: ModelName, session: SessionDep, predictor: PredictorDep) -> ModelVersionList:
     """List a model's versions."""
     found = list_versions(session, name=name)
     if not found:
         raise NotFound(f"no model named '{name}' (known: {', '.join(model_names(session)) or 'none'})")
-    return ModelVersionList(items=[ModelVersion.of(v) for v in found])
+    served = {v.id: predictor.loaded_model(v.id) for v in found}
+    return ModelVersionList(items=[
+        ModelVersion.of(v, ServingInfo.of(s) if (s := served[v.id]) else None) for v in found])
 
 
 @router.put("/{name}/aliases/{alias}", response_model=ModelVersion,

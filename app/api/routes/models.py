@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import PredictorDep, SessionDep, SettingsDep
-from app.schemas.serving import ModelInfo, ModelList, ModelVersionInfo
+from app.schemas.serving import ModelInfo, ModelList, ModelVersionInfo, ServingInfo
 from registry.models import DEFAULT_ALIAS, list_versions, parse_ref
 
 router = APIRouter(tags=["models"])
@@ -14,11 +14,15 @@ router = APIRouter(tags=["models"])
 @router.get("/models", response_model=ModelList)
 def list_served_models(session: SessionDep, predictor: PredictorDep, settings: SettingsDep) -> ModelList:
     """List the models in the registry with their labels, versions, aliases and metrics."""
+    # a loaded version also says how it is served: its runtime (with the trial's timings) and batching
     loaded = predictor.loaded_versions()
     default_name = parse_ref(settings.default_model).name
     by_name: dict[str, list[ModelVersionInfo]] = {}
     for record in list_versions(session):
-        by_name.setdefault(record.name, []).append(ModelVersionInfo.of(record, loaded=record.id in loaded))
+        served = predictor.loaded_model(record.id)
+        info = ModelVersionInfo.of(record, loaded=record.id in loaded,
+                                   serving=ServingInfo.of(served) if served else None)
+        by_name.setdefault(record.name, []).append(info)
     items = []
     for name, versions in by_name.items():
         aliases = {alias: v.version for v in versions for alias in v.aliases}
@@ -33,3 +37,4 @@ def list_served_models(session: SessionDep, predictor: PredictorDep, settings: S
             )
         )
     return ModelList(default_model=settings.default_model, items=items)
+

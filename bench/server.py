@@ -1,0 +1,107 @@
+"""A real API process for the HTTP benchmarks: a temporary SQLite registry with the benchmark's models
+published in it (the same `publish_checkpoint` path as `cxr bootstrap`), and `cxr api` started against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import REPO_ROOT
+from ml.training.checkpoint import checkpoint_summary, load_checkpoint
+from registry.artifacts import LocalArtifactStore
+from registry.db import Database
+from registry.migrate import upgrade
+from registry.publish import publish_checkpoint
+
+
+def make_registry(root: Path, checkpoints: dict[str, Path]) -> str:
+    """A migrated SQLite registry under `root` with each checkpoint as `name@production`; its URL."""
+    url = f"sqlite:///{root / 'registry.db'}"
+    upgrade(url)
+    db, store = Database(url), LocalArtifactStore(root / "artifacts")
+    for name, path in checkpoints.items():
+        with db.session() as session:
+            publish_checkpoint(session, store, local_path=path, key=f"models/{name}/{uuid.uuid4().hex}.pt",
+                               name=name, summary=checkpoint_summary(load_checkpoint(path)), alias="production")
+    db.dispose()
+    return url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float  # perf_counter when the process was started
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS line")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(root: Path, registry_url: str, *, wait_ready: bool = True, **settings: Any) -> Server:
+    """`python -m cxr api` on a free port with `settings` as CXR_* variables; returns once /health/live
+    answers (and, with `wait_ready`, once the default model is loaded)."""
+    port = _free_port()
+    env = {**os.environ, "CXR_DATABASE_URL": registry_url, "CXR_ARTIFACT_ROOT": str(root / "artifacts"),
+           "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
+    env.update({f"CXR_{k.upper()}": str(v) for k, v in settings.items()})
+    log_path = root / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "cxr", "api"], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, log_path, started)
+    deadline = time.monotonic() + 120
+    path = "/health/ready" if wait_ready else "/health/live"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(server.url + path, timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"server not ready in time:\n{log_path.read_text()[-3000:]}")
+
+
+def wait_runtime_chosen(url: str, name: str, timeout: float = 300) -> dict[str, Any] | None:
+    """The model's serving info from GET /models once its background runtime trial is over."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for model in httpx.get(url + "/models", timeout=30).json()["items"]:
+            if model["name"] == name:
+                serving = next((v["serving"] for v in model["versions"] if v["serving"]), None)
+                if serving and serving["runtime_state"] != "choosing":
+                    return serving
+        time.sleep(0.5)
+    return None
