@@ -151,8 +151,24 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     started = time.perf_counter()
     result = fit(config, run_dir, resume=False)
     seconds = time.perf_counter() - started
-    return {"model_path": result.model_path, "train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
-            "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads}
+    training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
+                "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads,
+                "how": "bench.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
+    (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    return training
+
+
+def run_training(run_dir: Path, train_seconds: float | None) -> dict[str, Any] | None:
+    """What a finished run folder says about its training (`training.json`, else the seconds given)."""
+    path = run_dir / "training.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    if train_seconds is None:
+        return None
+    report = json.loads((run_dir / "report.json").read_text())
+    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"] + 1,
+            "device": report["device"], "threads": 2, "how": "wall clock of `time cxr train --config RECIPE`",
+            "machine": machine()}
 
 
 # --- one model -----------------------------------------------------------------------------------
@@ -166,12 +182,13 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
     checkpoint = REPO_ROOT / "models" / entry["path"]
     metrics_path = model_dir / "metrics.json"
     training = json.loads(metrics_path.read_text()).get("training") if metrics_path.exists() else None
-    if args.retrain:
-        run_dir = args.runs / name
-        log.info("training %s from %s into %s", name, entry["recipe"], run_dir)
-        training = retrain(recipe_path, data_root, run_dir, args.threads)
-        training["machine"] = machine()
-        checkpoint = Path(training.pop("model_path"))
+    if args.retrain or args.run:
+        run_dir = args.run or args.runs / name
+        if args.retrain:
+            log.info("training %s from %s into %s", name, entry["recipe"], run_dir)
+            retrain(recipe_path, data_root, run_dir, args.threads)
+        training = run_training(run_dir, args.train_seconds)
+        checkpoint = run_dir / "model.pt"
     test = predict_split(checkpoint, recipe, data_root, "test")
     val = predict_split(checkpoint, recipe, data_root, "val")
     result = {
@@ -247,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="this model's dataset path, replacing the recipe's (one --model)")
     parser.add_argument("--retrain", action="store_true", help="train from the recipe first (its fixed seed)")
     parser.add_argument("--ship", action="store_true", help="copy the weights to models/ and write metrics + card")
+    parser.add_argument("--run", type=Path, help="take the model of this finished run folder (one --model)")
+    parser.add_argument("--train-seconds", type=float, help="with --run: its measured training wall time")
     parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "quality", help="run folders for --retrain")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for --retrain")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES, help="bootstrap resamples")
@@ -257,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in models]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; with a recipe in models/manifest.toml: {', '.join(models)}")
-    if args.data_root and len(names) != 1:
-        parser.error("--data-root needs exactly one --model")
+    if (args.data_root or args.run) and len(names) != 1:
+        parser.error("--data-root and --run need exactly one --model")
     results = [run_model(name, models[name], args) for name in names]
     summary = {r["name"]: {k: r[k] for k in ("checkpoint", "training")} | {"test": {
         k: v for k, v in r["test"].items() if k != "per_class"}} for r in results}

@@ -60,8 +60,17 @@ def _downsample(fpr: np.ndarray, tpr: np.ndarray, points: int = 200) -> tuple[li
     return [round(float(v), 5) for v in fpr], [round(float(v), 5) for v in tpr]
 
 
+YOUDEN_MID_TOLERANCE = 0.02  # in Youden's J, i.e. one point of balanced accuracy
+
+
 def choose_thresholds(probs: np.ndarray, labels: np.ndarray, policy: str = "f1") -> np.ndarray:
-    """Per-label operating threshold: max F1 ('f1') or max Youden's J ('youden'); 0.5 if undecidable."""
+    """Per-label operating threshold; 0.5 if undecidable.
+
+    'f1': max F1. 'youden': max Youden's J (the highest cut reaching it). 'youden_mid': the median of
+    the cuts whose J is within `YOUDEN_MID_TOLERANCE` of the max: on a nearly separable validation set
+    many cuts are about as good, and the one in the middle of that range keeps a margin on both sides
+    instead of sitting on the edge of the validation scores.
+    """
     out = np.full(labels.shape[1], 0.5)
     for j in range(labels.shape[1]):
         mask = _known(labels, j)
@@ -75,11 +84,15 @@ def choose_thresholds(probs: np.ndarray, labels: np.ndarray, policy: str = "f1")
         last_of_value = np.r_[p_sorted[1:] != p_sorted[:-1], True]  # cut only between distinct scores
         tp, fp, cut = tp[last_of_value], fp[last_of_value], p_sorted[last_of_value]
         pos, neg = y.sum(), (1 - y).sum()
-        if policy == "youden":
+        if policy in ("youden", "youden_mid"):
             score = tp / pos - fp / neg
         else:
             score = 2 * tp / (2 * tp + fp + (pos - tp))
-        out[j] = float(cut[int(np.argmax(score))])
+        if policy == "youden_mid":
+            near = np.sort(cut[score >= score.max() - YOUDEN_MID_TOLERANCE])
+            out[j] = float(near[(len(near) - 1) // 2])
+        else:
+            out[j] = float(cut[int(np.argmax(score))])
     return out
 
 
