@@ -182,7 +182,9 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         "## Split",
         "",
         facts.get("split", ""),
-        "Rows: " + ", ".join(f"{k} {v}" for k, v in r["split_sizes"].items()) + ".",
+        "Rows: " + ", ".join(f"{k} {r['split_sizes'][k]}" for k in sorted(
+            r["split_sizes"], key=lambda s: ("train", "val", "test").index(s) if s in ("train", "val", "test") else 9)
+        ) + ".",
         "",
         "## Thresholds",
         "",
