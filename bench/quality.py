@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,16 @@ def figures(pred: dict[str, Any], n_resamples: int = N_RESAMPLES, seed: int = BO
     probs, labels = pred["probs"], pred["labels"]
     report = classification_report(probs, labels, pred["task"], pred["pathologies"], pred["thresholds"])
     point = auroc_with_mean(probs, labels)
-    lo, hi = bootstrap_ci(probs, labels, auroc_with_mean, n_resamples=n_resamples, seed=seed)
+    with warnings.catch_warnings():  # a label without positives is NaN in every resample: expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = bootstrap_ci(probs, labels, auroc_with_mean, n_resamples=n_resamples, seed=seed)
     per_class = {}
     for j, name in enumerate(pred["pathologies"]):
         c = dict(report["per_class"][name])
         c.pop("n", None)
         positives = c["support"]
-        c["auroc_ci"] = None if np.isnan(point[j]) else [float(lo[j]), float(hi[j])]
+        # With a handful of positives many resamples have none: an interval would look tighter than it is.
+        c["auroc_ci"] = None if np.isnan(point[j]) or positives < MIN_POSITIVES else [float(lo[j]), float(hi[j])]
         c["auroc_note"] = ("undefined: no positives in this split" if positives == 0 else
                            "undefined: no negatives in this split" if positives == len(labels) else
                            f"unreliable: only {positives} positives" if positives < MIN_POSITIVES else "")
@@ -243,7 +247,8 @@ def print_figures(r: dict[str, Any]) -> None:
         print(f"   trained {tr['train_seconds'] / 60:.1f} min on {tr['device']} ({tr.get('threads')} threads), "
               f"{tr['epochs']} epochs, best epoch {tr['best_epoch']}")
     auc = f"{t['mean_auroc']:.4f}" if t["mean_auroc"] is not None else "n/a"
-    line = (f"   test n={t['n']}: mean AUROC {auc} {_ci(t['mean_auroc_ci'])}  accuracy {t.get('accuracy', 0):.4f}"
+    accuracy = f"  accuracy {t['accuracy']:.4f}" if "accuracy" in t else ""
+    line = (f"   test n={t['n']}: mean AUROC {auc} {_ci(t['mean_auroc_ci'])}{accuracy}"
             f"  macro-F1 {t['macro_f1']:.4f}  micro-F1 {t['micro_f1']:.4f}")
     if "accuracy_at_0.5" in t:
         line += f"  (accuracy at 0.5: {t['accuracy_at_0.5']:.4f})"

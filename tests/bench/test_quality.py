@@ -30,7 +30,7 @@ def test_figures_give_intervals_and_flag_undefined_or_unreliable_aurocs() -> Non
     a, b, c = (out["per_class"][k] for k in "ABC")
     lo, hi = a["auroc_ci"]
     assert lo < a["auroc"] < hi and hi - lo < 0.3 and a["auroc_note"] == ""
-    assert b["auroc_note"] == "unreliable: only 2 positives" and b["support"] == 2
+    assert b["auroc_note"] == "unreliable: only 2 positives" and b["support"] == 2 and b["auroc_ci"] is None
     assert c["auroc"] is None and c["auroc_ci"] is None and c["auroc_note"].startswith("undefined")
     assert out["mean_auroc"] == pytest.approx((a["auroc"] + b["auroc"]) / 2)
     assert out["bootstrap"] == {"resamples": 200, "seed": 0, "confidence": 0.95, "method": "percentile"}
