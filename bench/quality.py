@@ -99,9 +99,9 @@ def predict_split(checkpoint: Path, recipe: dict[str, Any], data_root: Path, spl
 
 def auroc_with_mean(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-class AUROC followed by their mean (the statistic the bootstrap resamples)."""
-    from ml.evaluation.metrics import per_class_auroc
+    from ml.evaluation.metrics import rank_auroc
 
-    auroc = per_class_auroc(probs, labels)
+    auroc = rank_auroc(probs, labels)
     known = auroc[~np.isnan(auroc)]
     return np.append(auroc, known.mean() if known.size else np.nan)
 

@@ -42,6 +42,26 @@ def per_class_auroc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def rank_auroc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`per_class_auroc` in pure numpy (Mann-Whitney U from average ranks, ties counted half).
+
+    The same values, about a hundred times faster on small arrays: what a 1000-resample bootstrap needs.
+    """
+    out = np.full(labels.shape[1], np.nan)
+    for j in range(labels.shape[1]):
+        mask = _known(labels, j)
+        y, p = labels[mask, j] > 0.5, probs[mask, j]
+        n_pos = int(y.sum())
+        n_neg = y.size - n_pos
+        if n_pos == 0 or n_neg == 0:
+            continue
+        _, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
+        average_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based rank of each distinct score
+        rank_sum = average_rank[inverse][y].sum()
+        out[j] = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return out
+
+
 def roc_curve(probs: np.ndarray, labels: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray] | None:
     from torchmetrics.functional.classification import binary_roc
 

@@ -104,3 +104,15 @@ def test_youden_mid_takes_the_middle_of_the_near_best_cuts():
     edge, mid = choose_thresholds(p, y, "youden")[0], choose_thresholds(p, y, "youden_mid")[0]
     assert abs(edge - 0.5) > 0.08 and mid == pytest.approx(0.5, abs=0.03)
     assert j_stat(mid) >= j_stat(edge) - 0.02
+
+
+def test_rank_auroc_equals_the_torchmetrics_auroc_with_ties_and_unknowns():
+    from ml.evaluation.metrics import rank_auroc
+
+    p, y = _data(seed=4)
+    p = np.round(p, 1)  # many ties
+    y[:5, 1] = np.nan
+    y[:, 2] = 0
+    ours, ref = rank_auroc(p, y), per_class_auroc(p, y)
+    np.testing.assert_allclose(ours[:2], ref[:2], atol=1e-6)
+    assert np.isnan(ours[2]) and np.isnan(ref[2])
