@@ -21,8 +21,7 @@ CARDS: dict[str, dict[str, Any]] = {
                 "Medical Center, children aged 1-5). The training array is a reconstruction with the official "
                 "class counts (see data/README.md); validation and test are the official arrays.",
         "split": "Official MedMNIST split: train 4708 (1214 normal / 3494 pneumonia), val 524, test 624 "
-                 "(234 normal / 390 pneumonia). The test images come from different patients than training "
-                 "(Kermany's own test split).",
+                 "(234 normal / 390 pneumonia); the test images are Kermany's own test split.",
         "intended_use": "Demonstration default model of the service; a baseline for benchmarking training code.",
         "limits": [
             "Pediatric anteroposterior images from one centre only; 28 px discards most detail.",
@@ -158,6 +157,8 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         thresholds = "None: the decision is the most probable class (arg-max)."
     else:
         policy = {"youden": "maximum Youden's J (sensitivity + specificity - 1, i.e. balanced accuracy)",
+                  "youden_mid": "the middle of the cuts within 0.02 of the maximum Youden's J (balanced "
+                                "accuracy within one point of its best)",
                   "f1": "maximum F1"}.get(r["threshold_policy"], r["threshold_policy"])
         thresholds = (f"Per label, chosen on the **validation** split by {policy}, stored in the checkpoint and "
                       f"used unchanged on test: " + ", ".join(
