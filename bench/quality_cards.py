@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 COMMON_LIMITS = [
-    "**Not for clinical use.** A research and engineering demonstration; it has not been validated "
-    "prospectively, on other hospitals, other scanners or other populations.",
-    "Probabilities are not calibrated for any population; the operating threshold was chosen on this "
-    "project's validation split and moves with prevalence.",
+    ("**Not for clinical use.** A research and engineering demonstration; it has not been validated "
+    "prospectively, on other hospitals, other scanners or other populations."),
+    ("Probabilities are not calibrated for any population; the operating threshold was chosen on this "
+    "project's validation split and moves with prevalence."),
 ]
 
 CARDS: dict[str, dict[str, Any]] = {
@@ -25,20 +25,20 @@ CARDS: dict[str, dict[str, Any]] = {
         "intended_use": "Demonstration default model of the service; a baseline for benchmarking training code.",
         "limits": [
             "Pediatric anteroposterior images from one centre only; 28 px discards most detail.",
-            "The official val split is easier than test (val AUROC about 0.99 against about 0.97 on test) "
-            "and has fewer normals (26% against 37.5%), so a threshold tuned on val lands low on test.",
-            "The threshold policy 'youden_mid' (middle of the near-best validation cuts) replaced 'youden' "
+            ("The official val split is easier than test (val AUROC about 0.99 against about 0.97 on test) "
+            "and has fewer normals (26% against 37.5%), so a threshold tuned on val lands low on test."),
+            ("The threshold policy 'youden_mid' (middle of the near-best validation cuts) replaced 'youden' "
             "(the plateau's edge) after we saw on this test split that, for the weights shipped before, the "
             "edge cut (0.319) gave accuracy 0.880 and the middle one about 0.90: the test accuracy at the "
             "chosen threshold is therefore "
-            "not a fully blind estimate. AUROC does not depend on the threshold.",
-            "Variants measured here, not shipped: class-balanced BCE (pos_weight) gave test AUROC 0.972, "
+            "not a fully blind estimate. AUROC does not depend on the threshold."),
+            ("Variants measured here, not shipped: class-balanced BCE (pos_weight) gave test AUROC 0.972, "
             "accuracy 0.888 at its val-chosen threshold and 0.914 at 0.5 (2.0 min); a wider simple_cnn "
-            "(48-96-192 channels) ran at about a minute per epoch on the shared cores and was stopped.",
+            "(48-96-192 channels) ran at about a minute per epoch on the shared cores and was stopped."),
         ],
         "published": [
-            "ResNet-18 (28): AUROC 0.944, accuracy 0.854; ResNet-50 (224): 0.962 / 0.884; "
-            "Google AutoML Vision: 0.991 / 0.946 (MedMNIST v2 paper, official test split)",
+            ("ResNet-18 (28): AUROC 0.944, accuracy 0.854; ResNet-50 (224): 0.962 / 0.884; "
+            "Google AutoML Vision: 0.991 / 0.946 (MedMNIST v2 paper, official test split)"),
         ],
     },
     "cxr3class": {
@@ -53,19 +53,19 @@ CARDS: dict[str, dict[str, Any]] = {
                  "(label noise) are dropped, every copy.",
         "intended_use": "Demonstration of a multi-class model with a duplicate-aware split.",
         "limits": [
-            "Sources differ by class (different hospitals, ages, sizes and processing), so the model may "
+            ("Sources differ by class (different hospitals, ages, sizes and processing), so the model may "
             "partly learn the source rather than the disease: shortcut learning cannot be excluded and "
-            "figures on an external set would likely be lower.",
+            "figures on an external set would likely be lower."),
             "Decisions are the arg-max class; no 'other finding' class exists.",
-            "Below the project's target (macro-F1 0.90). Variants measured here did not close the gap: the "
+            ("Below the project's target (macro-F1 0.90). Variants measured here did not close the gap: the "
             "same model at 96 px (16 epochs, 7.8 min) reached test macro-F1 0.730 / accuracy 0.717 / mean "
             "AUROC 0.866; a slimmed `cxr_cnn5` (five BatchNorm blocks, 16-128 channels) at 64 px trained "
             "far worse on two CPU cores and was stopped. The model underfits (training loss about 0.55): "
-            "a larger network or pretrained features on a GPU is the next step.",
+            "a larger network or pretrained features on a GPU is the next step."),
         ],
         "published": [
-            "A 5-block CNN on Normal/Pneumonia/TB: accuracy 75.2%, macro-F1 0.767 (a different split and "
-            "possibly different images; not directly comparable)",
+            ("A 5-block CNN on Normal/Pneumonia/TB: accuracy 75.2%, macro-F1 0.767 (a different split and "
+            "possibly different images; not directly comparable)"),
         ],
     },
     "pneumonia-kermany": {
@@ -81,12 +81,12 @@ CARDS: dict[str, dict[str, Any]] = {
         "intended_use": "Demonstration of a model trained on the larger-resolution source of PneumoniaMNIST.",
         "limits": [
             "Pediatric images from one centre only; 64 px resolution.",
-            "The figures are on our split of Kaggle's train folder, not on the official test split, "
-            "so they are not comparable with published test-split figures.",
+            ("The figures are on our split of Kaggle's train folder, not on the official test split, "
+            "so they are not comparable with published test-split figures."),
         ],
         "published": [
-            "Kermany et al. 2018 (transfer learning, full resolution, official test split): accuracy 92.8%, "
-            "sensitivity 93.2%, specificity 90.1% (not comparable: other split and resolution)",
+            ("Kermany et al. 2018 (transfer learning, full resolution, official test split): accuracy 92.8%, "
+            "sensitivity 93.2%, specificity 90.1% (not comparable: other split and resolution)"),
         ],
     },
     "nih14": {
@@ -101,17 +101,17 @@ CARDS: dict[str, dict[str, Any]] = {
         "intended_use": "Exercises the 14-label multi-label path end to end on real images; a starting point "
                         "for a ChestMNIST retrain.",
         "limits": [
-            "Trained on 725 images: weak, with wide intervals. Several labels have 0-3 positives in the "
+            ("Trained on 725 images: weak, with wide intervals. Several labels have 0-3 positives in the "
             "test split: their AUROC is undefined (no positives) or unreliable (a handful), and the "
-            "mean AUROC is over the labels where it is defined.",
+            "mean AUROC is over the labels where it is defined."),
             "Labels are text-mined from reports (NIH) and noisy; at 28 px most findings are barely visible.",
-            "Thresholds were chosen on 94 validation images with 0-23 positives per label (Hernia none: it "
-            "keeps 0.5), so the precision/recall figures are fragile too.",
+            ("Thresholds were chosen on 94 validation images with 0-23 positives per label (Hernia none: it "
+            "keeps 0.5), so the precision/recall figures are fragile too."),
         ],
         "published": [
-            "ChestMNIST (official, 78k train) mean AUROC: ResNet-18 (28) 0.768, ResNet-50 0.769, AutoML 0.778; "
+            ("ChestMNIST (official, 78k train) mean AUROC: ResNet-18 (28) 0.768, ResNet-50 0.769, AutoML 0.778; "
             "DenseNet-121 at 224 about 0.82 (MedMNIST+); CheXNet DenseNet-121 on NIH at full resolution "
-            "0.841. Not comparable: our data is a 1000-image curated subset.",
+            "0.841. Not comparable: our data is a 1000-image curated subset."),
         ],
     },
 }
@@ -177,15 +177,15 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         "",
         "## Model",
         "",
-        f"- Architecture: `{r['model_name']}`{kwargs}; weights `models/{entry['path']}` "
-        f"({r['size_bytes'] / 1e6:.2f} MB); labels {', '.join(r['labels'])} ({r['task']}).",
-        f"- Input: {dc['input_size']}x{dc['input_size']} px, {dc['in_chans']} channel(s), resize '{dc['resize_mode']}', "
-        f"normalisation '{dc['normalization']}'.",
-        f"- Training: recipe `{r['recipe']}`: {p['epochs']} epochs, batch {p['batch_size']}, {p['optimizer']} "
+        (f"- Architecture: `{r['model_name']}`{kwargs}; weights `models/{entry['path']}` "
+        f"({r['size_bytes'] / 1e6:.2f} MB); labels {', '.join(r['labels'])} ({r['task']})."),
+        (f"- Input: {dc['input_size']}x{dc['input_size']} px, {dc['in_chans']} channel(s), resize '{dc['resize_mode']}', "
+        f"normalisation '{dc['normalization']}'."),
+        (f"- Training: recipe `{r['recipe']}`: {p['epochs']} epochs, batch {p['batch_size']}, {p['optimizer']} "
         f"lr {p['lr']}, {p['scheduler']} schedule, loss '{p['loss']}'"
         f"{' with class-balanced positive weights' if p.get('pos_weight') else ''}, "
         f"augmentation {'on' if p['augment']['enabled'] else 'off'}, seed {p['seed']}; the best epoch by "
-        f"validation mean AUROC is kept. Trained in {trained}.",
+        f"validation mean AUROC is kept. Trained in {trained}."),
         "",
         "## Data",
         "",
@@ -208,8 +208,8 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         "",
         *_metrics_table(test, multiclass),
         "",
-        f"95% intervals: percentile bootstrap over test rows, {bs['resamples']} resamples, seed {bs['seed']}. "
-        "AUROC is undefined for a label without positives (or negatives) and unreliable with fewer than 5.",
+        (f"95% intervals: percentile bootstrap over test rows, {bs['resamples']} resamples, seed {bs['seed']}. "
+        "AUROC is undefined for a label without positives (or negatives) and unreliable with fewer than 5."),
     ]
     if "confusion_matrix" in test:
         header = r["labels"] if multiclass else ["negative", "positive"]
@@ -239,8 +239,8 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         f"python -m cxr train --config {r['recipe']} --out runs/{r['name']}   # the training alone",
         "```",
         "",
-        "Recipes read `../shared/data/...` relative to the repository root; give another location with "
-        "`--data DIR` (bench) or `--data PATH` (cxr train).",
+        ("Recipes read `../shared/data/...` relative to the repository root; give another location with "
+        "`--data DIR` (bench) or `--data PATH` (cxr train)."),
         "",
     ]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ Both also accept other input sizes: adaptive pooling fixes the size the fully co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ class SimpleCNN(ClassifierModel):
         # conv, pool, conv, pool, ..., conv: one more layer (and a halving) per extra width, for larger
         # inputs. The default three widths give the layout (and the CAM layer 'features.4') of old.
         layers: list[nn.Module] = [conv_bn_relu(cfg.in_chans, widths[0])]
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+        for c_in, c_out in pairwise(widths):
             layers += [nn.MaxPool2d(2), conv_bn_relu(c_in, c_out)]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
