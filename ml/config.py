@@ -106,7 +106,10 @@ class TrainParams(_Config):
     num_workers: int = Field(0, ge=0, le=64)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = Field(0, ge=0)
-    threshold_policy: Literal["f1", "youden"] = Field("youden", description="per-label operating point chosen on validation data: max F1, or max Youden J (prevalence-independent)")
+    threshold_policy: Literal["f1", "youden", "youden_mid"] = Field(
+        "youden", description="per-label operating point chosen on validation data: max F1, max Youden J "
+        "(prevalence-independent), or the middle of the cuts within 0.02 of the max J (robust to a "
+        "nearly separable validation set)")
     tta: bool = Field(False, description="evaluate with horizontal-flip test-time augmentation")
     cancel_check_every: int = Field(10, ge=1, description="steps between cancellation checks")
 

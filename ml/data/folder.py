@@ -13,7 +13,9 @@ Rows of one group always share a split. Groups come from `patient_pattern=` (a r
 is the patient id in the file name, e.g. r"(person\\d+)_") and, with `group_duplicates=True`, from
 identical images. `duplicate_hash="bytes"` (the default) hashes the file bytes: cheap, it catches exact
 copies. "pixels" hashes the decoded pixels: it decodes every image and also catches the same pixels in
-another container, but never a lossy re-encode. Identical images filed under different classes
+another container, but never a lossy re-encode. "average" (an 8x8 average hash of the decoded image, as
+in perceptual-hash tools) also catches near-identical images: re-encoded, resized or lightly processed
+copies; it can join a few distinct but very similar images, which only makes a group larger. Identical images filed under different classes
 (conflicting labels) are dropped, every copy, with a logged count, unless `keep_conflicts=True`.
 """
 
@@ -67,7 +69,7 @@ def folder(
     require_dir(root, "image folder")
     choose("task", task, ["multiclass", "binary"])
     choose("split", split, ["auto", "folders", "stratified"])
-    choose("duplicate_hash", duplicate_hash, ["bytes", "pixels"])
+    choose("duplicate_hash", duplicate_hash, ["bytes", "pixels", "average"])
     split_dirs = _split_dirs(root)
     if split == "folders" and not split_dirs:
         raise DatasetError(f"split='folders' but {root} has no train/val/test folders")
@@ -171,7 +173,22 @@ def _hash(path: Path, kind: str) -> str:
         pixels = read_image(path)
     except ImageError as exc:
         raise DatasetError(f"cannot hash the pixels of {path}: {exc}") from None
+    if kind == "average":
+        return average_hash(pixels)
     return hashlib.blake2b(str(pixels.shape).encode() + pixels.tobytes(), digest_size=16).hexdigest()
+
+
+def average_hash(image: np.ndarray, size: int = 8) -> str:
+    """Average hash: the image area-averaged to size x size, one bit per cell (above the mean), as hex.
+
+    Copies that differ by re-encoding, resizing or small intensity changes share it. (The idea of the
+    aHash of perceptual-hash libraries; written here on OpenCV's area resize.)
+    """
+    import cv2
+
+    small = cv2.resize(np.asarray(image, dtype=np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    bits = (small > small.mean()).ravel()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):0{size * size // 4}x}"
 
 
 def _warn_straddling(groups: np.ndarray, splits: np.ndarray) -> None:

@@ -42,6 +42,26 @@ def per_class_auroc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def rank_auroc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`per_class_auroc` in pure numpy (Mann-Whitney U from average ranks, ties counted half).
+
+    The same values, about a hundred times faster on small arrays: what a 1000-resample bootstrap needs.
+    """
+    out = np.full(labels.shape[1], np.nan)
+    for j in range(labels.shape[1]):
+        mask = _known(labels, j)
+        y, p = labels[mask, j] > 0.5, probs[mask, j]
+        n_pos = int(y.sum())
+        n_neg = y.size - n_pos
+        if n_pos == 0 or n_neg == 0:
+            continue
+        _, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
+        average_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based rank of each distinct score
+        rank_sum = average_rank[inverse][y].sum()
+        out[j] = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return out
+
+
 def roc_curve(probs: np.ndarray, labels: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray] | None:
     from torchmetrics.functional.classification import binary_roc
 
@@ -60,8 +80,17 @@ def _downsample(fpr: np.ndarray, tpr: np.ndarray, points: int = 200) -> tuple[li
     return [round(float(v), 5) for v in fpr], [round(float(v), 5) for v in tpr]
 
 
+YOUDEN_MID_TOLERANCE = 0.02  # in Youden's J, i.e. one point of balanced accuracy
+
+
 def choose_thresholds(probs: np.ndarray, labels: np.ndarray, policy: str = "f1") -> np.ndarray:
-    """Per-label operating threshold: max F1 ('f1') or max Youden's J ('youden'); 0.5 if undecidable."""
+    """Per-label operating threshold; 0.5 if undecidable.
+
+    'f1': max F1. 'youden': max Youden's J (the highest cut reaching it). 'youden_mid': the median of
+    the cuts whose J is within `YOUDEN_MID_TOLERANCE` of the max: on a nearly separable validation set
+    many cuts are about as good, and the one in the middle of that range keeps a margin on both sides
+    instead of sitting on the edge of the validation scores.
+    """
     out = np.full(labels.shape[1], 0.5)
     for j in range(labels.shape[1]):
         mask = _known(labels, j)
@@ -75,11 +104,15 @@ def choose_thresholds(probs: np.ndarray, labels: np.ndarray, policy: str = "f1")
         last_of_value = np.r_[p_sorted[1:] != p_sorted[:-1], True]  # cut only between distinct scores
         tp, fp, cut = tp[last_of_value], fp[last_of_value], p_sorted[last_of_value]
         pos, neg = y.sum(), (1 - y).sum()
-        if policy == "youden":
+        if policy in ("youden", "youden_mid"):
             score = tp / pos - fp / neg
         else:
             score = 2 * tp / (2 * tp + fp + (pos - tp))
-        out[j] = float(cut[int(np.argmax(score))])
+        if policy == "youden_mid":
+            near = np.sort(cut[score >= score.max() - YOUDEN_MID_TOLERANCE])
+            out[j] = float(near[(len(near) - 1) // 2])
+        else:
+            out[j] = float(cut[int(np.argmax(score))])
     return out
 
 

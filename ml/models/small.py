@@ -5,6 +5,8 @@ Both also accept other input sizes: adaptive pooling fixes the size the fully co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +27,20 @@ class SimpleCNN(ClassifierModel):
     """
 
     def __init__(
-        self, cfg: ModelConfig, *, widths: tuple[int, int, int] = (32, 64, 128), dropout: float = 0.2
+        self, cfg: ModelConfig, *, widths: Sequence[int] = (32, 64, 128), dropout: float = 0.2
     ) -> None:
         super().__init__()
         self.cfg = cfg
-        c1, c2, c3 = widths
-        self.features = nn.Sequential(
-            conv_bn_relu(cfg.in_chans, c1),
-            nn.MaxPool2d(2),
-            conv_bn_relu(c1, c2),
-            nn.MaxPool2d(2),
-            conv_bn_relu(c2, c3),
-        )
+        if len(widths) < 2:
+            raise ValueError(f"widths needs at least two layers; got {list(widths)}")
+        # conv, pool, conv, pool, ..., conv: one more layer (and a halving) per extra width, for larger
+        # inputs. The default three widths give the layout (and the CAM layer 'features.4') of old.
+        layers: list[nn.Module] = [conv_bn_relu(cfg.in_chans, widths[0])]
+        for c_in, c_out in pairwise(widths):
+            layers += [nn.MaxPool2d(2), conv_bn_relu(c_in, c_out)]
+        self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self._width = c3
+        self._width = widths[-1]
         self._dropout = dropout
         self.classifier = self.build_classifier(cfg.num_classes)
         init_kaiming(self)
@@ -76,5 +78,9 @@ def vgg_small(cfg: ModelConfig, *, pretrained_path: Path | None = None, **kwargs
     )
 )
 def simple_cnn(cfg: ModelConfig, *, pretrained_path: Path | None = None, **kwargs: Any) -> SimpleCNN:
-    """No pretrained weights exist; `create_model` refuses `pretrained=True` before getting here."""
-    return SimpleCNN(cfg, **kwargs)
+    """No pretrained weights exist; `create_model` refuses `pretrained=True` before getting here.
+
+    `widths` of any length >= 2 (default three); the CAM layer is the last conv block either way.
+    """
+    depth = len(kwargs.get("widths", (32, 64, 128)))
+    return SimpleCNN(cfg.replace(cam_layer=f"features.{2 * depth - 2}"), **kwargs)

@@ -98,6 +98,26 @@ def test_pixel_hash_finds_the_same_pixels_in_another_container(kermany: Path) ->
         assert bool(groups["a.png"] == groups["b.bmp"]) is same
 
 
+def test_average_hash_groups_a_resized_reencoded_copy_but_not_other_images(kermany: Path) -> None:
+    source = sorted((kermany / "NORMAL").iterdir())[0]
+    with Image.open(source) as im:  # a near-identical copy: half size, lossy JPEG at another quality
+        im.convert("L").resize((112, 112)).save(kermany / "NORMAL" / "near.jpeg", quality=60)
+    for kind, same in (("pixels", False), ("average", True)):
+        ds = create_dataset("folder", kermany, group_duplicates=True, duplicate_hash=kind)
+        groups = ds.metadata.set_index("name")["group"]
+        assert bool(groups[source.name] == groups["near.jpeg"]) is same
+        assert ds.metadata["group"].nunique() == len(ds) - (1 if same else 0)  # nothing else merged
+
+
+def test_average_hash_is_a_stable_64_bit_digest() -> None:
+    from ml.data.folder import average_hash
+
+    gradient = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    assert average_hash(gradient) == "0f" * 8  # right half above the mean in every row
+    assert average_hash(gradient * 0.5 + 0.1) == average_hash(gradient)  # brightness/contrast invariant
+    assert average_hash(gradient.T) != average_hash(gradient)
+
+
 def test_patient_pattern_keeps_a_patient_in_one_split(data_dir: Path) -> None:
     for seed in range(5):
         ds = create_dataset("folder", data_dir / "kermany-sample", patient_pattern=r"(person\d+)_", seed=seed)

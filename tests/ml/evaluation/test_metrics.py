@@ -89,3 +89,30 @@ def test_bootstrap_interval_brackets_the_estimate():
     point = per_class_auroc(p, y)
     assert np.all(lo <= point) and np.all(point <= hi)
     assert np.all(hi - lo < 0.2)
+
+
+def test_youden_mid_takes_the_middle_of_the_near_best_cuts():
+    # Scores overlap evenly on [0.4, 0.6]: every cut there has the same J (0.33). 'youden' takes the
+    # edge of that plateau, 'youden_mid' its middle; both keep J near the max.
+    neg, pos = np.linspace(0, 0.6, 101), np.linspace(0.4, 1, 101)
+    p = np.r_[neg, pos][:, None]
+    y = np.r_[np.zeros(101), np.ones(101)][:, None]
+
+    def j_stat(c):
+        return (pos >= c).mean() - (neg >= c).mean()
+
+    edge, mid = choose_thresholds(p, y, "youden")[0], choose_thresholds(p, y, "youden_mid")[0]
+    assert abs(edge - 0.5) > 0.08 and mid == pytest.approx(0.5, abs=0.03)
+    assert j_stat(mid) >= j_stat(edge) - 0.02
+
+
+def test_rank_auroc_equals_the_torchmetrics_auroc_with_ties_and_unknowns():
+    from ml.evaluation.metrics import rank_auroc
+
+    p, y = _data(seed=4)
+    p = np.round(p, 1)  # many ties
+    y[:5, 1] = np.nan
+    y[:, 2] = 0
+    ours, ref = rank_auroc(p, y), per_class_auroc(p, y)
+    np.testing.assert_allclose(ours[:2], ref[:2], atol=1e-6)
+    assert np.isnan(ours[2]) and np.isnan(ref[2])

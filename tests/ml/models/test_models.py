@@ -87,6 +87,14 @@ def test_small_models_take_other_input_sizes(name: str, size: int) -> None:
         assert model(torch.randn(2, 1, size, size)).shape == (2, 3)
 
 
+def test_simple_cnn_takes_more_layers_and_its_cam_layer_follows() -> None:
+    default, deeper = create_model("simple_cnn"), create_model("simple_cnn", num_classes=3, widths=[8, 16, 32, 32])
+    assert default.cfg.cam_layer == "features.4" and deeper.cfg.cam_layer == "features.6"
+    assert deeper.cam_target_layer() is deeper.features[-1]
+    with torch.no_grad():
+        assert deeper.eval()(torch.randn(2, 1, 64, 64)).shape == (2, 3)
+
+
 def test_vit_cam_layer_follows_depth() -> None:
     model = create_model("vit_tiny", depth=2, embed_dim=96, num_heads=3)
     assert model.cfg.cam_layer == "blocks.1.norm1"
