@@ -138,11 +138,16 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarr
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
     h, w = image.shape
     resized = cv2.resize(np.asarray(cam, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    heat = cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * np.clip(resized, 0, 1)), cv2.COLORMAP_JET),
-                        cv2.COLOR_BGR2RGB)
-    grey = cv2.cvtColor(np.uint8(np.round(255 * np.clip(image, 0, 1))), cv2.COLOR_GRAY2RGB)
+    heat = cv2.cvtColor(cv2.applyColorMap(_to_uint8(resized), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    grey = cv2.cvtColor(_to_uint8(np.asarray(image, dtype=np.float32)), cv2.COLOR_GRAY2RGB)
     # blended in uint8 by OpenCV: 3 ms instead of 28 ms in float32 for 1024x1024 (at most 1 level apart)
     return cv2.addWeighted(grey, 1 - alpha, heat, alpha, 0.0)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """float32 values clipped to [0, 1], as rounded uint8 levels 0..255: OpenCV does it in one pass each
+    (0.2 ms for 1024x1024 against 3.2 ms for numpy's clip, multiply, round and cast; identical levels)."""
+    return cv2.convertScaleAbs(cv2.min(cv2.max(values, 0.0), 1.0), alpha=255.0)
 
 
 def heatmap_grid(cam: np.ndarray, size: int = 16) -> list[list[float]]:
@@ -152,16 +157,18 @@ def heatmap_grid(cam: np.ndarray, size: int = 16) -> list[list[float]]:
 
 
 def encode_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
-    """An (H, W, 3) uint8 RGB image as PNG bytes.
+    """An (H, W, 3) uint8 RGB image as PNG bytes (lossless), tuned for speed over size.
 
-    zlib level 1 by default: for a 1024x1024 overlay it encoded in 124 ms instead of 725 ms (level 6,
-    Pillow's default) for a 17% larger file, and the encode dominated a small model's `/gradcam`. OpenCV's
-    encoder with zlib's run-length strategy took 83 ms instead of Pillow's 132 ms at level 1 for that
-    overlay, and its file was 17% smaller (the overlay's flat colour runs suit RLE)."""
+    The encode dominates a small model's `/gradcam`. zlib level 1 (Pillow's default level 6 took 725 ms
+    against 124 ms for a 1024x1024 overlay). Each row filtered with PNG's `Up` filter and deflated with
+    Huffman coding only: for the overlay of `data/samples/nih_cxr_1024.png` this took 19.7 ms against
+    50.9 ms for libpng's per-row filter choice with the run-length strategy, for a file 8% larger (1.15 MB
+    against 1.06 MB); `Up` with run-length took 27.5 ms (medians of 15 on one shared core)."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 image; got {rgb.dtype} {rgb.shape}")
-    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [
-        cv2.IMWRITE_PNG_COMPRESSION, compress_level, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compress_level, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+              cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"OpenCV could not encode an image of shape {rgb.shape} as PNG")
     return png.tobytes()
