@@ -92,7 +92,7 @@ def create_model(
 
 
 def _load_entrypoints() -> None:
-    from ml.models import cnn5, densenet, small, squeezenet, vit  # noqa: F401
+    from ml.models import cnn5, densenet, resnet, small, squeezenet, vit  # noqa: F401
 
 
 __all__ = ["CXRModel", "ModelConfig", "create_model", "get_model_config", "list_models", "register_model"]

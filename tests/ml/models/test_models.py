@@ -123,3 +123,32 @@ def test_create_model_rejects_bad_arguments() -> None:
         create_model("simple_cnn", in_chans=2)
     with pytest.raises(ModelError, match="unknown model 'nope'"):
         create_model("nope")
+
+
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_resnet18_narrow_shapes_channels_and_cam_layer(in_chans: int) -> None:
+    model = create_model("resnet18_narrow", num_classes=3, in_chans=in_chans)
+    assert (model.cfg.input_size, model.cfg.in_chans, model.cfg.cam_layer) == (128, in_chans, "layer4")
+    assert model.conv1.in_channels == in_chans and model.cam_target_layer() is model.layer4
+    assert [stage[0].conv1.out_channels for stage in (model.layer1, model.layer2, model.layer3, model.layer4)] \
+        == [16, 32, 64, 128]
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000  # a few MB of fp32 weights
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, in_chans, 128, 128)).shape == (2, 3)
+        assert model.forward_features(torch.randn(1, in_chans, 128, 128)).shape == (1, 128, 4, 4)
+
+
+def test_resnet18_loads_torchvision_weights_key_for_key() -> None:
+    """torchvision's resnet18 state dict (the layout of its ImageNet file) fits, its `fc` head dropped."""
+    import torchvision
+
+    from ml.models.pretrained import load_pretrained_backbone
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    model = create_model("resnet18", num_classes=3, in_chans=1)
+    assert model.cfg.cam_layer == "layer4" and model.cfg.pretrained_file == "resnet18-f37072fd.pth"
+    load_pretrained_backbone(model, reference, first_conv="conv1", drop_prefixes=("fc.",))
+    assert torch.equal(model.layer4[1].conv2.weight, reference["layer4.1.conv2.weight"])
+    assert torch.equal(model.conv1.weight, reference["conv1.weight"].sum(dim=1, keepdim=True))
