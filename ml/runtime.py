@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,12 +31,13 @@ DEFAULT_CANDIDATES = ("eager", "channels_last", "onnxruntime")
 
 @dataclass
 class Runtime:
-    """A callable from a preprocessed (B, C, S, S) batch to logits (B, L), on the CPU or model device."""
+    """A callable from a preprocessed (B, C, S, S) batch to what the module returns: logits (B, L) for a
+    model, a tuple of tensors for a Grad-CAM trunk (`ml.explain.split`); on the CPU or model device."""
 
     name: str
-    run: Callable[[torch.Tensor], torch.Tensor]
+    run: Callable[[torch.Tensor], Any]
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor) -> Any:
         return self.run(batch)
 
 
@@ -85,8 +87,8 @@ def build_runtime(name: str, model: nn.Module, example: torch.Tensor, *, threads
     raise ValueError(f"unknown runtime '{name}'; known: {', '.join(EXACT_RUNTIMES + APPROXIMATE_RUNTIMES)}")
 
 
-def _no_grad(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    def run(x: torch.Tensor) -> torch.Tensor:
+def _no_grad(fn: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
+    def run(x: torch.Tensor) -> Any:
         with torch.inference_mode():
             return fn(x)
 
@@ -94,25 +96,30 @@ def _no_grad(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tens
 
 
 def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int | None) -> Runtime:
+    """The module exported to ONNX and run by ONNX Runtime; a module returning a tuple gives a tuple."""
     import onnxruntime as ort
 
     buf = io.BytesIO()
     cpu_model = copy.deepcopy(model).cpu()
+    with torch.no_grad():
+        sample = cpu_model(example.cpu())
+    several = isinstance(sample, tuple)
+    names = [f"out{i}" for i in range(len(sample))] if several else ["logits"]
     # The TorchScript exporter is deprecated, but the torch.export-based one took 59 s instead of 6 s for
     # DenseNet-121 here, and export happens when a model is loaded; both gave the same outputs (< 1e-6).
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(cpu_model, (example.cpu(),), buf, input_names=["x"], output_names=["logits"],
-                          dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(cpu_model, (example.cpu(),), buf, input_names=["x"], output_names=names,
+                          dynamic_axes={name: {0: "batch"} for name in ["x", *names]}, dynamo=False)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        (logits,) = session.run(None, {"x": x.detach().cpu().numpy()})
-        return torch.from_numpy(logits)
+    def run(x: torch.Tensor) -> Any:
+        outputs = [torch.from_numpy(o) for o in session.run(None, {"x": x.detach().cpu().numpy()})]
+        return tuple(outputs) if several else outputs[0]
 
     return Runtime("onnxruntime", run)
 
