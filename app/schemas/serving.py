@@ -124,6 +124,17 @@ class ServingInfo(BaseModel):
     batches: int = Field(description="forward passes run so far")
     images: int = Field(description="images they held")
     refused: int = Field(description="requests answered 503 because the queue was full")
+    gradcam_path: str = Field(
+        description="how method=gradcam is computed: 'split' (the trunk up to the CAM layer runs forward-only "
+                    "in gradcam_trunk_runtime, back-propagation goes through the rest), 'hooks' (pytorch-grad-cam "
+                    "on the whole model: models that cannot be cut) or 'not built' (before the first /gradcam "
+                    "or runtime trial)",
+        examples=["split"],
+    )
+    gradcam_trunk_runtime: str | None = Field(None, examples=["onnxruntime"])
+    gradcam_message: str = Field(
+        "", description="'trying <runtime> for the trunk' while the runtime trial runs; why the split or a trunk "
+                        "runtime was refused, if it was")
 
     @classmethod
     def of(cls, served: ServedModel) -> ServingInfo:
@@ -138,6 +149,9 @@ class ServingInfo(BaseModel):
             batches=stats.batches if stats else 0,
             images=stats.images if stats else 0,
             refused=stats.refused if stats else 0,
+            gradcam_path=served.cam_info.path,
+            gradcam_trunk_runtime=served.cam_info.trunk_runtime,
+            gradcam_message=served.cam_info.message,
         )
 
 

@@ -42,6 +42,7 @@ from app.settings import AppSettings
 from ml.errors import ModelError
 from ml.evaluation.metrics import probabilities
 from ml.explain.gradcam import compute_cams, encode_png, heatmap_grid, overlay
+from ml.explain.split import CamSplit, rest_logits, split_at_cam_layer, split_cams
 from ml.inference import LoadedModel, Prediction
 from ml.models import CXRModel
 from ml.runtime import EXACT_RUNTIMES, Runtime, build_runtime, choose_runtime, example_inputs
@@ -59,6 +60,17 @@ TRIAL_DELAY_SECONDS = 2.0  # a runtime trial waits this long after the load: sta
 
 
 @dataclass
+class CamInfo:
+    """How `method=gradcam` CAMs are computed (GET /models shows it): `split` runs the trunk up to the CAM
+    layer forward-only in `trunk_runtime` and back-propagates through the rest; `hooks` runs
+    pytorch-grad-cam on the whole model (other methods, and models that cannot be cut, always do)."""
+
+    path: str = "not built"  # not built | split | hooks
+    trunk_runtime: str | None = None
+    message: str = ""  # "trying <runtime> for the trunk" while the trial runs, or why something was refused
+
+
+@dataclass
 class RuntimeInfo:
     """Which runtime serves a model and what the trial measured (GET /models shows it)."""
 
@@ -69,14 +81,20 @@ class RuntimeInfo:
 
 
 class ServedModel:
-    """A loaded model version. Forward passes share `loaded.model` (through `runtime`); CAMs run on a
-    private copy under a lock, because a CAM registers hooks that a concurrent forward on the same module
-    would trip."""
+    """A loaded model version. Forward passes share `loaded.model` (through `runtime`). Grad-CAM runs on a
+    private copy cut at its CAM layer (`ml.explain.split`) when the model can be cut: the trunk runs
+    forward-only in the runtime chosen for the model, and only the small rest runs backward. Other CAM
+    methods (and models that cannot be cut) use pytorch-grad-cam's hooks on another private copy, under a
+    lock, because hooks would be tripped by a concurrent forward on the same module."""
 
     def __init__(self, record: ModelVersionRecord, loaded: LoadedModel, load_seconds: float) -> None:
         self.record, self.loaded, self.load_seconds = record, loaded, load_seconds
         self._cam_lock = threading.Lock()
         self._cam_model: CXRModel | None = None
+        self._split_lock = threading.Lock()
+        self._cam_split: CamSplit | None = None
+        self._cam_trunk: Runtime | None = None
+        self.cam_info = CamInfo()
         cfg = loaded.data_config
         self.input_shape = (cfg.in_chans, cfg.input_size, cfg.input_size)
         self.runtime: Runtime = build_runtime("eager", loaded.model, torch.zeros(1, *self.input_shape))
@@ -110,16 +128,79 @@ class ServedModel:
         log.info("%s serves with runtime %s (%s)", self.record.ref, choice.name,
                  ", ".join(f"{t.name} {t.median_ms:.2f} ms" if t.median_ms else f"{t.name} refused"
                            for t in choice.trials))
+        self.choose_cam_trunk(choice.name, threads)
 
     def _to_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return probabilities(logits, self.loaded.task)
 
     def cams(self, x: torch.Tensor, targets: list[int], method: str) -> list[np.ndarray]:
-        """One map per target class for the single input `x`; blocking, call it on the pool."""
+        """One map per target class for the single input `x` through pytorch-grad-cam's hooks; blocking,
+        call it on the pool."""
         with self._cam_lock:
             if self._cam_model is None:
-                self._cam_model = copy.deepcopy(self.loaded.model)
+                self._cam_model = copy.deepcopy(self.loaded.model).eval()
             return compute_cams(self._cam_model, x, targets, method)
+
+    @property
+    def split(self) -> CamSplit | None:
+        """The model cut at its CAM layer once `build_split` has run (None before, or if it cannot be cut)."""
+        return self._cam_split
+
+    def build_split(self) -> CamSplit | None:
+        """Cut a copy of the model at its CAM layer (once; a copy of its own, so the hooks path's copy is
+        never shared with it); None when it cannot be cut. Blocking: call it on the pool."""
+        with self._split_lock:
+            if self.cam_info.path == "not built":
+                model = copy.deepcopy(self.loaded.model).eval().requires_grad_(False)
+                try:
+                    split = split_at_cam_layer(model)
+                except ModelError as exc:
+                    self.cam_info = CamInfo("hooks", message=str(exc))
+                    log.info("%s: Grad-CAM through hooks (%s)", self.record.ref, exc)
+                else:
+                    self._cam_trunk = build_runtime("eager", split.trunk, self._example())
+                    self._cam_split = split
+                    self.cam_info = CamInfo("split", "eager")
+            return self._cam_split
+
+    def split_forward(self, resized: torch.Tensor) -> tuple[np.ndarray, list[torch.Tensor]]:
+        """Probabilities (L,) for one resized (1, S, S) input and the trunk's outputs for `split_cams`."""
+        split, trunk = self._cam_split, self._cam_trunk
+        assert split is not None and trunk is not None
+        x = self.loaded.preprocess.finish(resized[None]).to(self.loaded.device)
+        values = list(trunk(x))
+        return probabilities(rest_logits(split, values), self.loaded.task)[0].cpu().numpy(), values
+
+    def _example(self) -> torch.Tensor:
+        return example_inputs(self.input_shape, batch_sizes=(1,))[0].to(self.loaded.device)
+
+    def choose_cam_trunk(self, name: str, threads: int | None) -> None:
+        """Serve the Grad-CAM trunk with runtime `name` (the one chosen for the model) if, on an example,
+        it keeps the probabilities within 1e-4 and the map within 1e-3 of the eager trunk; blocking."""
+        split = self.build_split()
+        if split is None or name == "eager":
+            return
+        self.cam_info = CamInfo("split", "eager", f"trying {name} for the trunk")
+        x = self._example()
+        try:
+            candidate = build_runtime(name, split.trunk, x, threads=threads)
+            eager_values, values = list(split.trunk(x)), list(candidate(x))
+            with torch.inference_mode():
+                prob_diff = float((self._to_probabilities(split.rest(*values))
+                                   - self._to_probabilities(split.rest(*eager_values))).abs().max())
+            size = self.input_shape[1:]
+            map_diff = float(np.abs(split_cams(split, values, [0], size)[0]
+                                    - split_cams(split, eager_values, [0], size)[0]).max())
+        except Exception as exc:  # the eager trunk keeps serving
+            log.exception("building the %s Grad-CAM trunk for %s failed; keeping eager", name, self.record.ref)
+            self.cam_info = CamInfo("split", "eager", f"{name} refused: {type(exc).__name__}: {exc}")
+            return
+        if prob_diff > 1e-4 or map_diff > 1e-3:
+            self.cam_info = CamInfo("split", "eager", f"{name} refused: probabilities {prob_diff:.1e}, "
+                                                      f"map {map_diff:.1e} from eager")
+            return
+        self._cam_trunk = candidate
+        self.cam_info = CamInfo("split", name)
 
 
 @dataclass(frozen=True)
@@ -452,34 +533,41 @@ class Predictor:
         self, served: ServedModel, upload: Upload, targets: list[str], method: str
     ) -> CamResult:
         """Probabilities for one upload, and an overlay at its size for each target (`top`: the most
-        probable)."""
+        probable). Grad-CAM on a model that can be cut takes one forward pass of the trunk (in the model's
+        runtime) for both; otherwise the probabilities come from the batched forward and the maps from
+        pytorch-grad-cam's forward and backward."""
         check_targets(served.labels, targets)
+        split = None
+        if method == "gradcam":
+            split = served.split if served.cam_info.path != "not built" else await self.pool.run(served.build_split)
         with self.admit(served, 1) as ticket:
             [prepared] = await self.prepare(served, [upload], keep_images=True)
-            probs, inference_ms = await self.infer(ticket, [prepared.resized])
-        indices = target_indices(served.labels, targets, probs[0])
-        x = served.loaded.preprocess.finish(prepared.resized[None])
+            if split is None:
+                probs, inference_ms = await self.infer(ticket, [prepared.resized])
+                row, values = probs[0], None
+        if split is not None:  # its place in the queue is left as a batch's is: when its forward pass starts
+            start = time.perf_counter()
+            row, values = await self.pool.run(served.split_forward, prepared.resized)
+            inference_ms = (time.perf_counter() - start) * 1000
+        indices = target_indices(served.labels, targets, row)
 
         def explain() -> tuple[list[CamImage], float]:
             start = time.perf_counter()
-            maps = served.cams(x, indices, method)
+            if values is None:
+                maps = served.cams(served.loaded.preprocess.finish(prepared.resized[None]), indices, method)
+            else:
+                maps = split_cams(split, values, indices, tuple(prepared.resized.shape[-2:]))
             self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
             assert prepared.image is not None
             cams = [
-                CamImage(
-                    served.labels[i],
-                    i,
-                    float(probs[0][i]),
-                    encode_png(overlay(prepared.image, m)),
-                    heatmap_grid(m),
-                )
+                CamImage(served.labels[i], i, float(row[i]), encode_png(overlay(prepared.image, m)), heatmap_grid(m))
                 for i, m in zip(indices, maps, strict=True)
             ]
             return cams, (time.perf_counter() - start) * 1000
 
         cams, cam_ms = await self.pool.run(explain)
         prepared.image = None  # the full-size image is no longer needed
-        return CamResult(prepared, served.loaded.explain_probabilities(probs[0]), cams, inference_ms, cam_ms)
+        return CamResult(prepared, served.loaded.explain_probabilities(row), cams, inference_ms, cam_ms)
 
 
 def split_targets(targets: list[str]) -> list[str]:

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from ml.explain.gradcam import compute_cams, heatmap_grid
 from ml.imaging import read_image
 from ml.inference import LoadedModel
 from tests.app.live_server import Registry, Server, start_server, stop_server, zoo_checkpoint
@@ -115,3 +117,38 @@ def test_a_full_inference_queue_answers_503_with_retry_after(batching_server: Se
     body = response.json()
     assert body["error"] == "overloaded" and "limit 6" in body["message"]
     assert httpx.post(f"{batching_server.url}/predict", files=files[:6], timeout=60).status_code == 200
+
+
+def _cam_settled(client: httpx.Client, name: str) -> dict:
+    """Serving info once the runtime trial has also tried the chosen runtime for the Grad-CAM trunk."""
+    deadline = time.monotonic() + 120
+    while True:
+        serving = _chosen(client, name)
+        if serving["gradcam_path"] != "not built" and not serving["gradcam_message"].startswith("trying"):
+            return serving
+        assert time.monotonic() < deadline, serving
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("name", ["small", "dense"])
+def test_gradcam_runs_the_trunk_in_the_chosen_runtime_and_gives_the_hooks_map(
+    batching_server: Server, checkpoints: dict[str, Path], samples_dir: Path, name: str
+) -> None:
+    sample = samples_dir / SAMPLES[0]
+    files = [("file", (sample.name, sample.read_bytes(), "image/png"))]
+    with httpx.Client(base_url=batching_server.url, timeout=60) as client:
+        predicted = client.post("/predict", params={"model": name}, files=files)
+        assert predicted.status_code == 200, predicted.text
+        serving = _cam_settled(client, name)
+        response = client.post("/gradcam", params={"model": name, "format": "json", "target": "top"}, files=files)
+    assert response.status_code == 200, response.text
+    assert serving["gradcam_path"] == "split" and serving["runtime"] != "eager"
+    assert serving["gradcam_trunk_runtime"] == serving["runtime"], serving  # the trunk agreed with eager
+    body = response.json()
+    assert body["probabilities"] == pytest.approx(predicted.json()["probabilities"], abs=1e-4)
+    # the map pytorch-grad-cam's hooks give on the whole eager model in this process, for the same class
+    [target] = body["targets"]
+    loaded = LoadedModel.from_checkpoint(checkpoints[name])
+    x = loaded.preprocess.batch([read_image(sample)])
+    [expected] = compute_cams(loaded.model, x, [loaded.labels.index(target["label"])])
+    assert np.abs(np.array(target["heatmap"]) - np.array(heatmap_grid(expected))).max() <= 1e-3
