@@ -124,11 +124,14 @@ class ServedModel:
             self.runtime_info = RuntimeInfo(state="failed", message=f"{type(exc).__name__}: {exc}")
             return
         self.runtime = choice.runtime
-        self.runtime_info = RuntimeInfo(choice.name, "chosen", [dict(t.__dict__) for t in choice.trials])
+        trials = [dict(t.__dict__) for t in choice.trials]
         log.info("%s serves with runtime %s (%s)", self.record.ref, choice.name,
                  ", ".join(f"{t.name} {t.median_ms:.2f} ms" if t.median_ms else f"{t.name} refused"
                            for t in choice.trials))
+        # the trial is over ("chosen") once the Grad-CAM trunk has tried the same runtime too
+        self.runtime_info = RuntimeInfo(choice.name, "choosing", trials, "trying it for the Grad-CAM trunk")
         self.choose_cam_trunk(choice.name, threads)
+        self.runtime_info = RuntimeInfo(choice.name, "chosen", trials)
 
     def _to_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return probabilities(logits, self.loaded.task)
@@ -154,8 +157,10 @@ class ServedModel:
                 model = copy.deepcopy(self.loaded.model).eval().requires_grad_(False)
                 try:
                     split = split_at_cam_layer(model)
-                except ModelError as exc:
-                    self.cam_info = CamInfo("hooks", message=str(exc))
+                except Exception as exc:  # the hooks path serves any model
+                    if not isinstance(exc, ModelError):
+                        log.exception("cutting %s at its CAM layer failed", self.record.ref)
+                    self.cam_info = CamInfo("hooks", message=f"{type(exc).__name__}: {exc}")
                     log.info("%s: Grad-CAM through hooks (%s)", self.record.ref, exc)
                 else:
                     self._cam_trunk = build_runtime("eager", split.trunk, self._example())

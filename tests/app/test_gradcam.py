@@ -76,6 +76,10 @@ def test_gradcam_for_every_model_gives_an_overlay_of_the_upload_size_that_depend
     assert [_png_size(o) for o in overlays] == [size, size]
     # the same target gives the same overlay in either format (up to rounding: one CAM batch or two)
     assert np.abs(_pixels(overlays[0]) - _pixels(png.content)).max() <= 2
+    # a CNN is cut at its CAM layer; the ViT (torch.fx cannot trace it) goes through pytorch-grad-cam's hooks
+    [serving] = [v["serving"] for m in client.get("/models").json()["items"] if m["name"] == model
+                 for v in m["versions"] if v["serving"]]
+    assert serving["gradcam_path"] == ("hooks" if architecture == "vit_tiny" else "split"), serving
 
 
 def test_top_targets_the_most_probable_label_and_every_method_works(
