@@ -172,8 +172,9 @@ def audit_limit_lines(audit: dict[str, Any] | None) -> list[str]:
         f"The model gets {per_split} of it right on train/val/test. Test macro-F1 would be "
         f"{f1['suspect_all_right']:.3f} if every such test image were right and is {f1['suspect_excluded']:.3f} "
         f"without them, against {f1['as_shipped']:.3f} as shipped: "
-        + ("the sub-collection looks like normal images filed as tuberculosis, which no model can learn "
-           "from, and the rest of the gap to 0.90 is the model's." if looks_normal else
+        + ("the sub-collection looks like normal images filed as tuberculosis (a linear probe cannot rule out "
+           "subtle disease, but its copies filed under another class show its labels are at least partly wrong), and even "
+           "with it right the model stays below 0.90." if looks_normal else
            "the sub-collection is separable from normal images, so the gap is not explained by its labels.")
     )]
 
