@@ -4,7 +4,10 @@ al., "Model Cards for Model Reporting", FAT* 2019.)"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from bench.common import RESULTS
 
 COMMON_LIMITS = [
     ("**Not for clinical use.** A research and engineering demonstration; it has not been validated "
@@ -43,6 +46,7 @@ CARDS: dict[str, dict[str, Any]] = {
     },
     "cxr3class": {
         "title": "Normal / Pneumonia / Tuberculosis",
+        "audit": "cxr3class_audit",  # bench/results/<this>.json, written by python -m bench.cxr3class_audit
         "data": "2023 images of the parth-261204 Normal/Pneumonia/TB collection, grayscale, shorter side 256 px "
                 "(shared/data/cxr3class-normal-pneumonia-tb; provenance and licence unknown; the images look "
                 "like a mix of public sets, pneumonia ones resembling Kermany pediatric images). About 20% of "
@@ -127,6 +131,52 @@ CARDS: dict[str, dict[str, Any]] = {
         ],
     },
 }
+
+
+AUDIT_SUSPECT = "tuberculosis-512"
+
+
+def load_audit(name: str) -> dict[str, Any] | None:
+    """A label audit's raw figures from bench/results/, or None when it has not been run here."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def audit_limit_lines(audit: dict[str, Any] | None) -> list[str]:
+    """The card's limit that cites the 3-class label audit (`python -m bench.cxr3class_audit`)."""
+    if audit is None:
+        return [("Label noise in the tuberculosis class is measured by `python -m bench.cxr3class_audit` "
+                 "(not run where this card was generated).")]
+    s = AUDIT_SUSPECT
+    exact, near = audit["duplicates"]["exact"]["total"], audit["duplicates"]["near"]["total"]
+    normal_tb = audit["duplicates"]["near"]["by_class_pair"].get("normal/tuberculosis", {}).get("pairs", 0)
+    copies = audit["duplicates"]["near"]["images_with_copy_in_other_class"].get(s, 0)
+    unflagged = [f"{k.removesuffix(' (unflagged)')}: {n}" for k, n in
+                 audit["duplicates"]["near"].get("by_sub_collection_pair", {}).items() if k.endswith("(unflagged)")]
+    probes = audit["probes"]["pixels"]
+    acc = audit["per_group_accuracy"]
+    per_split = "/".join(f"{acc[k][s]['accuracy']:.1%}" for k in ("train", "val", "test") if s in acc.get(k, {}))
+    f1 = audit["macro_f1_test"]
+    looks_normal = max(probes.get(f"normal-512 vs {s}", 1), probes.get(f"normal-1024 vs {s}", 1)) < 0.65
+    return [(
+        f"Label audit (`python -m bench.cxr3class_audit`; diagnostics, not results): {exact['pairs']} pairs of "
+        f"images with identical decoded pixels and {near['pairs']} near-identical pairs sit in two classes "
+        f"({normal_tb} normal/tuberculosis); the data set's index flags {near['flagged']} of them, "
+        f"{near['unflagged']} it does not" + (f" ({', '.join(unflagged)})" if unflagged else "") + ", and this "
+        f"split's average-hash groups drop {near['dropped_by_split']}. {copies} of "
+        f"{audit['sub_collections'].get(s, 0)} images of the tuberculosis 512 px sub-collection have a copy "
+        f"filed under another class. A logistic-regression probe on 16x16 pixels tells that sub-collection from the "
+        f"normal 512 px images at AUROC {probes.get(f'normal-512 vs {s}', float('nan')):.3f} and from the "
+        f"normal 1024 px ones at {probes.get(f'normal-1024 vs {s}', float('nan')):.3f} (0.5 is chance; "
+        f"tuberculosis of the other sub-collections against normal: {probes.get('control', float('nan')):.3f}). "
+        f"The model gets {per_split} of it right on train/val/test. Test macro-F1 would be "
+        f"{f1['suspect_all_right']:.3f} if every such test image were right and is {f1['suspect_excluded']:.3f} "
+        f"without them, against {f1['as_shipped']:.3f} as shipped: "
+        + ("the sub-collection looks like normal images filed as tuberculosis (a linear probe cannot rule out "
+           "subtle disease, but its copies filed under another class show its labels are at least partly wrong), and even "
+           "with it right the model stays below 0.90." if looks_normal else
+           "the sub-collection is separable from normal images, so the gap is not explained by its labels.")
+    )]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -241,7 +291,8 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         "",
         "## Limits",
         "",
-        *[f"- {line}" for line in COMMON_LIMITS + facts.get("limits", [])],
+        *[f"- {line}" for line in COMMON_LIMITS + facts.get("limits", []) + (
+            audit_limit_lines(load_audit(facts["audit"])) if "audit" in facts else [])],
         "",
         "## Reproduce",
         "",
