@@ -48,7 +48,7 @@ class TaskQueue:
         self._celery.close()
 
 
-def get_tasks(state: StateDep) -> TaskQueue:
+async def get_tasks(state: StateDep) -> TaskQueue:
     return state.extras["tasks"]
 
 

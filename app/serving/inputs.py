@@ -97,8 +97,9 @@ def _named(exc: Exception, upload: Upload) -> str:
     return str(exc).replace("<bytes>", f"'{upload.name}'", 1)
 
 
-def require_multipart(request: Request) -> None:
-    """A route dependency: uploads come as multipart/form-data, anything else is refused with 415."""
+async def require_multipart(request: Request) -> None:
+    """A route dependency: uploads come as multipart/form-data, anything else is refused with 415 (async: it
+    only reads a header, so it need not hop to a thread)."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "multipart/form-data":
         raise UnsupportedMedia(
