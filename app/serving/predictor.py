@@ -525,10 +525,24 @@ class Predictor:
         ran in (shared with the requests batched with them)."""
         return await ticket.submit(resized)
 
+    def _prepare_and_forward(
+        self, served: ServedModel, uploads: list[Upload]
+    ) -> tuple[list[Prepared], np.ndarray, float]:
+        """Decode, resize and run the uploads as one batch in one pool job (an idle model's fast path)."""
+        prepared = self._prepare_all(served, uploads, False)
+        probs, ms = self._forward(served, [p.resized for p in prepared])
+        return prepared, probs, ms
+
     async def predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
+        """Probabilities for each upload. When the model is idle the request runs as one pool job of its own;
+        otherwise it decodes, then joins the model's micro-batch queue."""
         with self.admit(served, len(uploads)) as ticket:
-            prepared = await self.prepare(served, uploads)
-            probs, ms = await self.infer(ticket, [p.resized for p in prepared])
+            if ticket.alone:
+                prepared, probs, ms = await ticket.run_alone(
+                    lambda: self.pool.run(self._prepare_and_forward, served, uploads))
+            else:
+                prepared = await self.prepare(served, uploads)
+                probs, ms = await self.infer(ticket, [p.resized for p in prepared])
         return [
             ImagePrediction(p, served.loaded.explain_probabilities(row), ms)
             for p, row in zip(prepared, probs, strict=True)
