@@ -1,13 +1,20 @@
-"""`cxr serve`'s supervisor with real child processes, and the worker's command line."""
+"""`cxr serve`'s supervisor with real child processes, the worker's command line, and the environment
+`cxr api` starts uvicorn with."""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from cxr.service_commands import supervise, worker_argv
+import httpx
+
+from cxr.service_commands import MALLOC_ENV, api_env, supervise, worker_argv
+from registry.migrate import upgrade
 from worker.settings import WorkerSettings
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -43,3 +50,38 @@ def test_the_worker_never_uses_a_forking_pool_and_consumes_both_queues():
     assert {"--without-gossip", "--without-mingle"} <= set(argv)  # the SQLAlchemy transport has no fan-out
     threads = worker_argv(WorkerSettings(worker_pool="threads", worker_concurrency=4), queues="training")
     assert threads[threads.index("--concurrency") + 1] == "4" and threads[threads.index("--queues") + 1] == "training"
+
+
+def test_the_api_process_starts_with_the_malloc_settings_unless_the_environment_has_its_own():
+    assert api_env({"PATH": "/bin"}) == {"PATH": "/bin", **MALLOC_ENV}
+    own = {"PATH": "/bin", "MALLOC_TRIM_THRESHOLD_": "0"}
+    assert api_env(own) == own  # an operator's own malloc tuning is left alone, not mixed with ours
+
+
+def test_cxr_api_execs_uvicorn_with_the_malloc_settings_in_its_environment(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    upgrade(url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(CXR_DATABASE_URL=url, CXR_ARTIFACT_ROOT=str(tmp_path / "artifacts"), CXR_HOST="127.0.0.1",
+               CXR_PORT=str(port), CXR_RUNTIME_CANDIDATES="[]")
+    proc = subprocess.Popen([sys.executable, "-m", "cxr", "api"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert proc.poll() is None, "cxr api exited"
+        environ = dict(item.split("=", 1) for item in
+                       Path(f"/proc/{proc.pid}/environ").read_text().split("\0") if "=" in item)
+        assert "uvicorn" in Path(f"/proc/{proc.pid}/cmdline").read_text()  # the same process, exec'd
+        assert {k: environ.get(k) for k in MALLOC_ENV} == MALLOC_ENV
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
