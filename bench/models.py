@@ -1,12 +1,13 @@
 """The models the benchmarks measure: every shipped model (from models/manifest.toml) and DenseNet-121 at
 224 px (the reference heavy model of the performance targets; random weights, speed does not depend on
-them)."""
+them). Each is built when a benchmark first asks for it, so `--model` skips building the others."""
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -14,14 +15,18 @@ from bench.common import REPO_ROOT
 from ml.evaluation.metrics import probabilities
 from ml.inference import LoadedModel
 from ml.models import create_model
-from ml.training.checkpoint import build_checkpoint
+from ml.training.checkpoint import build_checkpoint, load_checkpoint
 from ml.transforms import resolve_data_config
 
 
 @dataclass
 class BenchModel:
     label: str
-    loaded: LoadedModel
+    build: Callable[[], LoadedModel] = field(repr=False)
+
+    @cached_property
+    def loaded(self) -> LoadedModel:
+        return self.build()
 
     @property
     def to_probabilities(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -40,8 +45,9 @@ def bench_models(include_densenet: bool = True) -> list[BenchModel]:
     manifest = tomllib.loads((REPO_ROOT / "models" / "manifest.toml").read_text())
     out = []
     for entry in manifest["model"]:
-        loaded = LoadedModel.from_checkpoint(REPO_ROOT / "models" / entry["path"])
-        out.append(BenchModel(f"{entry['name']} ({loaded.meta['model_name']})", loaded))
+        ckpt = load_checkpoint(REPO_ROOT / "models" / entry["path"])  # a small file: its name goes in the label
+        out.append(BenchModel(f"{entry['name']} ({ckpt['model_name']})",
+                              lambda ckpt=ckpt: LoadedModel.from_checkpoint(ckpt)))
     if include_densenet:
-        out.append(BenchModel("densenet121 @224 (random)", densenet121_224()))
+        out.append(BenchModel("densenet121 @224 (random)", densenet121_224))
     return out
