@@ -45,7 +45,8 @@ def bench_models(include_densenet: bool = True) -> list[BenchModel]:
     manifest = tomllib.loads((REPO_ROOT / "models" / "manifest.toml").read_text())
     out = []
     for entry in manifest["model"]:
-        ckpt = load_checkpoint(REPO_ROOT / "models" / entry["path"])  # a small file: its name goes in the label
+        # a small file, read for the architecture's name in the label; the model is built when asked for
+        ckpt = load_checkpoint(REPO_ROOT / "models" / entry["path"])
         out.append(BenchModel(f"{entry['name']} ({ckpt['model_name']})",
                               lambda ckpt=ckpt: LoadedModel.from_checkpoint(ckpt)))
     if include_densenet:

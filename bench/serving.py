@@ -62,7 +62,8 @@ class KeepAliveClient:
         parts = urlsplit(url)
         self.host, self.port, self.timeout = parts.hostname or "127.0.0.1", parts.port or 80, timeout
         boundary = uuid.uuid4().hex
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{SAMPLE_PNG.name}"\r\n'
+        head = (f"--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="file"; filename="{SAMPLE_PNG.name}"\r\n'
                 "Content-Type: image/png\r\n\r\n").encode()
         self.body = head + png + f"\r\n--{boundary}--\r\n".encode()
         self.headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",

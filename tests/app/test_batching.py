@@ -202,13 +202,14 @@ def test_a_request_running_alone_holds_a_place_so_later_requests_wait_and_batch_
 def test_an_idle_model_answers_in_one_pool_job_what_the_batched_path_answers(tmp_path: Path):
     registry = Registry.create(tmp_path)
     registry.publish(zoo_checkpoint("simple_cnn", tmp_path), "small")
-    settings = AppSettings(database_url=registry.url, artifact_root=str(registry.store.root), default_model="small",
-                           runtime_candidates=[], batch_max_size=4, batch_max_wait_ms=1000)
+    settings = AppSettings(database_url=registry.url, artifact_root=str(registry.store.root),
+                           default_model="small", runtime_candidates=[], batch_max_size=4, batch_max_wait_ms=1000)
     uploads = [Upload(p.name, p.read_bytes()) for p in SAMPLES]
     jobs: list[str] = []
 
     async def main():
-        predictor = Predictor(settings=settings, db=registry.db, artifacts=registry.store, metrics=ServiceMetrics())
+        predictor = Predictor(settings=settings, db=registry.db, artifacts=registry.store,
+                              metrics=ServiceMetrics())
         await predictor.start()
         try:
             served = (await predictor.get("small")).served
@@ -219,7 +220,7 @@ def test_an_idle_model_answers_in_one_pool_job_what_the_batched_path_answers(tmp
                 return await pool_run(fn, *args, **kwargs)
 
             predictor.pool.run = recording_run
-            alone = [await predictor.predict(served, [u]) for u in uploads]  # one at a time: the model is idle
+            alone = [await predictor.predict(served, [u]) for u in uploads]  # one at a time: always idle
             alone_jobs = jobs[:]
             jobs.clear()
             # at once: the first finds the model idle, the others decode meanwhile and share batches
