@@ -197,7 +197,8 @@ class ServedModel:
             map_diff = float(np.abs(split_cams(split, values, [0], size)[0]
                                     - split_cams(split, eager_values, [0], size)[0]).max())
         except Exception as exc:  # the eager trunk keeps serving
-            log.exception("building the %s Grad-CAM trunk for %s failed; keeping eager", name, self.record.ref)
+            log.exception("building the %s Grad-CAM trunk for %s failed; keeping eager", name,
+                          self.record.ref)
             self.cam_info = CamInfo("split", "eager", f"{name} refused: {type(exc).__name__}: {exc}")
             return
         if prob_diff > 1e-4 or map_diff > 1e-3:
@@ -558,7 +559,8 @@ class Predictor:
         check_targets(served.labels, targets)
         split = None
         if method == "gradcam":
-            split = served.split if served.cam_info.path != "not built" else await self.pool.run(served.build_split)
+            built = served.cam_info.path != "not built"
+            split = served.split if built else await self.pool.run(served.build_split)
         with self.admit(served, 1) as ticket:
             [prepared] = await self.prepare(served, [upload], keep_images=True)
             if split is None:
@@ -579,7 +581,8 @@ class Predictor:
             self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
             assert prepared.image is not None
             cams = [
-                CamImage(served.labels[i], i, float(row[i]), encode_png(overlay(prepared.image, m)), heatmap_grid(m))
+                CamImage(served.labels[i], i, float(row[i]), encode_png(overlay(prepared.image, m)),
+                         heatmap_grid(m))
                 for i, m in zip(indices, maps, strict=True)
             ]
             return cams, (time.perf_counter() - start) * 1000

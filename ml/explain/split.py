@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.fx as fx
-from torch import nn
+from torch import fx, nn
 
 from ml.errors import ModelError
 from ml.models.base import CXRModel
@@ -64,11 +63,12 @@ def split_at_cam_layer(model: CXRModel) -> CamSplit:
     layer = model.cfg.cam_layer
     try:
         graph = _CutTracer(layer).trace(model)
-    except Exception as exc:  # noqa: BLE001 - fx raises several types for untraceable Python
+    except Exception as exc:  # fx raises several types for Python it cannot trace
         raise ModelError(f"{model.cfg.name}: cannot trace the forward to cut it at '{layer}': {exc}") from exc
     calls = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
     if len(calls) != 1:
-        raise ModelError(f"{model.cfg.name}: the CAM layer '{layer}' is called {len(calls)} times in the forward")
+        raise ModelError(f"{model.cfg.name}: the CAM layer '{layer}' is called {len(calls)} times in the "
+                         "forward")
     cut = calls[0]
     after = _dependents(cut)
     # values computed before the cut that the rest reads (constants and parameters are re-read instead)
@@ -129,7 +129,8 @@ def split_cams(
     if not targets:
         return []
     if values[0].ndim != 4:
-        raise ModelError(f"the CAM layer '{split.layer}' gives a {values[0].ndim}-D output; the cut needs (B, C, h, w)")
+        raise ModelError(f"the CAM layer '{split.layer}' gives a {values[0].ndim}-D output; the cut needs "
+                         "(B, C, h, w)")
     n = len(targets)
     with torch.inference_mode(False), torch.enable_grad():
         # clones are normal tensors even when the trunk ran in inference mode; one copy per target

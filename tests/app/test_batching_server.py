@@ -7,6 +7,7 @@ company, so that concurrent requests are batched whatever the machine's speed.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,9 +79,20 @@ def test_concurrent_requests_are_batched_and_answer_what_each_alone_would(
         _chosen(client, name)
         alone = [_post(url, name, samples_dir / s).json()["probabilities"] for s in SAMPLES]
         before = _serving(client, name)
+        # six clients, connected beforehand, send at once: on a busy machine, clients that connect as they go
+        # can arrive one at a time, each finding the model idle or the queue empty
+        start = threading.Barrier(6)
+
+        def send(i: int) -> httpx.Response:
+            sample = samples_dir / SAMPLES[i % 3]
+            with httpx.Client(base_url=url, timeout=60) as c:
+                assert c.get("/health/live").status_code == 200
+                start.wait(timeout=60)
+                files = [("file", (sample.name, sample.read_bytes()))]
+                return c.post("/predict", params={"model": name}, files=files)
+
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            jobs = [pool.submit(_post, url, name, samples_dir / SAMPLES[i % 3]) for i in range(6)]
-            responses = [j.result() for j in jobs]
+            responses = list(pool.map(send, range(6)))
         after = _serving(client, name)
     assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
     for i, response in enumerate(responses):
@@ -140,7 +152,8 @@ def test_gradcam_runs_the_trunk_in_the_chosen_runtime_and_gives_the_hooks_map(
         predicted = client.post("/predict", params={"model": name}, files=files)
         assert predicted.status_code == 200, predicted.text
         serving = _cam_settled(client, name)
-        response = client.post("/gradcam", params={"model": name, "format": "json", "target": "top"}, files=files)
+        params = {"model": name, "format": "json", "target": "top"}
+        response = client.post("/gradcam", params=params, files=files)
     assert response.status_code == 200, response.text
     assert serving["gradcam_path"] == "split" and serving["runtime"] != "eager"
     assert serving["gradcam_trunk_runtime"] == serving["runtime"], serving  # the trunk agreed with eager
