@@ -62,6 +62,12 @@ class BatchStats:
     refused: int = 0
     sizes: dict[int, int] = field(default_factory=dict)  # batch size -> how many batches had it
 
+    def record(self, images: int) -> None:
+        """Count a forward pass of `images` images."""
+        self.batches += 1
+        self.images += images
+        self.sizes[images] = self.sizes.get(images, 0) + 1
+
 
 class MicroBatcher:
     def __init__(self, forward: Forward, *, max_size: int, max_wait_s: float, queue_limit: int,
@@ -113,9 +119,7 @@ class MicroBatcher:
         finally:
             self._alone -= 1
             self._slots.release()
-        self.stats.batches += 1
-        self.stats.images += images
-        self.stats.sizes[images] = self.stats.sizes.get(images, 0) + 1
+        self.stats.record(images)
         return result
 
     def _retry_after(self) -> int:
@@ -184,9 +188,7 @@ class MicroBatcher:
                 if not waiting.future.done():
                     waiting.future.set_result((probs[row:row + n], ms))
                 row += n
-            self.stats.batches += 1
-            self.stats.images += row
-            self.stats.sizes[row] = self.stats.sizes.get(row, 0) + 1
+            self.stats.record(row)
         finally:
             self._last_batch_s = loop.time() - started
             self._slots.release()

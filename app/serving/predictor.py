@@ -190,9 +190,8 @@ class ServedModel:
         try:
             candidate = build_runtime(name, split.trunk, x, threads=threads)
             eager_values, values = list(split.trunk(x)), list(candidate(x))
-            with torch.inference_mode():
-                prob_diff = float((self._to_probabilities(split.rest(*values))
-                                   - self._to_probabilities(split.rest(*eager_values))).abs().max())
+            prob_diff = float((self._to_probabilities(rest_logits(split, values))
+                               - self._to_probabilities(rest_logits(split, eager_values))).abs().max())
             size = self.input_shape[1:]
             map_diff = float(np.abs(split_cams(split, values, [0], size)[0]
                                     - split_cams(split, eager_values, [0], size)[0]).max())

@@ -19,7 +19,7 @@ to float rounding; the tests check it for every registered model that can be cut
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +28,6 @@ from torch import fx, nn
 
 from ml.errors import ModelError
 from ml.models.base import CXRModel
-
-TrunkRun = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 
 
 class _CutTracer(fx.Tracer):
