@@ -22,7 +22,8 @@ def submit(client: httpx.Client, **params: Any) -> str:
     r = client.post("/training-jobs", json={"model": "simple_cnn", "dataset": "pneumoniamnist",
                                             "params": {**QUICK_PARAMS, **params}})
     assert r.status_code == 202, r.text
-    assert r.json()["status"] == "queued"
+    # written as queued before it is sent; a fast worker may already have taken it when the answer is built
+    assert r.json()["status"] in ("queued", "running", "succeeded"), r.text
     return r.headers["location"]
 
 
