@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from app.api.errors import install_error_handlers
+from app.api.access import AccessGate
+from app.api.errors import UnhandledErrors, install_error_handlers
+from app.api.headers import SecurityHeaders
 from app.api.limits import InFlightLimit, RequestBodyLimit
 from app.api.routes import (
     audit,
@@ -64,8 +66,15 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
-    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
-    app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)  # refused before any work
+    # The last added runs first: metrics see every answer, headers go on every answer, a key is checked
+    # before a body is read, bodies are bounded while read, then requests in flight are counted (keyed and
+    # anonymous apart), and a bug below answers JSON without dropping the connection.
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(InFlightLimit, max_anonymous=settings.max_in_flight, max_keyed=settings.max_in_flight_keyed)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes, timeout=settings.body_timeout_seconds,
+                       min_rate=settings.body_min_rate_bytes, grace=settings.body_rate_grace_seconds)
+    app.add_middleware(AccessGate, failed_key_limit=settings.failed_key_limit, open_predict=settings.open_predict)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
     for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs, model_versions,

@@ -55,8 +55,30 @@ class AppSettings(RegistrySettings):
                           "with scope predict"
     )
     max_in_flight: int = Field(
-        64, ge=1, description="requests one API process handles at once; beyond it 503 with Retry-After at once"
+        64, ge=1, description="requests without a valid API key one API process handles at once; beyond it 503 "
+                              "with Retry-After at once"
     )
+    max_in_flight_keyed: int = Field(
+        32, ge=1, description="requests with a valid API key handled at once, counted apart from anonymous ones "
+                              "(so stalled anonymous uploads cannot crowd out keyed callers); health and metrics "
+                              "are never counted"
+    )
+    failed_key_limit: int = Field(
+        20, ge=1, description="wrong or revoked API keys one client address may present per minute; then 429 with "
+                              "Retry-After for any request that presents a key"
+    )
+    # slow clients: every phase of reading a request is bounded (see app.api.protocol and app.api.limits)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="largest request head (request line and "
+                                                                 "headers); beyond it 431")
+    max_headers: int = Field(100, ge=8, le=10_000, description="most header fields in a request; beyond it 431")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="time a request head may take to arrive "
+                                                                  "from its first byte; then 408")
+    body_timeout_seconds: float = Field(120.0, gt=0, description="time a request body may take to arrive in "
+                                                                 "all; then 408")
+    body_min_rate_bytes: int = Field(16 * 1024, ge=1, description="slowest average rate (bytes/s) a request "
+                                                                  "body may arrive at, after the grace below; "
+                                                                  "then 408")
+    body_rate_grace_seconds: float = Field(5.0, ge=0, description="time before the minimum body rate applies")
 
 
 class BootstrapSettings(RegistrySettings):

@@ -128,10 +128,14 @@ def _redact(url: str) -> str:
 # --- api ---------------------------------------------------------------------------------------
 
 
+# httptools with limits on the request head's size, header count and time (431 / 408; see app.api.protocol)
+HTTP_PROTOCOL = "app.api.protocol:LimitedHttpToolsProtocol"
+
+
 def api_argv(settings: AppSettings) -> list[str]:
     """uvicorn's arguments from the API settings (the container command and `cxr serve` both use them)."""
     return ["-m", "uvicorn", "--factory", "app.main:create_app", "--host", settings.host, "--port",
-            str(settings.port), "--workers", str(settings.api_workers),
+            str(settings.port), "--workers", str(settings.api_workers), "--http", HTTP_PROTOCOL,
             "--timeout-graceful-shutdown", str(settings.shutdown_grace_seconds), "--no-server-header"]
 
 

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, Security
+from fastapi import Depends, Request, Security
+from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.deps import SessionDep, SettingsDep, StateDep
 from app.api.errors import ApiError, error_responses
+from app.api.limits import KEY_STATE
 from registry.keys import authenticate
 from registry.records import ApiKeyRecord
 
@@ -52,31 +54,60 @@ def check_scope(key: ApiKeyRecord | None, scope: str, presented: bool) -> ApiKey
     return key
 
 
-def require(scope: str) -> Callable[..., ApiKeyRecord]:
-    """A dependency answering the caller's key, which must allow `scope`."""
+def route_scope(dependant: Dependant) -> str | None:
+    """The scope a route's dependencies require (`require(...)` or `predict_caller`), or None for an open one."""
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        needed = getattr(current.call, "cxr_scope", None)
+        if needed is not None:
+            return needed
+        stack.extend(current.dependencies)
+    return None
 
-    def caller(session: SessionDep, header: HeaderKey, token: BearerKey) -> ApiKeyRecord:
+
+def _gate_key(request: Request) -> tuple[bool, ApiKeyRecord | None]:
+    """What `AccessGate` found for this request: (whether it ran, the caller's valid key or None)."""
+    state = request.scope.get("state", {})
+    return KEY_STATE in state, state.get(KEY_STATE)
+
+
+def require(scope: str) -> Callable[..., ApiKeyRecord]:
+    """A dependency answering the caller's key, which must allow `scope`. `AccessGate` has checked it before
+    the body was read; without the gate (an app built without it) the key is looked up here."""
+
+    def caller(request: Request, session: SessionDep, header: HeaderKey, token: BearerKey) -> ApiKeyRecord:
         key = presented_key(header, token)
-        return check_scope(authenticate(session, key=key) if key else None, scope, key is not None)
+        checked, record = _gate_key(request)
+        if not checked and key:
+            record = authenticate(session, key=key)
+        return check_scope(record, scope, key is not None)
 
     caller.__name__ = f"require_{scope}"
+    caller.cxr_scope = scope  # type: ignore[attr-defined]  # how AccessGate finds the routes that need a key
     return caller
 
 
-async def predict_caller(state: StateDep, settings: SettingsDep, header: HeaderKey,
+async def predict_caller(request: Request, state: StateDep, settings: SettingsDep, header: HeaderKey,
                          token: BearerKey) -> ApiKeyRecord | None:
     """/predict and /gradcam: open under `open_predict` (no database query at all), else scope predict."""
     if settings.open_predict:
         return None
     key = presented_key(header, token)
+    checked, record = _gate_key(request)
     if not key:
         return check_scope(None, "predict", False)
+    if not checked:
 
-    def lookup() -> ApiKeyRecord | None:
-        with state.db.session() as session:
-            return authenticate(session, key=key)
+        def lookup() -> ApiKeyRecord | None:
+            with state.db.session() as session:
+                return authenticate(session, key=key)
 
-    return check_scope(await anyio.to_thread.run_sync(lookup), "predict", True)
+        record = await anyio.to_thread.run_sync(lookup)
+    return check_scope(record, "predict", True)
+
+
+predict_caller.cxr_scope = "predict"  # type: ignore[attr-defined]  # AccessGate: unless open_predict is set
 
 
 TrainKey = Annotated[ApiKeyRecord, Depends(require("train"))]

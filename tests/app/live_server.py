@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import torch
 
+from cxr.service_commands import HTTP_PROTOCOL
 from ml.models import create_model
 from ml.training.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from ml.transforms import resolve_data_config
@@ -127,6 +128,8 @@ def start_server(registry: Registry, log_path: Path, **settings: Any) -> Server:
                 "--log-level",
                 "info",
                 "--no-access-log",
+                "--http",
+                HTTP_PROTOCOL,
             ],
             cwd=REPO_ROOT,
             env=env,
