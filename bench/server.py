@@ -66,9 +66,11 @@ class Server:
                 self.process.wait()
 
 
-def start(root: Path, registry_url: str, *, wait_ready: bool = True, **settings: Any) -> Server:
+def start(root: Path, registry_url: str, *, wait_ready: bool = True, tree: Path = REPO_ROOT,
+          **settings: Any) -> Server:
     """`python -m cxr api` on a free port with `settings` as CXR_* variables; returns once /health/live
-    answers (and, with `wait_ready`, once the default model is loaded)."""
+    answers (and, with `wait_ready`, once the default model is loaded). `tree`: the source tree whose code
+    it runs (another checkout, to compare revisions side by side)."""
     port = _free_port()
     env = {**os.environ, "CXR_DATABASE_URL": registry_url, "CXR_ARTIFACT_ROOT": str(root / "artifacts"),
            "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
@@ -76,7 +78,7 @@ def start(root: Path, registry_url: str, *, wait_ready: bool = True, **settings:
     log_path = root / f"server-{port}.log"
     with log_path.open("wb") as log:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "cxr", "api"], cwd=REPO_ROOT, env=env, stdout=log,
+        process = subprocess.Popen([sys.executable, "-m", "cxr", "api"], cwd=tree, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", process, log_path, started)
     deadline = time.monotonic() + 120
