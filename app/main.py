@@ -54,7 +54,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts,
                               metrics=service_metrics)
         state.extras.update(metrics=service_metrics, predictor=predictor, tasks=TaskQueue(settings))
-        state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.default_status
+        state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.models.default_status
         app.state.cxr = state
         await predictor.start()  # warms the default model; a missing one is reported by readiness
         try:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from registry.records import ModelVersionRecord
 
 if TYPE_CHECKING:
-    from app.serving.predictor import ServedModel
+    from app.serving.served import ServedModel
 
 _PROBS = {"Atelectasis": 0.081, "Effusion": 0.642, "Pneumonia": 0.377}
 _THRESHOLDS = {"Atelectasis": 0.31, "Effusion": 0.42, "Pneumonia": 0.29}

@@ -15,7 +15,7 @@ from app.api.routes.predict import UPLOAD_ERRORS_DOC, upload_router
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
 from app.serving.errors import InvalidInput
 from app.serving.inputs import read_upload
-from app.serving.predictor import split_targets
+from app.serving.targets import split_targets
 from ml.explain.gradcam import CAM_METHODS
 
 router = upload_router()

@@ -27,7 +27,7 @@ def versions(name: ModelName, session: SessionDep, predictor: PredictorDep) -> M
     found = list_versions(session, name=name)
     if not found:
         raise NotFound(f"no model named '{name}' (known: {', '.join(model_names(session)) or 'none'})")
-    served = {v.id: predictor.loaded_model(v.id) for v in found}
+    served = {v.id: predictor.models.loaded_model(v.id) for v in found}
     return ModelVersionList(items=[
         ModelVersion.of(v, ServingInfo.of(s) if (s := served[v.id]) else None) for v in found])
 

@@ -15,11 +15,11 @@ router = APIRouter(tags=["models"])
 def list_served_models(session: SessionDep, predictor: PredictorDep, settings: SettingsDep) -> ModelList:
     """List the models in the registry with their labels, versions, aliases and metrics."""
     # a loaded version also says how it is served: its runtime (with the trial's timings) and batching
-    loaded = predictor.loaded_versions()
+    loaded = predictor.models.loaded_versions()
     default_name = parse_ref(settings.default_model).name
     by_name: dict[str, list[ModelVersionInfo]] = {}
     for record in list_versions(session):
-        served = predictor.loaded_model(record.id)
+        served = predictor.models.loaded_model(record.id)
         info = ModelVersionInfo.of(record, loaded=record.id in loaded,
                                    serving=ServingInfo.of(served) if served else None)
         by_name.setdefault(record.name, []).append(info)
