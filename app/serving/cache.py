@@ -33,6 +33,7 @@ from app.serving.pool import InferencePool
 from app.serving.served import RuntimeInfo, ServedModel
 from app.settings import AppSettings
 from ml.errors import ModelError
+from ml.explain.split import TRACE_GUARD
 from ml.inference import LoadedModel
 from ml.runtime import EXACT_RUNTIMES
 from registry.artifacts import LocalArtifactStore
@@ -217,7 +218,8 @@ class ModelCache:
                 code="checkpoint_invalid",
             )
         cfg = loaded.data_config
-        loaded.predict_tensor(torch.zeros(1, cfg.in_chans, cfg.input_size, cfg.input_size))  # warm-up pass
+        with TRACE_GUARD.running():
+            loaded.predict_tensor(torch.zeros(1, cfg.in_chans, cfg.input_size, cfg.input_size))  # warm-up pass
         return loaded
 
     async def _choose_runtime(self, served: ServedModel, candidates: list[str]) -> None:

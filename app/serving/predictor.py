@@ -28,7 +28,6 @@ from app.serving.served import ServedModel
 from app.serving.targets import check_targets, target_indices
 from app.settings import AppSettings
 from ml.explain.gradcam import encode_png, heatmap_grid, overlay
-from ml.explain.split import split_cams
 from ml.inference import Prediction
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
@@ -178,7 +177,7 @@ class Predictor:
             if values is None:
                 maps = served.cams(served.loaded.preprocess.finish(prepared.resized[None]), indices, method)
             else:
-                maps = split_cams(split, values, indices, tuple(prepared.resized.shape[-2:]))
+                maps = served.split_maps(values, indices, tuple(prepared.resized.shape[-2:]))
             self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
             assert prepared.image is not None
             cams = [

@@ -24,7 +24,7 @@ from app.serving.metrics import ServiceMetrics
 from ml.errors import ModelError
 from ml.evaluation.metrics import probabilities
 from ml.explain.gradcam import compute_cams
-from ml.explain.split import CamSplit, rest_logits, split_at_cam_layer, split_cams
+from ml.explain.split import TRACE_GUARD, CamSplit, rest_logits, split_at_cam_layer, split_cams
 from ml.inference import LoadedModel
 from ml.models import CXRModel
 from ml.runtime import Runtime, build_runtime, choose_runtime, example_inputs
@@ -84,7 +84,7 @@ class ServedModel:
         """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime; blocking."""
         x = self.loaded.preprocess.finish(torch.stack(resized)).to(self.loaded.device)
         runtime = self.runtime  # read once: a runtime chosen meanwhile serves the next batch
-        with torch.inference_mode():
+        with TRACE_GUARD.running(), torch.inference_mode():
             return probabilities(runtime(x), self.loaded.task).cpu().numpy()
 
     def timed_forward(self, resized: list[torch.Tensor]) -> tuple[np.ndarray, float]:
@@ -100,10 +100,11 @@ class ServedModel:
     def choose_runtime(self, candidates: list[str], threads: int | None) -> None:
         """Time `candidates` against eager and switch to the fastest that agrees within 1e-4; blocking."""
         try:
-            choice = choose_runtime(
-                self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
-                candidates=candidates, tolerance=1e-4, threads=threads,
-            )
+            with TRACE_GUARD.running():
+                choice = choose_runtime(
+                    self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
+                    candidates=candidates, tolerance=1e-4, threads=threads,
+                )
         except Exception as exc:  # eager keeps serving
             log.exception("choosing a runtime for %s failed; serving eager", self.record.ref)
             self.runtime_info = RuntimeInfo(state="failed", message=f"{type(exc).__name__}: {exc}")
@@ -127,7 +128,8 @@ class ServedModel:
         with self._cam_lock:
             if self._cam_model is None:
                 self._cam_model = copy.deepcopy(self.loaded.model).eval()
-            return compute_cams(self._cam_model, x, targets, method)
+            with TRACE_GUARD.running():
+                return compute_cams(self._cam_model, x, targets, method)
 
     @property
     def split(self) -> CamSplit | None:
@@ -158,8 +160,16 @@ class ServedModel:
         split, trunk = self._cam_split, self._cam_trunk
         assert split is not None and trunk is not None
         x = self.loaded.preprocess.finish(resized[None]).to(self.loaded.device)
-        values = list(trunk(x))
-        return probabilities(rest_logits(split, values), self.loaded.task)[0].cpu().numpy(), values
+        with TRACE_GUARD.running():
+            values = list(trunk(x))
+            return probabilities(rest_logits(split, values), self.loaded.task)[0].cpu().numpy(), values
+
+    def split_maps(self, values: list[torch.Tensor], targets: list[int], size: tuple[int, int]) -> list[np.ndarray]:
+        """The maps of `targets` from `split_forward`'s trunk outputs, by back-propagating through the rest."""
+        split = self._cam_split
+        assert split is not None
+        with TRACE_GUARD.running():
+            return split_cams(split, values, targets, size)
 
     def _example(self) -> torch.Tensor:
         return example_inputs(self.input_shape, batch_sizes=(1,))[0].to(self.loaded.device)
@@ -173,13 +183,14 @@ class ServedModel:
         self.cam_info = CamInfo("split", "eager", f"trying {name} for the trunk")
         x = self._example()
         try:
-            candidate = build_runtime(name, split.trunk, x, threads=threads)
-            eager_values, values = list(split.trunk(x)), list(candidate(x))
-            prob_diff = float((self._to_probabilities(rest_logits(split, values))
-                               - self._to_probabilities(rest_logits(split, eager_values))).abs().max())
-            size = self.input_shape[1:]
-            map_diff = float(np.abs(split_cams(split, values, [0], size)[0]
-                                    - split_cams(split, eager_values, [0], size)[0]).max())
+            with TRACE_GUARD.running():
+                candidate = build_runtime(name, split.trunk, x, threads=threads)
+                eager_values, values = list(split.trunk(x)), list(candidate(x))
+                prob_diff = float((self._to_probabilities(rest_logits(split, values))
+                                   - self._to_probabilities(rest_logits(split, eager_values))).abs().max())
+                size = self.input_shape[1:]
+                map_diff = float(np.abs(split_cams(split, values, [0], size)[0]
+                                        - split_cams(split, eager_values, [0], size)[0]).max())
         except Exception as exc:  # the eager trunk keeps serving
             log.exception("building the %s Grad-CAM trunk for %s failed; keeping eager", name,
                           self.record.ref)
