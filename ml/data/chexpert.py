@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data import register_dataset
 from ml.data._util import (
     choose,
     drop_rows,
@@ -29,6 +28,7 @@ from ml.data._util import (
     select_names,
 )
 from ml.data.base import CXRDataset, FileImages, Task
+from ml.data.factory import register_dataset
 from ml.data.splits import patient_split
 from ml.errors import DatasetError
 

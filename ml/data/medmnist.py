@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data import register_dataset
 from ml.data._util import CHESTXRAY14_LABELS, choose, one_hot
 from ml.data.base import ArrayImages, CXRDataset, Task
+from ml.data.factory import register_dataset
 from ml.errors import DatasetError
 
 logger = logging.getLogger(__name__)

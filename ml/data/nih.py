@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data import register_dataset
 from ml.data._util import (
     CHESTXRAY14_LABELS,
     choose,
@@ -32,6 +31,7 @@ from ml.data._util import (
     require_columns,
 )
 from ml.data.base import CXRDataset, FileImages, Task
+from ml.data.factory import register_dataset
 from ml.data.splits import DEFAULT_FRACTIONS, patient_split
 from ml.errors import DatasetError
 
