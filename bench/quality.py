@@ -78,10 +78,10 @@ def predict_split(checkpoint: Path, recipe: dict[str, Any], data_root: Path, spl
     import torch
 
     from ml.data import create_dataset
+    from ml.data.batches import Batches
     from ml.errors import DatasetError
+    from ml.evaluation.predict import predict_batches
     from ml.inference import LoadedModel
-    from ml.training.data import Batches
-    from ml.training.loop import predict_batches
 
     loaded = LoadedModel.from_checkpoint(checkpoint)
     ds = create_dataset(recipe["dataset"], data_root, **recipe.get("dataset_options", {}))

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from bench.common import REPO_ROOT
-from ml.training.checkpoint import checkpoint_summary, load_checkpoint
+from ml.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.migrate import upgrade

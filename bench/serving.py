@@ -32,9 +32,9 @@ import torch
 from bench import server as srv
 from bench.common import REPO_ROOT, summarize
 from bench.models import BenchModel
+from ml.checkpoint import build_checkpoint, save_checkpoint
 from ml.imaging import read_image
 from ml.runtime import build_runtime
-from ml.training.checkpoint import build_checkpoint, save_checkpoint
 
 SAMPLE_PNG = REPO_ROOT / "data" / "samples" / "nih_cxr_1024.png"
 CLIENTS = 16

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ml.checkpoint import checkpoint_summary, load_checkpoint
 from ml.config import TrainConfig
-from ml.training.checkpoint import checkpoint_summary, load_checkpoint
 from ml.training.loop import fit
 from registry.datasets import get_dataset
 from registry.jobs import finish_job

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.api.errors import ApiError
 from app.services.datasets import register_dataset
-from ml.training.checkpoint import checkpoint_summary, load_checkpoint
+from ml.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore, sha256_file
 from registry.datasets import find_dataset
 from registry.errors import NotFound

@@ -18,8 +18,8 @@ import httpx
 import torch
 
 from cxr.service_commands import HTTP_PROTOCOL
+from ml.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from ml.models import create_model
-from ml.training.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from ml.transforms import resolve_data_config
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database

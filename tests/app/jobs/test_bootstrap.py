@@ -12,9 +12,9 @@ from app.services.bootstrap import (
     import_shipped_models,
     register_shipped_datasets,
 )
+from ml.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from ml.config import DataConfig
 from ml.models import create_model
-from ml.training.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.jobs import create_job
