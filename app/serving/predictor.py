@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from app.serving.batching import MicroBatcher, Ticket
-from app.serving.errors import InvalidInput, ModelUnavailable
+from app.serving.errors import InvalidInput, ModelUnavailable, ServingError
 from app.serving.inputs import Upload, decode
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool, set_torch_threads
@@ -295,7 +295,9 @@ class Predictor:
         try:
             resolved = await self.get(reference)
         except Exception as exc:
-            self._warm_errors[reference] = str(exc)
+            # readiness is open to anyone: errors of our own say what is wrong, others only their type
+            known = isinstance(exc, (ServingError, NotFound))
+            self._warm_errors[reference] = str(exc) if known else f"{type(exc).__name__} (see the API log)"
             log.warning("model '%s' not loaded: %s", reference, exc)
         else:
             self._warm_errors.pop(reference, None)

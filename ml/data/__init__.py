@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ml.data.base import ArrayImages, CXRDataset, FileImages, ImageSource, Task
+from ml.data.base import ArrayImages, CXRDataset, DataPath, FileImages, ImageSource, NamesPath, Task
 from ml.errors import DatasetError
 
 DatasetFactory = Callable[..., CXRDataset]
@@ -59,10 +59,14 @@ def describe_dataset(name: str) -> str:
     return _DESCRIPTIONS[_resolve(name)]
 
 
+def dataset_factory(name: str) -> DatasetFactory:
+    """The adapter registered as `name` (its signature lists its options)."""
+    return _DATASETS[_resolve(name)]
+
+
 def create_dataset(name: str, root: str | Path, **options: Any) -> CXRDataset:
     """Build dataset `name` from files under `root`."""
-    factory = _DATASETS[_resolve(name)]
-    return factory(Path(root), **options)
+    return dataset_factory(name)(Path(root), **options)
 
 
 def _load_adapters() -> None:
@@ -73,10 +77,13 @@ def _load_adapters() -> None:
 __all__ = [
     "ArrayImages",
     "CXRDataset",
+    "DataPath",
     "FileImages",
     "ImageSource",
+    "NamesPath",
     "Task",
     "create_dataset",
+    "dataset_factory",
     "describe_dataset",
     "list_datasets",
     "register_alias",
