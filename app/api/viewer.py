@@ -2,8 +2,8 @@
 
 GET routes need no key, so whatever they show, a stranger reads. The registry keeps absolute paths
 (what the workers need); `Viewer` shows them to callers without an admin key relative to their data root
-or to the artifact store, and hides which host and process runs a job. A key is looked up only when one
-is sent; an unknown or revoked key on an open route is simply a stranger (those routes never answer 401).
+or to the artifact store, and hides which host and process runs a job. The key is the one `AccessGate`
+checked; an unknown or revoked key on an open route is simply a stranger (those routes never answer 401).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from app.api.deps import ArtifactsDep, SessionDep, SettingsDep
-from registry.keys import authenticate
+from app.api.auth import caller_key
+from app.api.deps import ArtifactsDep, SettingsDep
 from registry.paths import PathView
 
 
@@ -46,24 +46,13 @@ class Viewer:
         return worker if self.admin else None
 
 
-def presented_key(request: Request) -> str | None:
-    """The key sent as `X-API-Key` or as a Bearer token, if any (read directly: these routes stay open
-    in the OpenAPI description)."""
-    key = request.headers.get("x-api-key", "").strip()
-    if key:
-        return key
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 @functools.lru_cache(maxsize=8)
 def _path_view(roots: tuple[Path, ...]) -> PathView:
     return PathView(roots)
 
 
-def get_viewer(request: Request, session: SessionDep, settings: SettingsDep, artifacts: ArtifactsDep) -> Viewer:
-    key = presented_key(request)
-    record = authenticate(session, key=key) if key else None
+async def get_viewer(request: Request, settings: SettingsDep, artifacts: ArtifactsDep) -> Viewer:
+    record = caller_key(request)  # checked once, by AccessGate, with failed keys throttled there
     return Viewer(admin=record is not None and record.allows("admin"),
                   paths=_path_view((*settings.data_roots, artifacts.root)))
 
