@@ -42,7 +42,7 @@ from app.settings import AppSettings
 from ml.errors import ModelError
 from ml.evaluation.metrics import probabilities
 from ml.explain.gradcam import compute_cams, encode_png, heatmap_grid, overlay
-from ml.explain.split import CamSplit, rest_logits, split_at_cam_layer, split_cams
+from ml.explain.split import TRACE_GUARD, CamSplit, rest_logits, split_at_cam_layer, split_cams
 from ml.inference import LoadedModel, Prediction
 from ml.models import CXRModel
 from ml.runtime import EXACT_RUNTIMES, Runtime, build_runtime, choose_runtime, example_inputs
@@ -109,16 +109,17 @@ class ServedModel:
         """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime; blocking."""
         x = self.loaded.preprocess.finish(torch.stack(resized)).to(self.loaded.device)
         runtime = self.runtime  # read once: a runtime chosen meanwhile serves the next batch
-        with torch.inference_mode():
+        with TRACE_GUARD.running(), torch.inference_mode():
             return probabilities(runtime(x), self.loaded.task).cpu().numpy()
 
     def choose_runtime(self, candidates: list[str], threads: int | None) -> None:
         """Time `candidates` against eager and switch to the fastest that agrees within 1e-4; blocking."""
         try:
-            choice = choose_runtime(
-                self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
-                candidates=candidates, tolerance=1e-4, threads=threads,
-            )
+            with TRACE_GUARD.running():
+                choice = choose_runtime(
+                    self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
+                    candidates=candidates, tolerance=1e-4, threads=threads,
+                )
         except Exception as exc:  # eager keeps serving
             log.exception("choosing a runtime for %s failed; serving eager", self.record.ref)
             self.runtime_info = RuntimeInfo(state="failed", message=f"{type(exc).__name__}: {exc}")
@@ -142,7 +143,8 @@ class ServedModel:
         with self._cam_lock:
             if self._cam_model is None:
                 self._cam_model = copy.deepcopy(self.loaded.model).eval()
-            return compute_cams(self._cam_model, x, targets, method)
+            with TRACE_GUARD.running():
+                return compute_cams(self._cam_model, x, targets, method)
 
     @property
     def split(self) -> CamSplit | None:
@@ -173,8 +175,9 @@ class ServedModel:
         split, trunk = self._cam_split, self._cam_trunk
         assert split is not None and trunk is not None
         x = self.loaded.preprocess.finish(resized[None]).to(self.loaded.device)
-        values = list(trunk(x))
-        return probabilities(rest_logits(split, values), self.loaded.task)[0].cpu().numpy(), values
+        with TRACE_GUARD.running():
+            values = list(trunk(x))
+            return probabilities(rest_logits(split, values), self.loaded.task)[0].cpu().numpy(), values
 
     def _example(self) -> torch.Tensor:
         return example_inputs(self.input_shape, batch_sizes=(1,))[0].to(self.loaded.device)
@@ -188,13 +191,14 @@ class ServedModel:
         self.cam_info = CamInfo("split", "eager", f"trying {name} for the trunk")
         x = self._example()
         try:
-            candidate = build_runtime(name, split.trunk, x, threads=threads)
-            eager_values, values = list(split.trunk(x)), list(candidate(x))
-            prob_diff = float((self._to_probabilities(rest_logits(split, values))
-                               - self._to_probabilities(rest_logits(split, eager_values))).abs().max())
-            size = self.input_shape[1:]
-            map_diff = float(np.abs(split_cams(split, values, [0], size)[0]
-                                    - split_cams(split, eager_values, [0], size)[0]).max())
+            with TRACE_GUARD.running():
+                candidate = build_runtime(name, split.trunk, x, threads=threads)
+                eager_values, values = list(split.trunk(x)), list(candidate(x))
+                prob_diff = float((self._to_probabilities(rest_logits(split, values))
+                                   - self._to_probabilities(rest_logits(split, eager_values))).abs().max())
+                size = self.input_shape[1:]
+                map_diff = float(np.abs(split_cams(split, values, [0], size)[0]
+                                        - split_cams(split, eager_values, [0], size)[0]).max())
         except Exception as exc:  # the eager trunk keeps serving
             log.exception("building the %s Grad-CAM trunk for %s failed; keeping eager", name,
                           self.record.ref)
@@ -424,7 +428,8 @@ class Predictor:
                 code="checkpoint_invalid",
             )
         cfg = loaded.data_config
-        loaded.predict_tensor(torch.zeros(1, cfg.in_chans, cfg.input_size, cfg.input_size))  # warm-up pass
+        with TRACE_GUARD.running():
+            loaded.predict_tensor(torch.zeros(1, cfg.in_chans, cfg.input_size, cfg.input_size))  # warm-up pass
         return loaded
 
     async def _choose_runtime(self, served: ServedModel, candidates: list[str]) -> None:
@@ -578,7 +583,8 @@ class Predictor:
             if values is None:
                 maps = served.cams(served.loaded.preprocess.finish(prepared.resized[None]), indices, method)
             else:
-                maps = split_cams(split, values, indices, tuple(prepared.resized.shape[-2:]))
+                with TRACE_GUARD.running():
+                    maps = split_cams(split, values, indices, tuple(prepared.resized.shape[-2:]))
             self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
             assert prepared.image is not None
             cams = [
