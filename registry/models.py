@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry.errors import NotFound
-from registry.records import CheckpointRecord, ModelVersionRecord, to_record
+from registry.records import MAX_INT, CheckpointRecord, ModelVersionRecord, to_record
 from registry.tables import Alias, Checkpoint, ModelVersion, utcnow
 
 DEFAULT_ALIAS = "production"
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}"
-_REF = re.compile(rf"^(?P<name>{NAME_PATTERN})(?:@(?P<alias>{NAME_PATTERN})|:(?P<version>\d+))?$")
+_REF = re.compile(rf"^(?P<name>{NAME_PATTERN})(?:@(?P<alias>{NAME_PATTERN})|:(?P<version>[0-9]+))?\Z")
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,19 @@ def default_model_name(dataset: str, architecture: str) -> str:
 
 
 def parse_ref(text: str) -> ModelRef:
-    """`name` (its production alias), `name@alias` or `name:version`; ValueError says what is allowed."""
+    """`name` (its production alias), `name@alias` or `name:version`; ValueError says what is allowed.
+
+    A version is bounded here, where it is parsed: the registry's integer columns hold 1 to 2**31 - 1.
+    """
     m = _REF.match(text.strip())
     if m is None:
-        raise ValueError(f"'{text}' is not a model reference: use name, name@alias or name:version")
+        shown = text[:120].encode("ascii", "backslashreplace").decode("ascii")
+        raise ValueError(f"'{shown}' is not a model reference: use name, name@alias or name:version")
     if m["version"] is not None:
-        return ModelRef(m["name"], version=int(m["version"]))
+        digits = m["version"].lstrip("0")
+        if not digits or len(digits) > 10 or int(digits) > MAX_INT:
+            raise ValueError(f"model '{m['name']}': a version is a whole number from 1 to {MAX_INT}")
+        return ModelRef(m["name"], version=int(digits))
     return ModelRef(m["name"], alias=m["alias"] or DEFAULT_ALIAS)
 
 

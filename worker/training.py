@@ -50,7 +50,7 @@ def train(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
     summary = checkpoint_summary(load_checkpoint(result.model_path))
     name = job.register_as or default_model_name(dataset.name, job.model)
     with ctx.db.session() as s:
-        record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder)
+        record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder, paths=ctx.paths)
         version = publish_checkpoint(s, ctx.store, local_path=result.model_path, key=f"{key}/model.pt", name=name,
                                      summary=summary, run_id=run.id, dataset_id=dataset.id,
                                      description=f"{job.model} trained on {dataset.name} by job {job.id}")

@@ -12,15 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Request, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.deps import SessionDep, SettingsDep, StateDep
+from app.api.deps import SettingsDep
 from app.api.errors import ApiError, error_responses
 from app.api.limits import KEY_STATE
-from registry.keys import authenticate
 from registry.records import ApiKeyRecord
 
 api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False,
@@ -66,45 +64,33 @@ def route_scope(dependant: Dependant) -> str | None:
     return None
 
 
-def _gate_key(request: Request) -> tuple[bool, ApiKeyRecord | None]:
-    """What `AccessGate` found for this request: (whether it ran, the caller's valid key or None)."""
+def caller_key(request: Request) -> ApiKeyRecord | None:
+    """The caller's valid key as `AccessGate` found it before the route ran (None: no key, or a wrong one,
+    which the gate has already answered with 401 on a route that needs one)."""
     state = request.scope.get("state", {})
-    return KEY_STATE in state, state.get(KEY_STATE)
+    if KEY_STATE not in state:
+        raise RuntimeError("AccessGate did not run for this request: build the app with app.main.create_app")
+    return state[KEY_STATE]
 
 
 def require(scope: str) -> Callable[..., ApiKeyRecord]:
-    """A dependency answering the caller's key, which must allow `scope`. `AccessGate` has checked it before
-    the body was read; without the gate (an app built without it) the key is looked up here."""
+    """A dependency answering the caller's key, which must allow `scope` (`AccessGate` checked it before the
+    body was read; the header parameters are here for the OpenAPI description)."""
 
-    def caller(request: Request, session: SessionDep, header: HeaderKey, token: BearerKey) -> ApiKeyRecord:
-        key = presented_key(header, token)
-        checked, record = _gate_key(request)
-        if not checked and key:
-            record = authenticate(session, key=key)
-        return check_scope(record, scope, key is not None)
+    def caller(request: Request, header: HeaderKey, token: BearerKey) -> ApiKeyRecord:
+        return check_scope(caller_key(request), scope, presented_key(header, token) is not None)
 
     caller.__name__ = f"require_{scope}"
     caller.cxr_scope = scope  # type: ignore[attr-defined]  # how AccessGate finds the routes that need a key
     return caller
 
 
-async def predict_caller(request: Request, state: StateDep, settings: SettingsDep, header: HeaderKey,
+async def predict_caller(request: Request, settings: SettingsDep, header: HeaderKey,
                          token: BearerKey) -> ApiKeyRecord | None:
-    """/predict and /gradcam: open under `open_predict` (no database query at all), else scope predict."""
+    """/predict and /gradcam: open under `open_predict`, else scope predict."""
     if settings.open_predict:
         return None
-    key = presented_key(header, token)
-    checked, record = _gate_key(request)
-    if not key:
-        return check_scope(None, "predict", False)
-    if not checked:
-
-        def lookup() -> ApiKeyRecord | None:
-            with state.db.session() as session:
-                return authenticate(session, key=key)
-
-        record = await anyio.to_thread.run_sync(lookup)
-    return check_scope(record, "predict", True)
+    return check_scope(caller_key(request), "predict", presented_key(header, token) is not None)
 
 
 predict_caller.cxr_scope = "predict"  # type: ignore[attr-defined]  # AccessGate: unless open_predict is set

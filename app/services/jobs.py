@@ -6,6 +6,8 @@ if the broker is down the answer is 503 and the row stays queued and unsent, for
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.orm import Session
 
 from app.api.errors import ApiError
@@ -19,6 +21,9 @@ from registry.jobs import create_job, get_job, list_jobs, request_cancel, set_ta
 from registry.keys import record_event
 from registry.models import default_model_name, list_versions, resolve
 from registry.records import DatasetRecord, JobRecord
+
+if TYPE_CHECKING:
+    from app.api.viewer import Viewer
 
 JOB_PATHS = {"train": "/training-jobs", "evaluate": "/evaluation-jobs"}
 
@@ -103,6 +108,6 @@ def _send(session: Session, tasks: TaskQueue, job: JobRecord) -> JobRecord:
     return get_job(session, job_id=job.id)
 
 
-def list_page(session: Session, *, kind: str, page: JobPage) -> JobList:
+def list_page(session: Session, *, kind: str, page: JobPage, viewer: Viewer) -> JobList:
     jobs, total = list_jobs(session, kind=kind, status=page.status, limit=page.limit, offset=page.offset)
-    return JobList(items=[Job.of(j) for j in jobs], total=total, limit=page.limit, offset=page.offset)
+    return JobList(items=[Job.of(j, viewer) for j in jobs], total=total, limit=page.limit, offset=page.offset)

@@ -27,7 +27,7 @@ import anyio
 import torch
 
 from app.serving.batching import MicroBatcher
-from app.serving.errors import InvalidInput, ModelUnavailable
+from app.serving.errors import InvalidInput, ModelUnavailable, ServingError
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool
 from app.serving.served import RuntimeInfo, ServedModel
@@ -91,7 +91,9 @@ class ModelCache:
         try:
             resolved = await self.get(reference)
         except Exception as exc:
-            self._warm_errors[reference] = str(exc)
+            # readiness is open to anyone: errors of our own say what is wrong, others only their type
+            known = isinstance(exc, (ServingError, NotFound))
+            self._warm_errors[reference] = str(exc) if known else f"{type(exc).__name__} (see the API log)"
             log.warning("model '%s' not loaded: %s", reference, exc)
         else:
             self._warm_errors.pop(reference, None)

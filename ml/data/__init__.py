@@ -8,16 +8,26 @@ from __future__ import annotations
 
 # the adapters, each registering itself
 from ml.data import chexpert, folder, medmnist, nih  # noqa: F401
-from ml.data.base import ArrayImages, CXRDataset, FileImages, ImageSource, Task
-from ml.data.factory import create_dataset, describe_dataset, list_datasets, register_alias, register_dataset
+from ml.data.base import ArrayImages, CXRDataset, DataPath, FileImages, ImageSource, NamesPath, Task
+from ml.data.factory import (
+    create_dataset,
+    dataset_factory,
+    describe_dataset,
+    list_datasets,
+    register_alias,
+    register_dataset,
+)
 
 __all__ = [
     "ArrayImages",
     "CXRDataset",
+    "DataPath",
     "FileImages",
     "ImageSource",
+    "NamesPath",
     "Task",
     "create_dataset",
+    "dataset_factory",
     "describe_dataset",
     "list_datasets",
     "register_alias",

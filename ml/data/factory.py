@@ -41,6 +41,11 @@ def describe_dataset(name: str) -> str:
     return DATASETS.describe(name)
 
 
+def dataset_factory(name: str) -> DatasetFactory:
+    """The adapter registered as `name` (its signature lists its options)."""
+    return DATASETS.get(name)
+
+
 def create_dataset(name: str, root: str | Path, **options: Any) -> CXRDataset:
     """Build dataset `name` from files under `root`."""
-    return DATASETS.get(name)(Path(root), **options)
+    return dataset_factory(name)(Path(root), **options)

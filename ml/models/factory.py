@@ -70,7 +70,10 @@ def create_model(
     path = None
     if pretrained:
         path = locate_pretrained(cfg, pretrained_path)
-    model = factory(cfg, pretrained_path=path, **kwargs)
+    try:
+        model = factory(cfg, pretrained_path=path, **kwargs)
+    except (TypeError, ValueError) as exc:  # model_kwargs the entrypoint does not take, or cannot use
+        raise ModelError(f"model '{name}' cannot be built with {sorted(kwargs)}: {exc}") from None
     if getattr(model, "cfg", None) is None:  # a factory may refine cfg from its kwargs (ViT depth: CAM layer)
         model.cfg = cfg
     return model

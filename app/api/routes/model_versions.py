@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path
 from app.api.auth import AUTH_ERRORS, AdminKey
 from app.api.deps import PredictorDep, SessionDep
 from app.api.errors import error_responses
+from app.api.viewer import ViewerDep
 from app.schemas.registry import AliasRequest, ModelVersion, ModelVersionList
 from app.schemas.serving import ServingInfo
 from registry.errors import NotFound
@@ -22,23 +23,24 @@ AliasName = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", examples=["producti
 
 
 @router.get("/{name}/versions", response_model=ModelVersionList, responses=error_responses(404, 422))
-def versions(name: ModelName, session: SessionDep, predictor: PredictorDep) -> ModelVersionList:
+def versions(name: ModelName, session: SessionDep, predictor: PredictorDep, viewer: ViewerDep) -> ModelVersionList:
     """List a model's versions."""
     found = list_versions(session, name=name)
     if not found:
         raise NotFound(f"no model named '{name}' (known: {', '.join(model_names(session)) or 'none'})")
     served = {v.id: predictor.models.loaded_model(v.id) for v in found}
     return ModelVersionList(items=[
-        ModelVersion.of(v, ServingInfo.of(s) if (s := served[v.id]) else None) for v in found])
+        ModelVersion.of(v, viewer, ServingInfo.of(s, viewer.text) if (s := served[v.id]) else None)
+        for v in found])
 
 
 @router.put("/{name}/aliases/{alias}", response_model=ModelVersion,
             responses={**AUTH_ERRORS, **error_responses(404, 422)})
 def promote(name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep,
-            caller: AdminKey) -> ModelVersion:
+            caller: AdminKey, viewer: ViewerDep) -> ModelVersion:
     """Point a model alias (e.g. production) at a version."""
     before = aliases(session).get(f"{name}@{alias}")
     version = set_alias(session, name=name, alias=alias, version=body.version)
     record_event(session, actor=caller.name, action="alias.moved", target=f"/models/{name}/aliases/{alias}",
                  details={"version": version.version, "from_version_id": before, "to_version_id": version.id})
-    return ModelVersion.of(version)
+    return ModelVersion.of(version, viewer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import PredictorDep, SessionDep, SettingsDep
+from app.api.viewer import ViewerDep
 from app.schemas.serving import ModelInfo, ModelList, ModelVersionInfo, ServingInfo
 from registry.models import DEFAULT_ALIAS, list_versions, parse_ref
 
@@ -12,7 +13,8 @@ router = APIRouter(tags=["models"])
 
 
 @router.get("/models", response_model=ModelList)
-def list_served_models(session: SessionDep, predictor: PredictorDep, settings: SettingsDep) -> ModelList:
+def list_served_models(session: SessionDep, predictor: PredictorDep, settings: SettingsDep,
+                       viewer: ViewerDep) -> ModelList:
     """List the models in the registry with their labels, versions, aliases and metrics."""
     # a loaded version also says how it is served: its runtime (with the trial's timings) and batching
     loaded = predictor.models.loaded_versions()
@@ -21,7 +23,7 @@ def list_served_models(session: SessionDep, predictor: PredictorDep, settings: S
     for record in list_versions(session):
         served = predictor.models.loaded_model(record.id)
         info = ModelVersionInfo.of(record, loaded=record.id in loaded,
-                                   serving=ServingInfo.of(served) if served else None)
+                                   serving=ServingInfo.of(served, viewer.text) if served else None)
         by_name.setdefault(record.name, []).append(info)
     items = []
     for name, versions in by_name.items():
