@@ -49,19 +49,18 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState(settings=settings, db=Database(settings.database_url),
-                         artifacts=artifact_store(settings.artifact_root))
-        predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts,
-                              metrics=service_metrics)
-        state.extras.update(metrics=service_metrics, predictor=predictor, tasks=TaskQueue(settings))
-        state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.models.default_status
+        db, artifacts = Database(settings.database_url), artifact_store(settings.artifact_root)
+        predictor = Predictor(settings=settings, db=db, artifacts=artifacts, metrics=service_metrics)
+        state = AppState(settings=settings, db=db, artifacts=artifacts, metrics=service_metrics,
+                         predictor=predictor, tasks=TaskQueue(settings),
+                         readiness_checks={"default model loaded": predictor.models.default_status})
         app.state.cxr = state
         await predictor.start()  # warms the default model; a missing one is reported by readiness
         try:
             yield
         finally:
             await predictor.close()
-            state.extras["tasks"].close()
+            state.tasks.close()
             state.db.dispose()
 
     app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

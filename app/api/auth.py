@@ -16,9 +16,8 @@ from fastapi import Depends, Request, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.deps import SettingsDep
+from app.api.deps import SettingsDep, caller_key
 from app.api.errors import ApiError, error_responses
-from app.api.limits import KEY_STATE
 from registry.records import ApiKeyRecord
 
 api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False,
@@ -62,15 +61,6 @@ def route_scope(dependant: Dependant) -> str | None:
             return needed
         stack.extend(current.dependencies)
     return None
-
-
-def caller_key(request: Request) -> ApiKeyRecord | None:
-    """The caller's valid key as `AccessGate` found it before the route ran (None: no key, or a wrong one,
-    which the gate has already answered with 401 on a route that needs one)."""
-    state = request.scope.get("state", {})
-    if KEY_STATE not in state:
-        raise RuntimeError("AccessGate did not run for this request: build the app with app.main.create_app")
-    return state[KEY_STATE]
 
 
 def require(scope: str) -> Callable[..., ApiKeyRecord]:

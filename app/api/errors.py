@@ -1,5 +1,6 @@
 """Every error leaves as JSON `{"error": code, "message": text, "details": [...]}` with a 4xx status
-that says what is wrong; registry and library errors map to their statuses here, once."""
+that says what is wrong; the domain errors of the services, serving, the registry and the library map to
+their statuses here, once. (`ApiError` is for routes and the HTTP layer only.)"""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.services.errors import JobNotSent, ServiceError
 from app.serving.errors import ServingError
 from registry.errors import Conflict, IntegrityFailure, NotFound
 
@@ -73,6 +75,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status >= 409:
             log.info("refused (%s): %s", exc.code, exc)
         return error_response(exc.status, exc.code, str(exc), headers=exc.headers)
+
+    @app.exception_handler(ServiceError)
+    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
+        if isinstance(exc, JobNotSent):  # saved, not sent: say when to look again and where the job is
+            return error_response(503, exc.code, exc.message, details=exc.details,
+                                  headers={"Retry-After": str(exc.retry_after), "Location": exc.location})
+        return error_response(422, exc.code, exc.message, details=exc.details)  # the request's content is wrong
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -13,7 +13,7 @@ from registry.models import NAME_PATTERN
 from registry.records import MAX_INT, JobRecord
 
 if TYPE_CHECKING:
-    from app.api.viewer import Viewer
+    from app.schemas.viewer import Viewer
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 

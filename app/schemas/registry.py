@@ -20,7 +20,7 @@ from registry.records import (
 )
 
 if TYPE_CHECKING:
-    from app.api.viewer import Viewer
+    from app.schemas.viewer import Viewer
 
 _RELATIVE = " (relative to its data root; absolute for admin keys)"
 

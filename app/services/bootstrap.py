@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.api.errors import ApiError
 from app.services.datasets import register_dataset
+from app.services.errors import ServiceError
 from ml.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore, sha256_file
 from registry.datasets import find_dataset
@@ -40,7 +40,7 @@ def register_shipped_datasets(session: Session, manifest: Path, data_roots: list
             register_dataset(session, name=name, kind=entry["kind"], path=str(manifest.parent / entry["path"]),
                              options=entry.get("options", {}), description=entry.get("description", ""),
                              data_roots=data_roots)
-        except ApiError as exc:
+        except ServiceError as exc:
             lines.append(f"dataset {name}: skipped, {exc.message}")
             continue
         session.commit()

@@ -21,8 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.api.errors import ApiError
-from app.services import invalid
+from app.services.errors import InvalidDataset, InvalidField, ServiceError
 from ml.data import create_dataset, list_datasets
 from ml.data.options import path_options, validate_options
 from ml.errors import CXRError
@@ -53,13 +52,13 @@ def resolve_location(path: str, data_roots: list[Path], *, field: str = "path",
     shown = _shown(path)
     given = PurePath(path)
     if not path.strip() or "\x00" in path or ".." in given.parts:
-        raise invalid(field, f"'{shown}' is not allowed: give a path inside a data root, without '..'")
+        raise InvalidField(field, f"'{shown}' is not allowed: give a path inside a data root, without '..'")
     try:
         encoded = [os.fsencode(part) for part in given.parts]
     except UnicodeEncodeError:
-        raise invalid(field, f"'{shown}' is not a valid file name (it holds a lone surrogate)") from None
+        raise InvalidField(field, f"'{shown}' is not a valid file name (it holds a lone surrogate)") from None
     if sum(map(len, encoded)) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded):
-        raise invalid(field, f"'{shown}' is too long: at most {MAX_NAME_BYTES} bytes a name, "
+        raise InvalidField(field, f"'{shown}' is too long: at most {MAX_NAME_BYTES} bytes a name, "
                              f"{MAX_PATH_BYTES} in all")
     roots = [Path(r).absolute() for r in data_roots]
     real_roots = [r.resolve() for r in roots]
@@ -80,11 +79,11 @@ def resolve_location(path: str, data_roots: list[Path], *, field: str = "path",
             continue
         except OSError as exc:
             why = _FS_ERRORS.get(exc.errno or 0, f"the file system refused it ({errno.errorcode.get(exc.errno or 0)})")
-            raise invalid(field, f"'{shown}' cannot be used: {why}") from None
+            raise InvalidField(field, f"'{shown}' cannot be used: {why}") from None
         return real
     if outside:
-        raise invalid(field, f"'{shown}' is outside the configured data roots")
-    raise invalid(field, f"'{shown}' does not exist in any data root")
+        raise InvalidField(field, f"'{shown}' is outside the configured data roots")
+    raise InvalidField(field, f"'{shown}' does not exist in any data root")
 
 
 def register_dataset(
@@ -101,7 +100,7 @@ def register_dataset(
     if find_dataset(session, name=name) is not None:
         raise Conflict(f"a dataset named '{name}' already exists")
     if kind not in list_datasets():
-        raise invalid("kind", f"unknown dataset kind '{_shown(kind)}'; known: {', '.join(list_datasets())}")
+        raise InvalidField("kind", f"unknown dataset kind '{_shown(kind)}'; known: {', '.join(list_datasets())}")
     location = resolve_location(path, data_roots)
     options = _checked_options(kind, options, location, data_roots)
     view = PathView(data_roots)
@@ -109,13 +108,12 @@ def register_dataset(
         dataset = create_dataset(kind, location, **options)
     except (CXRError, OSError, ValueError, TypeError) as exc:  # what is wrong with the files or options
         message = view.text(" ".join(str(exc).split()))
-        raise ApiError(422, "invalid_dataset", f"{kind} cannot read '{_shown(path)}': {message}",
-                       details=[{"field": "path", "message": message}]) from None
+        raise InvalidDataset(f"{kind} cannot read '{_shown(path)}': {message}",
+                             details=[{"field": "path", "message": message}]) from None
     except Exception as exc:  # an adapter's own bug on these files: still the caller's 4xx
         log.exception("%s adapter failed on %s", kind, location)
-        raise ApiError(422, "invalid_dataset", f"{kind} cannot read '{_shown(path)}' ({type(exc).__name__}; "
-                                               "the service log has the details)",
-                       details=[{"field": "path", "message": type(exc).__name__}]) from None
+        raise InvalidDataset(f"{kind} cannot read '{_shown(path)}' ({type(exc).__name__}; the service log has "
+                             "the details)", details=[{"field": "path", "message": type(exc).__name__}]) from None
     splits = {str(k): int(v) for k, v in dataset.metadata["split"].value_counts().sort_index().items()}
     return create_dataset_row(session, name=name, kind=kind, location=str(location), options=options,
                               labels=list(dataset.pathologies), task=str(dataset.task), splits=splits,
@@ -129,7 +127,7 @@ def _checked_options(kind: str, options: dict[str, Any], location: Path, data_ro
     except ValidationError as exc:
         details = [{"field": ".".join(["options", *map(str, e["loc"])]), "message": e["msg"]} for e in exc.errors()]
         message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        raise ApiError(422, "validation_error", f"{kind}: {message}", details=details) from None
+        raise ServiceError(f"{kind}: {message}", code="validation_error", details=details) from None
     folder = location if location.is_dir() else location.parent
     for key in path_options(kind):
         if checked.get(key) is not None:

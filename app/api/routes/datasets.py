@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from app.api.auth import AUTH_ERRORS, TrainKey
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import SessionDep, SettingsDep, ViewerDep
 from app.api.errors import error_responses
-from app.api.viewer import ViewerDep
 from app.schemas.registry import Dataset, DatasetList, DatasetRequest
 from app.services.datasets import register_dataset
 from registry.datasets import get_dataset, list_datasets

@@ -7,12 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from app.api.auth import AUTH_ERRORS, TrainKey
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, TasksDep, ViewerDep
 from app.api.errors import error_responses
-from app.api.viewer import ViewerDep
 from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage
 from app.services.jobs import cancel_job, job_location, list_page, submit_evaluation
-from app.tasks import TasksDep
 from registry.jobs import get_job
 from registry.records import MAX_INT
 

@@ -46,7 +46,7 @@ def ready(state: StateDep) -> JSONResponse:
     except Exception as exc:
         checks["registry"] = checks["schema_current"] = False
         messages["registry"] = f"registry unreachable: {type(exc).__name__}"
-    for name, check in state.extras.get("readiness_checks", {}).items():
+    for name, check in state.readiness_checks.items():
         ok, message = check()
         checks[name] = ok
         if message:

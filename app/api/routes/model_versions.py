@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.api.auth import AUTH_ERRORS, AdminKey
-from app.api.deps import PredictorDep, SessionDep
+from app.api.deps import PredictorDep, SessionDep, ViewerDep
 from app.api.errors import error_responses
-from app.api.viewer import ViewerDep
 from app.schemas.registry import AliasRequest, ModelVersion, ModelVersionList
 from app.schemas.serving import ServingInfo
 from registry.errors import NotFound

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import PredictorDep, SessionDep, SettingsDep
-from app.api.viewer import ViewerDep
+from app.api.deps import PredictorDep, SessionDep, SettingsDep, ViewerDep
 from app.schemas.serving import ModelInfo, ModelList, ModelVersionInfo, ServingInfo
 from registry.models import DEFAULT_ALIAS, list_versions, parse_ref
 

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from app.api.deps import ArtifactsDep, SessionDep
+from app.api.deps import ArtifactsDep, SessionDep, ViewerDep
 from app.api.errors import error_responses
-from app.api.viewer import ViewerDep
 from app.schemas.registry import Artifact, Checkpoint, Run, metric_series
 from registry.datasets import get_dataset
 from registry.records import MAX_INT

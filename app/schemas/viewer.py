@@ -3,7 +3,8 @@
 GET routes need no key, so whatever they show, a stranger reads. The registry keeps absolute paths
 (what the workers need); `Viewer` shows them to callers without an admin key relative to their data root
 or to the artifact store, and hides which host and process runs a job. The key is the one `AccessGate`
-checked; an unknown or revoked key on an open route is simply a stranger (those routes never answer 401).
+checked (`app.api.deps.ViewerDep`); an unknown or revoked key on an open route is simply a stranger (those
+routes never answer 401).
 """
 
 from __future__ import annotations
@@ -11,12 +12,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
-
-from app.api.auth import caller_key
-from app.api.deps import ArtifactsDep, SettingsDep
 from registry.paths import PathView
 
 
@@ -47,14 +44,6 @@ class Viewer:
 
 
 @functools.lru_cache(maxsize=8)
-def _path_view(roots: tuple[Path, ...]) -> PathView:
+def path_view(roots: tuple[Path, ...]) -> PathView:
+    """The path view of the data roots and the artifact store (built once per set of roots)."""
     return PathView(roots)
-
-
-async def get_viewer(request: Request, settings: SettingsDep, artifacts: ArtifactsDep) -> Viewer:
-    record = caller_key(request)  # checked once, by AccessGate, with failed keys throttled there
-    return Viewer(admin=record is not None and record.allows("admin"),
-                  paths=_path_view((*settings.data_roots, artifacts.root)))
-
-
-ViewerDep = Annotated[Viewer, Depends(get_viewer)]
