@@ -21,7 +21,6 @@ from app.api.routes import (
     health,
     keys,
     metrics,
-    model_versions,
     models,
     predict,
     runs,
@@ -76,7 +75,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     install_error_handlers(app)
-    for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs, model_versions,
+    for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs,
                    keys, audit):
         app.include_router(summaries_from_docstrings(module.router))
     upload_limits = {"max_files": settings.max_files_per_request}

@@ -106,7 +106,8 @@ def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from registry.keys import create_key, record_event
+    from registry.audit import record_event
+    from registry.keys import create_key
 
     scopes = [s.strip() for item in args.scope for s in item.split(",") if s.strip()]
     with _session(args) as session:
@@ -132,7 +133,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from registry.keys import record_event, revoke_key
+    from registry.audit import record_event
+    from registry.keys import revoke_key
 
     with _session(args) as session:
         record = revoke_key(session, name=args.name)

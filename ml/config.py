@@ -6,6 +6,8 @@ a stored checkpoint alike, with errors that name the field. Nothing here reads t
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -147,3 +149,14 @@ def format_validation_error(exc: Exception) -> str:
         where = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
         lines.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(lines) or str(exc)
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    """A training recipe (TOML) as a dict; `ConfigError` naming the file when it is missing or malformed."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"recipe not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from registry.artifacts import LocalArtifactStore
-from registry.models import create_model_version, set_alias
 from registry.records import ModelVersionRecord
 from registry.runs import upsert_checkpoint
+from registry.versions import create_model_version, set_alias
 
 
 def publish_checkpoint(

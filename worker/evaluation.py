@@ -11,9 +11,9 @@ import logging
 from ml.evaluation.evaluate import evaluate_checkpoint
 from registry.datasets import get_dataset
 from registry.jobs import finish_job
-from registry.models import get_model_version
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
+from registry.versions import get_model_version
 from worker.context import WorkerContext
 from worker.devices import expected_device
 from worker.lease import Lease

@@ -15,10 +15,10 @@ from ml.config import TrainConfig
 from ml.training.loop import fit
 from registry.datasets import get_dataset
 from registry.jobs import finish_job
-from registry.models import default_model_name
 from registry.publish import publish_checkpoint
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
+from registry.versions import default_model_name
 from worker.context import WorkerContext
 from worker.devices import expected_device
 from worker.lease import Lease

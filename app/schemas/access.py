@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.text import CallerText
-from registry.models import NAME_PATTERN
 from registry.records import MAX_INT, ApiKeyRecord, AuditRecord
+from registry.versions import NAME_PATTERN
 
 Scope = Literal["predict", "train", "admin"]
 

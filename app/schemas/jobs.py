@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.text import CallerText
 from ml.config import TrainParams
-from registry.models import NAME_PATTERN
 from registry.records import MAX_INT, JobRecord
+from registry.versions import NAME_PATTERN
 
 if TYPE_CHECKING:
     from app.schemas.viewer import Viewer

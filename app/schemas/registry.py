@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.serving import ServingInfo
 from app.schemas.text import CallerText
-from registry.models import NAME_PATTERN
 from registry.records import (
     MAX_INT,
     ArtifactRecord,
@@ -18,6 +17,7 @@ from registry.records import (
     MetricRecord,
     ModelVersionRecord,
 )
+from registry.versions import NAME_PATTERN
 
 if TYPE_CHECKING:
     from app.schemas.viewer import Viewer

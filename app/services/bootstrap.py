@@ -14,12 +14,13 @@ from app.services.datasets import register_dataset
 from app.services.errors import ServiceError
 from ml.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore, sha256_file
+from registry.audit import record_event
 from registry.datasets import find_dataset
 from registry.errors import NotFound
-from registry.keys import active_admin_keys, create_key, ensure_key, record_event
-from registry.models import DEFAULT_ALIAS, list_versions, resolve
+from registry.keys import active_admin_keys, create_key, ensure_key
 from registry.publish import publish_checkpoint
 from registry.settings import REPO_ROOT
+from registry.versions import DEFAULT_ALIAS, list_versions, resolve
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage, Traini
 from app.services.errors import InvalidField, JobNotSent
 from app.tasks import QueueUnavailable, TaskQueue
 from ml.models import list_models
+from registry.audit import record_event
 from registry.datasets import find_dataset, list_datasets
 from registry.errors import NotFound
 from registry.jobs import create_job, get_job, list_jobs, request_cancel, set_task_id
-from registry.keys import record_event
-from registry.models import default_model_name, list_versions, resolve
 from registry.records import DatasetRecord, JobRecord
+from registry.versions import default_model_name, list_versions, resolve
 
 if TYPE_CHECKING:
     from app.schemas.viewer import Viewer

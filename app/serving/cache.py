@@ -39,8 +39,8 @@ from ml.runtime import EXACT_RUNTIMES
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.errors import IntegrityFailure, NotFound
-from registry.models import ModelRef, aliases, get_model_version, parse_ref, resolve
 from registry.records import ModelVersionRecord
+from registry.versions import ModelRef, aliases, get_model_version, parse_ref, resolve
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

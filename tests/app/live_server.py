@@ -1,5 +1,5 @@
 """Helpers for tests that talk to a real API process: a registry on disk, checkpoints to put in it, and
-uvicorn started and stopped around it. Plain functions, shared by `tests/app` and `tests/web`."""
+uvicorn started and stopped around it. Plain functions, shared by `tests/app` and `tests/app/web`."""
 
 from __future__ import annotations
 

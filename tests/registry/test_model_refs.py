@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.models import ModelRef, parse_ref
 from registry.records import MAX_INT
+from registry.versions import ModelRef, parse_ref
 
 
 @pytest.mark.parametrize(

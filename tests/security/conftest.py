@@ -21,7 +21,7 @@ import pytest
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.migrate import upgrade
-from tests.app.jobs.support import make_key
+from tests.app.api.support import make_key
 from tests.app.live_server import ZOO_LABELS, Registry, Server, start_server, stop_server, zoo_checkpoint
 from tests.integration.services import postgres_database, session_tag
 from tests.integration.stack import Child, start_worker

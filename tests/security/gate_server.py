@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.app.jobs.support import make_key
+from tests.app.api.support import make_key
 from tests.app.live_server import Registry, Server, start_server, stop_server, zoo_checkpoint
 
 

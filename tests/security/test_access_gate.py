@@ -56,7 +56,7 @@ def test_a_malformed_body_from_a_stranger_gets_401_not_422(keyed_server):
 
 
 def test_a_key_without_the_scope_gets_403_before_the_body(keyed_server, tmp_path):
-    from tests.app.jobs.support import make_key
+    from tests.app.api.support import make_key
 
     server, _ = keyed_server
     database_url = server_registry_url(server)

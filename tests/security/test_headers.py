@@ -12,7 +12,7 @@ from playwright.sync_api import ConsoleMessage, expect, sync_playwright
 
 from app.api.headers import CONTENT_SECURITY_POLICY
 from tests.app.live_server import ZOO_LABELS, Server
-from tests.web.conftest import CHROMIUM_ARGS, chromium_path, web_server  # noqa: F401 - fixtures
+from tests.app.web.conftest import CHROMIUM_ARGS, chromium_path, web_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 

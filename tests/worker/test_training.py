@@ -14,9 +14,9 @@ from ml.errors import DatasetError, TrainingCancelled
 from ml.training.loop import fit
 from ml.training.reporter import Reporter
 from registry.jobs import claim_job, create_job, get_job
-from registry.models import list_versions
 from registry.paths import PathView
 from registry.runs import get_run, run_artifacts, run_checkpoints, run_metrics
+from registry.versions import list_versions
 from tests.worker.support import QUICK, new_job
 from worker.evaluation import run_evaluation_job
 from worker.runner import describe

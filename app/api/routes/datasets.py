@@ -11,9 +11,9 @@ from app.api.deps import SessionDep, SettingsDep, ViewerDep
 from app.api.errors import error_responses
 from app.schemas.registry import Dataset, DatasetList, DatasetRequest
 from app.services.datasets import register_dataset
+from registry.audit import record_event
 from registry.datasets import get_dataset, list_datasets
-from registry.keys import record_event
-from registry.models import NAME_PATTERN
+from registry.versions import NAME_PATTERN
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

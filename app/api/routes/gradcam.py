@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
-from app.api.routes.predict import UPLOAD_ERRORS_DOC, upload_router
+from app.api.uploads import UPLOAD_ERRORS_DOC, upload_router
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
 from app.serving.errors import InvalidInput
 from app.serving.inputs import read_upload

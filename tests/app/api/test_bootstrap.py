@@ -16,13 +16,14 @@ from ml.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint,
 from ml.config import DataConfig
 from ml.models import create_model
 from registry.artifacts import LocalArtifactStore
+from registry.audit import list_events
 from registry.db import Database
 from registry.jobs import create_job
-from registry.keys import authenticate, list_events
+from registry.keys import authenticate
 from registry.migrate import upgrade
-from registry.models import list_versions, resolve, set_alias
 from registry.publish import publish_checkpoint
 from registry.runs import get_or_create_run
+from registry.versions import list_versions, resolve, set_alias
 
 
 def _checkpoint(path, seed):

@@ -10,7 +10,7 @@ from app.main import create_app
 from registry.db import Database
 from registry.jobs import get_job, reserve_unsent
 from registry.migrate import upgrade
-from tests.app.jobs.support import make_key, make_settings, queued_messages
+from tests.app.api.support import make_key, make_settings, queued_messages
 
 QUICK = {"epochs": 2, "batch_size": 32, "max_train_samples": 64}
 

@@ -10,7 +10,7 @@ from registry.db import Database
 from registry.jobs import create_job
 from registry.publish import publish_checkpoint
 from registry.runs import get_or_create_run, record_artifact, record_metrics, upsert_checkpoint
-from tests.app.jobs.support import queued_messages
+from tests.app.api.support import queued_messages
 
 SUMMARY = {"architecture": "simple_cnn", "labels": ["Pneumonia"], "task": "binary",
            "data_config": {"input_size": 28}, "thresholds": [0.4], "metrics": {"test": {"mean_auroc": 0.9}},

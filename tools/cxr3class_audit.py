@@ -1,8 +1,8 @@
 """Label audit of the 3-class Normal / Pneumonia / Tuberculosis data: why the shipped model stops short of
 macro-F1 0.90. Diagnostics, not claimed results.
 
-    python -m bench.cxr3class_audit                       # ~1-2 min on 2 CPU cores
-    python -m bench.cxr3class_audit --data /elsewhere/shared/data
+    python -m tools.cxr3class_audit                       # ~1-2 min on 2 CPU cores
+    python -m tools.cxr3class_audit --data /elsewhere/shared/data
 
 Three measurements on the real images (`shared/data/cxr3class-normal-pneumonia-tb`), each image tagged with
 its sub-collection (class and original size from the data set's index, e.g. `tuberculosis-512`):
@@ -17,7 +17,7 @@ its sub-collection (class and original size from the data set's index, e.g. `tub
 3. The shipped model on the project's split: accuracy per sub-collection and split, and test macro-F1 as
    shipped, as if every `tuberculosis-512` test image were right, and without them.
 
-Raw numbers go to bench/results/cxr3class_audit.json; the model card (bench/quality_cards.py) cites them.
+Raw numbers go to bench/results/cxr3class_audit.json; the model card (tools/cards.py) cites them.
 """
 
 from __future__ import annotations
@@ -433,7 +433,7 @@ def print_result(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cxr3class_audit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.cxr3class_audit", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_SHARED, help="the shared data folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

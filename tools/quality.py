@@ -1,9 +1,9 @@
 """Model quality: evaluate each shipped model on its test split, print the figures, write its model card.
 
-    python -m bench.quality                          # every model in models/manifest.toml that has a recipe
-    python -m bench.quality --model cxr3class        # one model
-    python -m bench.quality --model pneumonia --retrain --ship   # train from the recipe (fixed seed), ship it
-    python -m bench.quality --data /elsewhere/shared/data         # where the large sources live
+    python -m tools.quality                          # every model in models/manifest.toml that has a recipe
+    python -m tools.quality --model cxr3class        # one model
+    python -m tools.quality --model pneumonia --retrain --ship   # train from the recipe (fixed seed), ship it
+    python -m tools.quality --data /elsewhere/shared/data         # where the large sources live
 
 Figures per model: per-class AUROC with a 95% percentile-bootstrap interval (1000 resamples of the test
 rows, seed 0), accuracy, macro/micro F1 and precision/recall at the operating thresholds stored in the
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import REPO_ROOT, machine, write_result
-from bench.quality_cards import render_card
+from tools.cards import render_card
 
 MANIFEST = REPO_ROOT / "models" / "manifest.toml"
 SHARED_PREFIX = "../shared/data"
@@ -143,8 +143,8 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     """`fit` on the recipe from scratch; returns where the model is and how long it took."""
     import torch
 
-    from cxr.ml_commands import load_recipe as load_checked
     from ml.config import TrainConfig
+    from ml.config import load_recipe as load_checked
     from ml.training.loop import fit
 
     torch.set_num_threads(threads)
@@ -157,7 +157,7 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     seconds = time.perf_counter() - started
     training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
                 "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads,
-                "how": "bench.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
+                "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
 
@@ -262,7 +262,7 @@ def print_figures(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="a model name from models/manifest.toml (repeatable)")
     parser.add_argument("--data", type=Path, default=DEFAULT_SHARED,
                         help="the shared data folder that recipe paths under ../shared/data point into")

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.app.live_server import Server
-from tests.web.conftest import CHROMIUM_ARGS
+from tests.app.web.conftest import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Tests for `bench.cxr3class_audit`'s pure pieces on synthetic data: copies across classes and which of
+"""Tests for `tools.cxr3class_audit`'s pure pieces on synthetic data: copies across classes and which of
 them are flagged or dropped, the linear probe, per-group accuracy, the macro-F1 diagnostics and the
 conclusion line."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import cxr3class_audit as audit
-from bench.quality_cards import audit_limit_lines
+from tools import cxr3class_audit as audit
+from tools.cards import audit_limit_lines
 
 
 def test_sub_collection_names_square_common_sizes_and_lumps_the_rest() -> None:
@@ -149,4 +149,4 @@ def test_card_limit_cites_the_audit_figures_and_says_how_to_run_it_without_them(
     assert "normal-512/tuberculosis-512" not in text  # flagged pairs are not listed as unflagged
     r["probes"]["pixels"][f"normal-512 vs {audit.SUSPECT}"] = 0.9
     assert "is separable from normal images" in " ".join(audit_limit_lines(r))
-    assert "python -m bench.cxr3class_audit" in " ".join(audit_limit_lines(None))
+    assert "python -m tools.cxr3class_audit" in " ".join(audit_limit_lines(None))

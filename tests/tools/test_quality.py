@@ -1,4 +1,4 @@
-"""Tests for `bench.quality`: the figures (bootstrap intervals, undefined AUROCs), data paths, and what
+"""Tests for `tools.quality`: the figures (bootstrap intervals, undefined AUROCs), data paths, and what
 ships with every model (recipe, card, small weights)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import quality
 from ml.config import TrainConfig
 from ml.data.base import Task
+from tools import quality
 
 
 def _prediction(seed: int = 0) -> dict:
@@ -59,7 +59,7 @@ def test_each_shipped_model_has_its_recipe_card_and_small_weights(name: str) -> 
     weights = quality.REPO_ROOT / "models" / entry["path"]
     assert weights.stat().st_size < 5_000_000
     card = (weights.parent / "CARD.md").read_text()
-    assert "Not for clinical use" in card and f"python -m bench.quality --model {name}" in card
+    assert "Not for clinical use" in card and f"python -m tools.quality --model {name}" in card
     assert entry["recipe"] in card and "95% CI" in card
 
 

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.app.live_server import ZOO_LABELS, Server
-from tests.web.conftest import CHROMIUM_ARGS
+from tests.app.web.conftest import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def test_a_service_that_asks_for_a_key_gets_it_from_the_key_field(
     tmp_path_factory, chromium_path: Path, data_dir: Path
 ) -> None:
     """With `open_predict` off the page says what is wrong until a key with scope predict is given."""
-    from tests.app.jobs.support import make_key
+    from tests.app.api.support import make_key
     from tests.app.live_server import Registry, start_server, stop_server, zoo_checkpoint
 
     root = tmp_path_factory.mktemp("closed")

@@ -12,9 +12,9 @@ from cxr.cli import main as cxr_main
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.keys import authenticate
-from registry.models import list_versions
 from registry.publish import publish_checkpoint
-from tests.app.jobs.support import make_key
+from registry.versions import list_versions
+from tests.app.api.support import make_key
 
 # every state-changing route, the scope it needs, and a body that would pass validation
 ROUTES = [

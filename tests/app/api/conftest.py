@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import AppSettings
 from registry.migrate import upgrade
-from tests.app.jobs.support import make_key, make_settings
+from tests.app.api.support import make_key, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def admin_key(settings: AppSettings) -> str:
 
 @pytest.fixture(scope="module")
 def client(settings: AppSettings, admin_key: str) -> Iterator[TestClient]:
-    """The API, every request sent with an admin key (tests/app/jobs/test_access.py checks without)."""
+    """The API, every request sent with an admin key (tests/app/api/test_access.py checks without)."""
     with TestClient(create_app(settings), headers={"X-API-Key": admin_key}) as c:
         yield c
 
