@@ -17,8 +17,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from ml.data import dataset_factory
 from ml.data.base import NamesPath
+from ml.data.factory import dataset_factory
 
 MAX_OPTION_INT = 2**31 - 1
 MAX_OPTION_TEXT = 1000
