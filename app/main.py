@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
 from app.api.limits import InFlightLimit, RequestBodyLimit
+from app.api.request_id import RequestIdMiddleware
 from app.api.routes import (
     audit,
     datasets,
@@ -25,6 +27,7 @@ from app.api.routes import (
     runs,
     training_jobs,
 )
+from app.drain import Drain
 from app.serving.metrics import MetricsMiddleware, ServiceMetrics
 from app.serving.predictor import Predictor
 from app.settings import AppSettings
@@ -43,7 +46,7 @@ the registry, and training and evaluation jobs run by Celery workers. **Not for 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
     settings = settings or AppSettings()
-    service_metrics = ServiceMetrics()
+    service_metrics = ServiceMetrics(replica_id=settings.replica_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,11 +56,14 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                               metrics=service_metrics)
         state.extras.update(metrics=service_metrics, predictor=predictor, tasks=TaskQueue(settings))
         state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.default_status
+        drain = state.extras["drain"] = Drain(settings.drain_seconds)
         app.state.cxr = state
         await predictor.start()  # warms the default model; a missing one is reported by readiness
+        drain.install(asyncio.get_running_loop())  # from now on SIGTERM first drains (app/drain.py)
         try:
             yield
         finally:
+            drain.uninstall()
             await predictor.close()
             state.extras["tasks"].close()
             state.db.dispose()
@@ -67,6 +73,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
     app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)  # refused before any work
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the limits' refusals carry the id too
     install_error_handlers(app)
     for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs, model_versions,
                    keys, audit):
