@@ -23,10 +23,12 @@ install: $(VENV)/.stamp-run
 install-test: $(VENV)/.stamp-test
 
 # System packages the tests use, from Debian: Chromium for the browser tests (Playwright's own browser
-# download needs the internet) and docker-compose to validate docker-compose.yml (no engine needed).
+# download needs the internet), docker-compose to validate docker-compose.yml (no engine needed) and HAProxy,
+# run in front of API replicas by tests/deploy.
 system-deps:
 	@missing=""; test -x /usr/bin/chromium || missing="chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # Migrations and the first-start imports are explicit steps; both are idempotent, so `make run` twice is fine.
