@@ -1,47 +1,26 @@
 """The shipped HAProxy configuration run here as a process (Debian's haproxy, the image's 2.6 branch) in
-front of API processes on this machine.
-
-Only what Docker provides is changed, each by replacing one line that must be there as shipped: the
-listening addresses (loopback ports instead of the container's :8000 and :8404) and the replicas (fixed
-servers instead of the template filled from Docker's DNS). Every timing, check, limit and header rule is the
-shipped one.
-"""
+front of API processes on this machine (`bench.proxy.local_config`: only the listening addresses and the
+servers differ from the shipped file; every timing, check, limit and header rule is the shipped one)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import shutil
 import socket
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.integration.stack import REPO_ROOT, Child
+from bench.proxy import HAPROXY_CFG, backend_stats, haproxy_binary, local_config
+from tests.integration.stack import Child
 
-HAPROXY_CFG = REPO_ROOT / "deploy" / "haproxy" / "haproxy.cfg"
-SERVER_TEMPLATE = "    server-template api 1-16 api:8000 resolvers docker init-addr none"
+__all__ = ["HAPROXY_CFG", "Proxy", "haproxy", "local_config"]
 
 
-def haproxy_binary() -> str:
-    binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+def haproxy() -> str:
+    binary = haproxy_binary()
     if binary is None:
         pytest.fail("haproxy not installed (make test installs Debian's haproxy)")
     return binary
-
-
-def local_config(*, port: int, stats_port: int, replicas: dict[str, int]) -> str:
-    """The shipped configuration with this machine's ports and `replicas` (server name -> API port)."""
-    text = HAPROXY_CFG.read_text()
-    servers = "\n".join(f"    server {name} 127.0.0.1:{p}" for name, p in replicas.items())
-    for shipped, local in (("    bind :8000\n", f"    bind 127.0.0.1:{port}\n"),
-                           ("    bind :8404\n", f"    bind 127.0.0.1:{stats_port}\n"),
-                           (SERVER_TEMPLATE + "\n", servers + "\n")):
-        assert text.count(shipped) == 1, f"{HAPROXY_CFG} no longer has the line {shipped!r}"
-        text = text.replace(shipped, local)
-    return text
 
 
 class Proxy:
@@ -53,7 +32,7 @@ class Proxy:
         self.url = f"http://127.0.0.1:{port}"
         config = folder / "haproxy.cfg"
         config.write_text(local_config(port=port, stats_port=stats_port, replicas=replicas))
-        self.child = Child("haproxy", [haproxy_binary(), "-db", "-f", str(config)], env or {},
+        self.child = Child("haproxy", [haproxy(), "-db", "-f", str(config)], env or {},
                            folder / "haproxy.log")
         self._wait_listening(30)
 
@@ -72,9 +51,7 @@ class Proxy:
 
     def stats(self) -> dict[str, dict[str, str]]:
         """The backend's rows of HAProxy's statistics (its servers by name, and 'BACKEND')."""
-        text = httpx.get(f"http://127.0.0.1:{self.stats_port}/stats;csv", timeout=10).text
-        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-        return {row["svname"]: row for row in rows if row["pxname"] == "api"}
+        return backend_stats(self.stats_port)
 
     def server_status(self, name: str) -> str:
         return self.stats()[name]["status"]
