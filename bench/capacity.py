@@ -120,7 +120,8 @@ def haproxy(folder: Path, replicas: dict[str, str], cpus: set[int] | None) -> It
         proc.wait(timeout=30)
 
 
-def load(url: str, png: bytes, seconds: float, clients: int = CLIENTS, cpus: set[int] | None = None) -> dict[str, Any]:
+def load(url: str, png: bytes, seconds: float, clients: int = CLIENTS,
+         cpus: set[int] | None = None) -> dict[str, Any]:
     """`clients` threads posting /predict back to back for `seconds` (on `cpus` if given)."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -156,8 +157,8 @@ def load(url: str, png: bytes, seconds: float, clients: int = CLIENTS, cpus: set
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "errors": len(errors), "error_examples": errors[:3], "seconds": elapsed,
-            "latencies": latencies}
+    return {"requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
+            "seconds": elapsed, "latencies": latencies}
 
 
 def proxy_added_ms(direct: str, proxied: str, png: bytes, n: int) -> dict[str, Any]:
@@ -178,7 +179,8 @@ def proxy_added_ms(direct: str, proxied: str, png: bytes, n: int) -> dict[str, A
             client.close()
         os.sched_setaffinity(0, previous)
     direct_ms, proxy_ms = summarize(samples["direct"]), summarize(samples["proxy"])
-    return {"direct_ms": direct_ms, "proxy_ms": proxy_ms, "added_median_ms": proxy_ms["median"] - direct_ms["median"]}
+    return {"direct_ms": direct_ms, "proxy_ms": proxy_ms,
+            "added_median_ms": proxy_ms["median"] - direct_ms["median"]}
 
 
 def _checkpoint(model: str, folder: Path) -> Path:
@@ -203,18 +205,21 @@ def bench_model(model: str, *, seconds: float, rounds: int) -> dict[str, Any]:
             servers["both"] = srv.start(root, registry, **common)
             runtimes = {name: (srv.wait_runtime_chosen(s.url, model) or {}).get("runtime", "eager")
                         for name, s in servers.items()}
+            both = {"a": servers["core0"].url, "b": servers["core1"].url}
             with haproxy(root, {"a": servers["core0"].url}, cpus={1}) as (one_proxied, proxy1), \
-                    haproxy(root, {"a": servers["core0"].url, "b": servers["core1"].url}, cpus=None) as (two, proxy2):
+                    haproxy(root, both, cpus=None) as (two, proxy2):
                 pid = {name: s.process.pid for name, s in servers.items()}
                 setups = {  # url, client cores, the processes that serve it
                     "1 core": (servers["core0"].url, {1}, {"api": pid["core0"]}),
                     "1 core + proxy": (one_proxied, {1}, {"api": pid["core0"], "proxy": proxy1}),
                     "2 cores": (servers["both"].url, None, {"api": pid["both"]}),
-                    "2 x 1 core + proxy": (two, None, {"api": pid["core0"], "api2": pid["core1"], "proxy": proxy2}),
+                    "2 x 1 core + proxy": (two, None,
+                                           {"api": pid["core0"], "api2": pid["core1"], "proxy": proxy2}),
                 }
                 for url, cpus, _ in setups.values():  # warm-up: every path once loaded
                     load(url, png, 1.0, cpus=cpus)
-                sequential = proxy_added_ms(servers["core0"].url, one_proxied, png, n=20 if seconds < 10 else 80)
+                sequential = proxy_added_ms(servers["core0"].url, one_proxied, png,
+                                            n=20 if seconds < 10 else 80)
                 runs: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
                 for _ in range(rounds):
                     for name, (url, cpus, pids) in setups.items():
@@ -238,7 +243,8 @@ def bench_model(model: str, *, seconds: float, rounds: int) -> dict[str, Any]:
             "latency_ms": summarize(latencies) if latencies else None,
             # CPU per request: the replicas, their event-loop threads, the proxy, the clients
             "cpu_ms_per_request": {"api": 1000 * api / n, "api loop": 1000 * cpu["api loop"] / n,
-                                   "proxy": 1000 * cpu.get("proxy", 0.0) / n, "clients": 1000 * cpu["clients"] / n},
+                                   "proxy": 1000 * cpu.get("proxy", 0.0) / n,
+                                   "clients": 1000 * cpu["clients"] / n},
             "api_cores_busy": api / elapsed}
     s = out["setups"]
     one = s["1 core"]
@@ -250,7 +256,8 @@ def bench_model(model: str, *, seconds: float, rounds: int) -> dict[str, Any]:
     # a replica of REPLICA_CORES cores: that many times the per-core figure, unless its one event loop (the
     # part of a request that runs there holds the GIL) is busy before that
     out["loop_ceiling_req_per_s"] = 1000 / one["cpu_ms_per_request"]["api loop"]
-    out["per_replica_req_per_s"] = min(REPLICA_CORES * out["per_core_req_per_s"], out["loop_ceiling_req_per_s"])
+    out["per_replica_req_per_s"] = min(REPLICA_CORES * out["per_core_req_per_s"],
+                                       out["loop_ceiling_req_per_s"])
     out["proxy_cpu_ms_per_request"] = s["1 core + proxy"]["cpu_ms_per_request"]["proxy"]
     out["proxy_added_ms"] = sequential
     return out
@@ -292,42 +299,50 @@ def replicas_for(rps: float, per_replica: float) -> int:
 
 
 def print_result(result: dict[str, Any], rps: float, jobs: int) -> None:
+    header = (f"  {'set-up':<20} {'req/s':>7} {'median ms':>10} {'p99 ms':>8} {'errors':>7}"
+              f"   CPU ms/request: {'api':>5} {'loop':>5} {'proxy':>5} {'clients':>7}   api cores busy")
     for r in result["models"]:
-        print(f"\n{r['model']} (runtime {', '.join(sorted(set(r['runtimes'].values())))}), /predict of the "
-              f"1024 px PNG, {CLIENTS} closed-loop clients")
-        print(f"  {'set-up':<20} {'req/s':>7} {'median ms':>10} {'p99 ms':>8} {'errors':>7}   CPU ms per request: "
-              f"{'api':>5} {'loop':>5} {'proxy':>5} {'clients':>7}   api cores busy")
+        runtimes = ", ".join(sorted(set(r["runtimes"].values())))
+        print(f"\n{r['model']} (runtime {runtimes}), /predict of the 1024 px PNG, {CLIENTS} closed-loop "
+              "clients")
+        print(header)
         for name in SETUPS:
             s = r["setups"][name]
             lat = s["latency_ms"] or {"median": float("nan"), "p99": float("nan")}
             c = s["cpu_ms_per_request"]
-            print(f"  {name:<20} {s['req_per_s']:>7.1f} {lat['median']:>10.1f} {lat['p99']:>8.1f} {s['errors']:>7}"
-                  f"   {'':>20}{c['api']:>5.1f} {c['api loop']:>5.1f} {c['proxy']:>5.1f} {c['clients']:>7.1f}"
-                  f"   {s['api_cores_busy']:.2f}")
-        print(f"  per core: {r['cpu_ms_per_request']:.1f} ms of CPU per request, so {r['per_core_req_per_s']:.0f} req/s "
-              f"on a core of its own (here it got {r['setups']['1 core']['api_cores_busy']:.2f} of one: the cores "
-              f"are shared); the event loop ({r['setups']['1 core']['cpu_ms_per_request']['api loop']:.1f} ms a "
-              f"request) tops out near {r['loop_ceiling_req_per_s']:.0f} req/s per process")
-        print(f"  per replica of {REPLICA_CORES} cores (the Kubernetes manifests'): {r['per_replica_req_per_s']:.0f} req/s")
+            print(f"  {name:<20} {s['req_per_s']:>7.1f} {lat['median']:>10.1f} {lat['p99']:>8.1f} "
+                  f"{s['errors']:>7}   {'':>16}{c['api']:>5.1f} {c['api loop']:>5.1f} {c['proxy']:>5.1f} "
+                  f"{c['clients']:>7.1f}   {s['api_cores_busy']:.2f}")
+        one = r["setups"]["1 core"]
+        print(f"  per core: {r['cpu_ms_per_request']:.1f} ms of CPU per request, so "
+              f"{r['per_core_req_per_s']:.0f} req/s on a core of its own (here it got "
+              f"{one['api_cores_busy']:.2f} of one: the cores are shared)")
+        print(f"  the event loop ({one['cpu_ms_per_request']['api loop']:.1f} ms a request) tops out near "
+              f"{r['loop_ceiling_req_per_s']:.0f} req/s per process")
+        print(f"  per replica of {REPLICA_CORES} cores (the Kubernetes manifests'): "
+              f"{r['per_replica_req_per_s']:.0f} req/s")
         p = r["proxy_added_ms"]
         print(f"  HAProxy: {r['proxy_cpu_ms_per_request']:.2f} ms of CPU per request; one client, in turn: "
               f"{p['direct_ms']['median']:.1f} ms direct, {p['proxy_ms']['median']:.1f} ms through it "
               f"({p['added_median_ms']:+.1f} ms)")
         need = replicas_for(rps, r["per_replica_req_per_s"])
-        print(f"  {rps:g} req/s of {r['model']}: {need} replicas of {REPLICA_CORES} cores ({need * REPLICA_CORES} "
-              f"cores), each planned at {100 * HEADROOM:.0f}% of {r['per_replica_req_per_s']:.1f} req/s")
+        print(f"  {rps:g} req/s of {r['model']}: {need} replicas of {REPLICA_CORES} cores "
+              f"({need * REPLICA_CORES} cores), each planned at {100 * HEADROOM:.0f}% of "
+              f"{r['per_replica_req_per_s']:.1f} req/s")
     t = result.get("training")
     if t:
-        print(f"\ntraining: {t['recipe']} ({t['recipe_epochs']} epochs) takes {t['job_minutes_one_core']:.1f} min "
-              f"on one core of this machine ({t['epochs_measured']} epochs measured: {t['seconds_measured']:.0f} s); "
-              f"a worker runs one job at a time, so {jobs} jobs at once need {jobs} workers, and {jobs} jobs "
-              f"queued for one worker finish after {jobs * t['job_minutes_one_core']:.0f} min")
+        minutes = t["job_minutes_one_core"]
+        print(f"\ntraining: {t['recipe']} ({t['recipe_epochs']} epochs) takes {minutes:.1f} min on one "
+              f"core of this machine ({t['epochs_measured']} epochs measured: {t['seconds_measured']:.0f} "
+              f"s); a worker runs one job at a time, so {jobs} jobs at once need {jobs} workers, and {jobs} "
+              f"jobs queued for one worker finish after {jobs * minutes:.0f} min")
     print("per GPU: not measured (no GPU on this machine)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 s of load per set-up instead of 40 s, no training")
+    parser.add_argument("--quick", action="store_true",
+                        help="5 s of load per set-up instead of 40 s, no training")
     parser.add_argument("--model", choices=["pneumonia", "densenet121", "all"], default="all")
     parser.add_argument("--rps", type=float, default=100.0, help="the load to size for (requests/s)")
     parser.add_argument("--jobs", type=int, default=4, help="training jobs to size for")

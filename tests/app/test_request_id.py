@@ -21,14 +21,16 @@ def test_an_id_that_looks_like_one_is_kept(sent):
     assert accepted(sent) == sent.decode()
 
 
-@pytest.mark.parametrize("sent", [None, b"", b"a" * 129, b"two words", b"tab\there", b"new\nline", "é".encode()])
+@pytest.mark.parametrize("sent", [None, b"", b"a" * 129, b"two words", b"tab\there", b"new\nline",
+                                  "é".encode()])
 def test_anything_else_gets_a_new_id(sent):
     assert HEX32.fullmatch(accepted(sent))
 
 
 @pytest.mark.integration
 def test_the_running_api_echoes_or_makes_ids_on_every_response(client: httpx.Client):
-    assert client.get("/health/live", headers={"X-Request-ID": "trace-42"}).headers["x-request-id"] == "trace-42"
+    echoed = client.get("/health/live", headers={"X-Request-ID": "trace-42"})
+    assert echoed.headers["x-request-id"] == "trace-42"
     made = client.get("/health/live").headers["x-request-id"]
     assert HEX32.fullmatch(made)
     missing = client.get("/no/such/route", headers={"X-Request-ID": "trace-404"})

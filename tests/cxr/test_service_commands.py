@@ -96,8 +96,9 @@ def test_cxr_api_logs_each_request_with_its_id():
     # uvicorn applies the file with dictConfig; an access line as uvicorn writes it, outside any request
     code = ("import json, logging, logging.config, sys; "
             f"logging.config.dictConfig(json.load(open({str(config)!r}))); "
-            "logging.getLogger('uvicorn.access').info('%s - \"%s %s HTTP/%s\" %d', '10.0.0.1:5', 'GET', '/x', "
-            "'1.1', 200); logging.getLogger('app.serving').info('loaded')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+            "logging.getLogger('uvicorn.access').info('%s - \"%s %s HTTP/%s\" %d', '10.0.0.1:5', 'GET', "
+            "'/x', '1.1', 200); logging.getLogger('app.serving').info('loaded')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=True)
     assert '"GET /x HTTP/1.1" 200 OK request_id=-' in done.stdout
     assert "app.serving [-] loaded" in done.stderr

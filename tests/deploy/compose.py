@@ -72,14 +72,16 @@ def redis_server(password: str, port: int, folder: Path) -> subprocess.Popen:
     raise AssertionError("the test's redis-server did not start")
 
 
-def local_env(env: dict[str, Any], *, database_url: str, redis_port: int, api_port: int, tmp: Path) -> dict[str, str]:
+def local_env(env: dict[str, Any], *, database_url: str, redis_port: int, api_port: int,
+              tmp: Path) -> dict[str, str]:
     """A service's compose environment with the network hosts, volumes and port mapped to this machine."""
     out = {k: "" if v is None else str(v) for k, v in env.items()}
     compose_db = make_url(out["CXR_DATABASE_URL"])
     assert compose_db.host == "postgres"
     local_db = make_url(database_url)
-    out["CXR_DATABASE_URL"] = compose_db.set(host="127.0.0.1", port=local_db.port, username=local_db.username,
-                                             password=None, database=local_db.database).render_as_string(False)
+    local = compose_db.set(host="127.0.0.1", port=local_db.port, username=local_db.username, password=None,
+                           database=local_db.database)
+    out["CXR_DATABASE_URL"] = local.render_as_string(False)
     assert "@redis:6379/" in out["CXR_BROKER_URL"]
     out["CXR_BROKER_URL"] = out["CXR_BROKER_URL"].replace("@redis:6379/", f"@127.0.0.1:{redis_port}/")
     mounts = {"/var/lib/cxr": str(tmp / "volume"), "/datasets": str(tmp / "datasets"), "/app": str(REPO_ROOT)}

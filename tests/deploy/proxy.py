@@ -61,7 +61,8 @@ class Proxy:
         deadline = time.monotonic() + timeout
         while (now := self.server_status(name)) != status:
             if time.monotonic() > deadline:
-                raise AssertionError(f"the proxy did not mark {name} {status} within {timeout} s (it is {now})")
+                raise AssertionError(f"the proxy did not mark {name} {status} within {timeout} s (it is "
+                                     f"{now})")
             time.sleep(0.1)
 
     def stop(self) -> None:

@@ -90,7 +90,8 @@ def test_both_overlays_hold_the_whole_service(overlay):
     assert kinds["HorizontalPodAutoscaler"] == kinds["PodDisruptionBudget"] == kinds["Service"] == {"cxr-api"}
     assert kinds["ConfigMap"] == {"cxr-registry", "cxr-api", "cxr-worker"}
     assert "Secret" not in kinds  # created by the operator from secrets.example.env, never committed
-    assert {o["metadata"].get("namespace") for (kind, _), o in overlay.items() if kind != "Namespace"} == {"cxr"}
+    namespaces = {o["metadata"].get("namespace") for (kind, _), o in overlay.items() if kind != "Namespace"}
+    assert namespaces == {"cxr"}
 
 
 def test_checkov_finds_nothing_and_every_skip_is_explained():
@@ -110,7 +111,7 @@ def test_checkov_finds_nothing_and_every_skip_is_explained():
     assert {c["check_id"] for c in skipped} == set(ALLOWED_SKIPS)
     for check in skipped:
         name = check["resource"].rsplit(".", 1)[-1]
-        assert name in ALLOWED_SKIPS.get(check["check_id"], set()), check["check_id"] + " " + check["resource"]
+        assert name in ALLOWED_SKIPS.get(check["check_id"], set()), f"{check['check_id']} {check['resource']}"
         assert len(check["check_result"]["suppress_comment"]) > 20, check
 
 
@@ -164,8 +165,9 @@ def test_the_gpu_worker_asks_for_a_gpu_and_the_cpu_worker_differs_in_nothing_els
     assert gpu_container["image"].startswith("cxr-gpu-worker:")
     assert pod_spec(gpu)["tolerations"][0]["key"] == "nvidia.com/gpu"
     spec = ("spec", "template", "spec")
-    gpu_rest = without(gpu, (*spec, "tolerations"), (*spec, "containers", 0, "resources", "limits", "nvidia.com/gpu"),
-                       (*spec, "containers", 0, "resources", "requests", "nvidia.com/gpu"))
+    resources = (*spec, "containers", 0, "resources")
+    gpu_rest = without(gpu, (*spec, "tolerations"), (*resources, "limits", "nvidia.com/gpu"),
+                       (*resources, "requests", "nvidia.com/gpu"))
     for obj in (gpu_rest, cpu):
         for container in containers(obj):
             container["image"] = container["image"].split(":")[0].replace("cxr-gpu-worker", "IMAGE").replace(
@@ -173,7 +175,8 @@ def test_the_gpu_worker_asks_for_a_gpu_and_the_cpu_worker_differs_in_nothing_els
     assert gpu_rest == cpu
 
 
-def test_containers_read_only_their_settings_with_valid_values_and_secrets_from_the_secret(overlay, monkeypatch):
+def test_containers_get_only_their_settings_with_valid_values_and_secrets_from_the_secret(overlay,
+                                                                                        monkeypatch):
     secret = secret_example()
     assert set(secret) == {"CXR_DATABASE_URL", "CXR_BROKER_URL", "CXR_BOOTSTRAP_ADMIN_KEY"}
     for (kind, name), obj in overlay.items():
@@ -209,7 +212,8 @@ class Pod:
 
     def __init__(self, objects: dict[tuple[str, str], Any], workload: dict[str, Any], folder: Path,
                  secret: dict[str, str], port: int | None = None) -> None:
-        self.objects, self.workload, self.folder, self.secret, self.port = objects, workload, folder, secret, port
+        self.objects, self.workload, self.folder = objects, workload, folder
+        self.secret, self.port = secret, port
         self.name = f"{workload['metadata']['name']}-0"
         self.spec = pod_spec(workload)
 
@@ -222,8 +226,8 @@ class Pod:
 
     def env(self, container: dict[str, Any]) -> dict[str, str]:
         env = container_env(self.objects, container, secret=self.secret, pod_name=self.name)
-        mounts = {m["mountPath"]: str(self._volume_folder(m["name"])) for m in container.get("volumeMounts", [])
-                  if m["mountPath"] != "/dev/shm"}
+        mounts = {m["mountPath"]: str(self._volume_folder(m["name"]))
+                  for m in container.get("volumeMounts", []) if m["mountPath"] != "/dev/shm"}
         env = map_paths(env, {**mounts, "/app": str(REPO_ROOT)})
         if "CXR_PORT" in env:
             assert self.port is not None

@@ -132,7 +132,8 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     try:
         with postgres_database("cxr_replicas") as database_url:
             envs = {name: local_env(services[name]["environment"], database_url=database_url,
-                                    redis_port=redis_port, api_port=0, tmp=tmp) for name in ("migrate", "api")}
+                                    redis_port=redis_port, api_port=0, tmp=tmp)
+                    for name in ("migrate", "api")}
             envs["migrate"]["CXR_BOOTSTRAP_ADMIN_KEY"] = ADMIN_KEY
             migrate = subprocess.run(services["migrate"]["command"], cwd=REPO_ROOT, env=envs["migrate"],
                                      capture_output=True, text=True, timeout=300, check=False)
@@ -250,7 +251,8 @@ def test_a_rolling_restart_under_load_answers_every_request(cluster, capsys):
             old.proc.wait(timeout=drain + 30 + 60)  # the drain, then at most the shutdown grace
             exited = time.monotonic()
             # the others carry the load while this one is gone
-            wait_for(lambda t=exited: load.answered_since(t) >= 5, 120, "requests answered while a replica is down")
+            wait_for(lambda t=exited: load.answered_since(t) >= 5, 120,
+                     "requests answered while a replica is down")
             new = cluster.start(name)
             cluster.wait_ready(name)  # the restarted replica answers its readiness itself
             proxy.wait_status(name, "UP", timeout=60)  # and the proxy has it back in rotation
@@ -312,7 +314,8 @@ def test_the_proxy_refuses_a_body_over_the_apis_limit_as_the_api_does(cluster):
     assert cluster.proxy is not None
     from app.settings import AppSettings
 
-    limit = int(cluster.env.get("CXR_MAX_REQUEST_BYTES") or AppSettings.model_fields["max_request_bytes"].default)
+    default = AppSettings.model_fields["max_request_bytes"].default
+    limit = int(cluster.env.get("CXR_MAX_REQUEST_BYTES") or default)
     by_proxy = _declared_body("127.0.0.1", cluster.proxy.port, limit + 1)
     by_api = _declared_body("127.0.0.1", cluster.ports[REPLICAS[0]], limit + 1)
     assert by_proxy[0] == by_api[0] == 413

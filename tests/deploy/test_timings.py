@@ -51,7 +51,9 @@ def compose(tmp_path_factory):
 
 def _compose_api_setting(compose, name: str) -> float:
     value = compose["api"]["environment"][name]
-    return float(value) if value not in ("", None) else float(AppSettings.model_fields[name[4:].lower()].default)
+    if value not in ("", None):
+        return float(value)
+    return float(AppSettings.model_fields[name[4:].lower()].default)
 
 
 def test_the_proxy_notices_a_draining_replica_before_it_stops_accepting(compose):
@@ -59,7 +61,8 @@ def test_the_proxy_notices_a_draining_replica_before_it_stops_accepting(compose)
     drain = _compose_api_setting(compose, "CXR_DRAIN_SECONDS")
     # at the slowest: the check in flight when SIGTERM arrives times out, the next starts `inter` later, and
     # `fall` failed checks `fastinter` apart each take up to `timeout check`
-    noticed = h["timeout check"] + h["inter"] + h["fall"] * h["timeout check"] + (h["fall"] - 1) * h["fastinter"]
+    check, fall = h["timeout check"], h["fall"]
+    noticed = check + h["inter"] + fall * check + (fall - 1) * h["fastinter"]
     assert noticed < drain, (noticed, drain)
     assert h["rise"] >= 2  # one lucky answer from a starting replica does not put it in rotation
 

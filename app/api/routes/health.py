@@ -35,7 +35,8 @@ def live() -> Live:
 def ready(state: StateDep) -> JSONResponse:
     """Report whether the registry is reachable and its schema current (503 when not, or when draining)."""
     drain = state.extras.get("drain")
-    if drain is not None and drain.draining:  # answered at once: a proxy checks often, and this replica is going
+    # answered at once while draining: a proxy checks often, and this replica is going away
+    if drain is not None and drain.draining:
         _, message = drain.status()
         body = Ready(ready=False, checks={"not draining": False}, messages={"not draining": message})
         return JSONResponse(body.model_dump(), status_code=503)
