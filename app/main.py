@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from app.api.access import AccessGate
 from app.api.errors import UnhandledErrors, install_error_handlers
 from app.api.headers import SecurityHeaders
 from app.api.limits import InFlightLimit, RequestBodyLimit
+from app.api.request_id import RequestIdMiddleware
 from app.api.routes import (
     audit,
     datasets,
@@ -26,6 +28,7 @@ from app.api.routes import (
     runs,
     training_jobs,
 )
+from app.drain import Drain
 from app.serving.metrics import MetricsMiddleware, ServiceMetrics
 from app.serving.predictor import Predictor
 from app.settings import AppSettings
@@ -44,7 +47,7 @@ the registry, and training and evaluation jobs run by Celery workers. **Not for 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
     settings = settings or AppSettings()
-    service_metrics = ServiceMetrics()
+    service_metrics = ServiceMetrics(replica_id=settings.replica_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,12 +55,16 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         predictor = Predictor(settings=settings, db=db, artifacts=artifacts, metrics=service_metrics)
         state = AppState(settings=settings, db=db, artifacts=artifacts, metrics=service_metrics,
                          predictor=predictor, tasks=TaskQueue(settings),
+                         drain=Drain(settings.drain_seconds),
                          readiness_checks={"default model loaded": predictor.models.default_status})
+        drain = state.drain
         app.state.cxr = state
         await predictor.start()  # warms the default model; a missing one is reported by readiness
+        drain.install(asyncio.get_running_loop())  # from now on SIGTERM first drains (app/drain.py)
         try:
             yield
         finally:
+            drain.uninstall()
             await predictor.close()
             state.tasks.close()
             state.db.dispose()
@@ -74,6 +81,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(AccessGate, failed_key_limit=settings.failed_key_limit, open_predict=settings.open_predict)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the limits' refusals carry the id too
     install_error_handlers(app)
     for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs,
                    keys, audit):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -15,6 +16,17 @@ class AppSettings(RegistrySettings):
     api_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (each loads its own models)")
     shutdown_grace_seconds: int = Field(
         30, ge=1, description="on SIGTERM, how long requests in flight may take to finish before the API exits"
+    )
+    # replicas behind a proxy (issue 22): see app/drain.py and deploy/haproxy/haproxy.cfg
+    drain_seconds: float = Field(
+        0.0, ge=0, le=300,
+        description="on SIGTERM, how long /health/ready answers 503 while requests are still served, so a "
+                    "proxy stops sending new ones before the API stops accepting (0: stop at once)"
+    )
+    replica_id: str = Field(
+        default_factory=socket.gethostname, min_length=1, max_length=128,
+        description="names this replica in /metrics (cxr_replica_info); default: the host name (a "
+                    "container's id, a pod's name)"
     )
     default_model: str = Field("pneumonia", description="model served when a request names none (its production alias)")
     warm_models: list[str] = Field(default_factory=list, description="more model references to load at start-up")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from app.drain import Drain
 from app.serving.metrics import ServiceMetrics
 from app.serving.predictor import Predictor
 from app.settings import AppSettings
@@ -23,4 +24,5 @@ class AppState:
     metrics: ServiceMetrics
     predictor: Predictor
     tasks: TaskQueue
+    drain: Drain  # on SIGTERM, readiness answers 503 for `drain_seconds` before uvicorn stops (app/drain.py)
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)  # beyond the registry's own

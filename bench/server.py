@@ -67,10 +67,11 @@ class Server:
 
 
 def start(root: Path, registry_url: str, *, wait_ready: bool = True, tree: Path = REPO_ROOT,
-          **settings: Any) -> Server:
-    """`python -m cxr api` on a free port with `settings` as CXR_* variables; returns once /health/live
-    answers (and, with `wait_ready`, once the default model is loaded). `tree`: the source tree whose code
-    it runs (another checkout, to compare revisions side by side)."""
+          cpus: set[int] | None = None, **settings: Any) -> Server:
+    """`python -m cxr api` on a free port with `settings` as CXR_* variables (and, with `cpus`, confined to
+    those cores, as a container's CPU set would); returns once /health/live answers (and, with
+    `wait_ready`, once the default model is loaded). `tree`: the source tree whose code it runs (another
+    checkout, to compare revisions side by side)."""
     port = _free_port()
     env = {**os.environ, "CXR_DATABASE_URL": registry_url, "CXR_ARTIFACT_ROOT": str(root / "artifacts"),
            "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
@@ -79,7 +80,8 @@ def start(root: Path, registry_url: str, *, wait_ready: bool = True, tree: Path 
     with log_path.open("wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "cxr", "api"], cwd=tree, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT,
+                                   preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     server = Server(f"http://127.0.0.1:{port}", process, log_path, started)
     deadline = time.monotonic() + 120
     path = "/health/ready" if wait_ready else "/health/live"

@@ -1,4 +1,4 @@
-"""Registry commands: `cxr db upgrade|downgrade|current` and `cxr keys create|list|revoke`."""
+"""Registry commands: `cxr db upgrade|downgrade|current|wait` and `cxr keys create|list|revoke`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = db_sub.add_parser("current", help="print the registry's schema revision and the newest one")
     p.add_argument("--url")
     p.set_defaults(func=cmd_current)
+    p = db_sub.add_parser("wait", help="wait until the registry answers and is at the newest schema (a "
+                                       "container's init step while the migration runs elsewhere)")
+    p.add_argument("--url")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default 600)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between two looks (default 2)")
+    p.set_defaults(func=cmd_wait)
     register_keys(sub)
 
 
@@ -62,6 +68,34 @@ def cmd_current(args: argparse.Namespace) -> int:
     print(f"{_redact(url)}: schema at {current or 'base (empty)'}; newest {head}"
           + ("" if current == head else "  -> run `cxr db upgrade`"))
     return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry.migrate import head_revision, revision_of
+
+    url = _url(args)
+    head = head_revision(url)
+    deadline = time.monotonic() + args.timeout
+    said = ""
+    while True:
+        try:
+            current = revision_of(url)
+            state = f"schema at {current or 'base (empty)'}; waiting for {head} (`cxr db upgrade`)"
+        except SQLAlchemyError as exc:
+            current, state = None, f"unreachable ({type(exc).__name__}); waiting"
+        if current == head:
+            print(f"{_redact(url)}: schema at {head}")
+            return 0
+        if state != said:
+            print(f"{_redact(url)}: {state}", flush=True)
+            said = state
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {_redact(url)} not at schema {head} after {args.timeout:g} s ({state})")
+        time.sleep(args.interval)
 
 
 # --- keys ------------------------------------------------------------------------------------------

@@ -251,6 +251,8 @@ class ModelCache:
                 await self.refresh()
             except Exception:
                 log.exception("alias refresh failed; serving the models already loaded")
+            else:
+                self.metrics.alias_refreshes.inc()
 
     async def refresh(self) -> None:
         """Follow aliases that moved; load warm models that were missing at start-up."""

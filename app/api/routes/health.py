@@ -33,7 +33,12 @@ def live() -> Live:
 
 @router.get("/ready", response_model=Ready, responses={503: {"model": Ready}})
 def ready(state: StateDep) -> JSONResponse:
-    """Report whether the registry is reachable and its schema current (503 when not)."""
+    """Report whether the registry is reachable and its schema current (503 when not, or when draining)."""
+    # answered at once while draining: a proxy checks often, and this replica is going away
+    if state.drain.draining:
+        _, message = state.drain.status()
+        body = Ready(ready=False, checks={"not draining": False}, messages={"not draining": message})
+        return JSONResponse(body.model_dump(), status_code=503)
     checks: dict[str, bool] = {}
     messages: dict[str, str] = {}
     try:
