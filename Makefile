@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test install install-test system-deps tools bench lint clean
+.PHONY: run test install install-test system-deps checkov bench lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ $(TOOLS)/.stamp: Makefile
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip --disable-pip-version-check install -qq '$(CHECKOV)'
 	touch $@
-tools: $(TOOLS)/.stamp
+checkov: $(TOOLS)/.stamp
 
 # System packages the tests use, from Debian: Chromium for the browser tests (Playwright's own browser
 # download needs the internet), docker-compose to validate docker-compose.yml (no engine needed) and HAProxy,
@@ -47,7 +47,7 @@ run: install
 	$(PY) -m cxr bootstrap
 	$(PY) -m cxr serve
 
-test: install-test system-deps tools
+test: install-test system-deps checkov
 	$(PY) -m pytest
 
 lint: install-test
