@@ -123,16 +123,22 @@ def test_metrics_count_requests_by_route_template_and_time_models(
 
 
 def test_inference_does_not_block_the_event_loop(client: httpx.Client, samples_dir: Path, server) -> None:
-    """While CAMs of a large image keep both pool workers busy, liveness still answers at once."""
+    """While CAMs of a large image keep both pool workers busy, liveness still answers at once.
+
+    Judged against the CAMs' own duration, not a fixed time, so a busy machine slows both alike: a loop
+    blocked by CAM work would keep a liveness request waiting for a good part of a CAM (half of one on
+    average), while a free loop answers in a small fraction of it."""
     big = samples_dir / "person1951_bacteria_4882.jpeg"
 
-    def cam() -> int:
+    def cam() -> tuple[int, float]:
         with httpx.Client(base_url=server.url, timeout=120) as c:
-            return c.post(
+            start = time.perf_counter()
+            status = c.post(
                 "/gradcam",
                 params={"model": "zoo-densenet121", "method": "gradcam++"},
                 files=[_file(big, "image/jpeg")],
             ).status_code
+            return status, time.perf_counter() - start
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         busy = [pool.submit(cam) for _ in range(4)]
@@ -143,6 +149,7 @@ def test_inference_does_not_block_the_event_loop(client: httpx.Client, samples_d
             assert client.get("/health/live").status_code == 200
             latencies.append(time.perf_counter() - start)
             time.sleep(0.05)
-        assert [f.result() for f in busy] == [200] * 4
-    assert latencies and max(latencies) < 1.0, latencies  # a blocked loop would wait for whole CAMs
-    assert np.median(latencies) < 0.1, latencies
+        results = [f.result() for f in busy]
+    assert [status for status, _ in results] == [200] * 4
+    shortest_cam = min(seconds for _, seconds in results)
+    assert latencies and np.median(latencies) < shortest_cam / 20, (shortest_cam, latencies)
