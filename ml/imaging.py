@@ -48,8 +48,9 @@ MAX_SIDE = 65_535
 PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _INT16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-# Images up to STRIP_PIXELS convert in one piece (the 1024 px hot path), larger ones in pieces of
-# PIECE_PIXELS, so no float64 or RGB float copy of a large image ever exists (same values either way).
+# Images up to STRIP_PIXELS convert in one piece (the 1024 px hot path), larger ones in row strips of
+# about PIECE_PIXELS, so no float64 or RGB float copy of a large image ever exists. Gray values are the same
+# either way; a colour image's luminance (a BLAS product, blocked by length) may differ in the last bit.
 STRIP_PIXELS = 4_000_000
 PIECE_PIXELS = 2**19
 # Transfer syntaxes whose frames are JPEG or JPEG-LS, and JPEG 2000 (HTJ2K included)
@@ -174,17 +175,13 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 def _pieces(height: int, width: int) -> list[tuple[slice, slice]]:
-    """The whole image if it is small, else row strips (column tiles for very wide images) of at most
-    `PIECE_PIXELS` pixels each."""
+    """The whole image if it is small, else row strips of about `PIECE_PIXELS` pixels (at least one row:
+    `MAX_SIDE` keeps a row far smaller)."""
+    whole = slice(0, width)
     if height * width <= STRIP_PIXELS:
-        return [(slice(0, height), slice(0, width))]
-    cols = min(width, PIECE_PIXELS)
-    rows = max(1, PIECE_PIXELS // max(cols, 1))
-    return [
-        (slice(top, min(top + rows, height)), slice(left, min(left + cols, width)))
-        for top in range(0, height, rows)
-        for left in range(0, width, cols)
-    ]
+        return [(slice(0, height), whole)]
+    rows = max(1, PIECE_PIXELS // max(width, 1))
+    return [(slice(top, min(top + rows, height)), whole) for top in range(0, height, rows)]
 
 
 # -- Pillow formats ----------------------------------------------------------------------------------
@@ -447,6 +444,8 @@ def _decode_frame(ds: Dataset, info: ImageInfo, inp: _Input) -> tuple[np.ndarray
         )
     except (ValueError, EOFError) as exc:
         raise ImageError(f"{inp.name}: DICOM pixel data is truncated or corrupt ({exc})") from None
+    except (AttributeError, KeyError) as exc:  # pydicom: "Missing required element: (0028,0101) ..."
+        raise ImageError(f"{inp.name}: DICOM image attributes are missing or invalid ({exc})") from None
     except (NotImplementedError, RuntimeError) as exc:
         raise UnsupportedImageError(f"{inp.name}: cannot decode {info.transfer_syntax}: {exc}") from None
     return arr, arr.ndim == 3 and meta.get("photometric_interpretation") in ("YBR_FULL", "YBR_FULL_422")
