@@ -232,7 +232,11 @@ class _Walker:
         elif tag == _SAMPLES:
             self.attrs.samples = max(1, number)
         elif tag == _BITS:
-            self.attrs.bits_allocated = max(1, number)
+            if number not in (1, 8, 16, 32):  # what radiographs use: the inflation cap is derived from it
+                raise UnsupportedImageError(
+                    f"{self.name}: DICOM Bits Allocated of {number} is not supported (1, 8, 16 or 32)"
+                )
+            self.attrs.bits_allocated = number
 
 
 @dataclass

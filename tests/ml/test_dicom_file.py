@@ -192,3 +192,14 @@ def test_pixel_data_cut_short_is_reported_as_truncated() -> None:
 def test_multi_frame_colour_counts_frames_and_samples_in_the_limit() -> None:
     with pytest.raises(ImageTooLargeError, match=r"64x64x100 frames = 409,600 pixels"):
         split_dicom(bombs.deflated_dicom(64, 64, frames=100), name="x", max_pixels=100_000)
+
+
+def test_bits_allocated_outside_1_8_16_32_is_refused_before_inflating() -> None:
+    """The inflation cap is Rows x Columns x Bits Allocated: 65,535 bits a pixel would allow gigabytes."""
+    header = bombs.dx_header(64, 64)
+    header.BitsAllocated = 65535
+    out = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = bombs.encode_dataset(header) + bombs.element(0x7FE00010, b"OW", length=2**31)
+    deflated = out.compress(body) + out.flush()
+    with pytest.raises(UnsupportedImageError, match="Bits Allocated of 65535"):
+        read_image(bombs.file_meta(DeflatedExplicitVRLittleEndian) + deflated)
