@@ -110,8 +110,9 @@ def measure_one(path: Path, max_pixels: int) -> dict[str, float]:
     preprocess.resize(read_image(data, max_pixels=max_pixels))
     wall = time.perf_counter() - start
     end = os.times()
-    return {"bytes": len(data), "peak_mb": (status("VmHWM") - rss) / 2**20,
-            "cpu_s": end.user + end.system - cpu.user - cpu.system, "wall_s": wall}
+    seconds = (end.user - cpu.user) + (end.system - cpu.system)
+    return {"bytes": len(data), "peak_mb": (status("VmHWM") - rss) / 2**20, "cpu_s": round(max(0.0, seconds), 3),
+            "wall_s": wall}
 
 
 def main(argv: list[str] | None = None) -> int:
