@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,8 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from app.api.errors import install_error_handlers
+from app.api.access import AccessGate
+from app.api.errors import UnhandledErrors, install_error_handlers
+from app.api.headers import SecurityHeaders
 from app.api.limits import InFlightLimit, RequestBodyLimit
+from app.api.request_id import RequestIdMiddleware
 from app.api.routes import (
     audit,
     datasets,
@@ -19,12 +23,12 @@ from app.api.routes import (
     health,
     keys,
     metrics,
-    model_versions,
     models,
     predict,
     runs,
     training_jobs,
 )
+from app.drain import Drain
 from app.serving.metrics import MetricsMiddleware, ServiceMetrics
 from app.serving.predictor import Predictor
 from app.settings import AppSettings
@@ -43,32 +47,43 @@ the registry, and training and evaluation jobs run by Celery workers. **Not for 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
     settings = settings or AppSettings()
-    service_metrics = ServiceMetrics()
+    service_metrics = ServiceMetrics(replica_id=settings.replica_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState(settings=settings, db=Database(settings.database_url),
-                         artifacts=artifact_store(settings.artifact_root))
-        predictor = Predictor(settings=settings, db=state.db, artifacts=state.artifacts,
-                              metrics=service_metrics)
-        state.extras.update(metrics=service_metrics, predictor=predictor, tasks=TaskQueue(settings))
-        state.extras.setdefault("readiness_checks", {})["default model loaded"] = predictor.default_status
+        db, artifacts = Database(settings.database_url), artifact_store(settings.artifact_root)
+        predictor = Predictor(settings=settings, db=db, artifacts=artifacts, metrics=service_metrics)
+        state = AppState(settings=settings, db=db, artifacts=artifacts, metrics=service_metrics,
+                         predictor=predictor, tasks=TaskQueue(settings),
+                         drain=Drain(settings.drain_seconds),
+                         readiness_checks={"default model loaded": predictor.models.default_status})
+        drain = state.drain
         app.state.cxr = state
         await predictor.start()  # warms the default model; a missing one is reported by readiness
+        drain.install(asyncio.get_running_loop())  # from now on SIGTERM first drains (app/drain.py)
         try:
             yield
         finally:
+            drain.uninstall()
             await predictor.close()
-            state.extras["tasks"].close()
+            state.tasks.close()
             state.db.dispose()
 
     app = FastAPI(title="CXR service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
-    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes)  # every route, while read
-    app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)  # refused before any work
+    # The last added runs first: metrics see every answer, headers go on every answer, a key is checked
+    # before a body is read, bodies are bounded while read, then requests in flight are counted (keyed and
+    # anonymous apart), and a bug below answers JSON without dropping the connection.
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(InFlightLimit, max_anonymous=settings.max_in_flight, max_keyed=settings.max_in_flight_keyed)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes, timeout=settings.body_timeout_seconds,
+                       min_rate=settings.body_min_rate_bytes, grace=settings.body_rate_grace_seconds)
+    app.add_middleware(AccessGate, failed_key_limit=settings.failed_key_limit, open_predict=settings.open_predict)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the limits' refusals carry the id too
     install_error_handlers(app)
-    for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs, model_versions,
+    for module in (health, metrics, models, web, training_jobs, evaluation_jobs, datasets, runs,
                    keys, audit):
         app.include_router(summaries_from_docstrings(module.router))
     upload_limits = {"max_files": settings.max_files_per_request}

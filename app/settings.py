@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -15,6 +16,17 @@ class AppSettings(RegistrySettings):
     api_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (each loads its own models)")
     shutdown_grace_seconds: int = Field(
         30, ge=1, description="on SIGTERM, how long requests in flight may take to finish before the API exits"
+    )
+    # replicas behind a proxy (issue 22): see app/drain.py and deploy/haproxy/haproxy.cfg
+    drain_seconds: float = Field(
+        0.0, ge=0, le=300,
+        description="on SIGTERM, how long /health/ready answers 503 while requests are still served, so a "
+                    "proxy stops sending new ones before the API stops accepting (0: stop at once)"
+    )
+    replica_id: str = Field(
+        default_factory=socket.gethostname, min_length=1, max_length=128,
+        description="names this replica in /metrics (cxr_replica_info); default: the host name (a "
+                    "container's id, a pod's name)"
     )
     default_model: str = Field("pneumonia", description="model served when a request names none (its production alias)")
     warm_models: list[str] = Field(default_factory=list, description="more model references to load at start-up")
@@ -61,8 +73,30 @@ class AppSettings(RegistrySettings):
                           "with scope predict"
     )
     max_in_flight: int = Field(
-        64, ge=1, description="requests one API process handles at once; beyond it 503 with Retry-After at once"
+        64, ge=1, description="requests without a valid API key one API process handles at once; beyond it 503 "
+                              "with Retry-After at once"
     )
+    max_in_flight_keyed: int = Field(
+        32, ge=1, description="requests with a valid API key handled at once, counted apart from anonymous ones "
+                              "(so stalled anonymous uploads cannot crowd out keyed callers); health and metrics "
+                              "are never counted"
+    )
+    failed_key_limit: int = Field(
+        20, ge=1, description="wrong or revoked API keys one client address may present per minute; then 429 with "
+                              "Retry-After for any request that presents a key"
+    )
+    # slow clients: every phase of reading a request is bounded (see app.api.protocol and app.api.limits)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="largest request head (request line and "
+                                                                 "headers); beyond it 431")
+    max_headers: int = Field(100, ge=8, le=10_000, description="most header fields in a request; beyond it 431")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="time a request head may take to arrive "
+                                                                  "from its first byte; then 408")
+    body_timeout_seconds: float = Field(120.0, gt=0, description="time a request body may take to arrive in "
+                                                                 "all; then 408")
+    body_min_rate_bytes: int = Field(16 * 1024, ge=1, description="slowest average rate (bytes/s) a request "
+                                                                  "body may arrive at, after the grace below; "
+                                                                  "then 408")
+    body_rate_grace_seconds: float = Field(5.0, ge=0, description="time before the minimum body rate applies")
 
 
 class BootstrapSettings(RegistrySettings):

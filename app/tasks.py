@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends
 
-from app.api.deps import StateDep
 from registry.queue import TASK_FOR_KIND, celery_config
 from registry.settings import RegistrySettings
 
@@ -46,10 +43,3 @@ class TaskQueue:
 
     def close(self) -> None:
         self._celery.close()
-
-
-async def get_tasks(state: StateDep) -> TaskQueue:
-    return state.extras["tasks"]
-
-
-TasksDep = Annotated[TaskQueue, Depends(get_tasks)]

@@ -12,10 +12,10 @@ from functools import cached_property
 import torch
 
 from bench.common import REPO_ROOT
+from ml.checkpoint import build_checkpoint, load_checkpoint
 from ml.evaluation.metrics import probabilities
 from ml.inference import LoadedModel
 from ml.models import create_model
-from ml.training.checkpoint import build_checkpoint, load_checkpoint
 from ml.transforms import resolve_data_config
 
 

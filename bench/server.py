@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from bench.common import REPO_ROOT
-from ml.training.checkpoint import checkpoint_summary, load_checkpoint
+from ml.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.migrate import upgrade
@@ -66,9 +66,12 @@ class Server:
                 self.process.wait()
 
 
-def start(root: Path, registry_url: str, *, wait_ready: bool = True, **settings: Any) -> Server:
-    """`python -m cxr api` on a free port with `settings` as CXR_* variables; returns once /health/live
-    answers (and, with `wait_ready`, once the default model is loaded)."""
+def start(root: Path, registry_url: str, *, wait_ready: bool = True, tree: Path = REPO_ROOT,
+          cpus: set[int] | None = None, **settings: Any) -> Server:
+    """`python -m cxr api` on a free port with `settings` as CXR_* variables (and, with `cpus`, confined to
+    those cores, as a container's CPU set would); returns once /health/live answers (and, with
+    `wait_ready`, once the default model is loaded). `tree`: the source tree whose code it runs (another
+    checkout, to compare revisions side by side)."""
     port = _free_port()
     env = {**os.environ, "CXR_DATABASE_URL": registry_url, "CXR_ARTIFACT_ROOT": str(root / "artifacts"),
            "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
@@ -76,8 +79,9 @@ def start(root: Path, registry_url: str, *, wait_ready: bool = True, **settings:
     log_path = root / f"server-{port}.log"
     with log_path.open("wb") as log:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "cxr", "api"], cwd=REPO_ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "cxr", "api"], cwd=tree, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     server = Server(f"http://127.0.0.1:{port}", process, log_path, started)
     deadline = time.monotonic() + 120
     path = "/health/ready" if wait_ready else "/health/live"

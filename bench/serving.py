@@ -32,9 +32,9 @@ import torch
 from bench import server as srv
 from bench.common import REPO_ROOT, summarize
 from bench.models import BenchModel
+from ml.checkpoint import build_checkpoint, save_checkpoint
 from ml.imaging import read_image
 from ml.runtime import build_runtime
-from ml.training.checkpoint import build_checkpoint, save_checkpoint
 
 SAMPLE_PNG = REPO_ROOT / "data" / "samples" / "nih_cxr_1024.png"
 CLIENTS = 16
@@ -154,13 +154,14 @@ async def _load(url: str, png: bytes, seconds: float, clients: int = CLIENTS) ->
     return {"latencies": latencies, "errors": errors, "seconds": elapsed}
 
 
-def _interleaved_load(urls: dict[str, str], png: bytes, seconds: float, rounds: int) -> dict[str, Any]:
+def _interleaved_load(urls: dict[str, str], png: bytes, seconds: float, rounds: int,
+                      clients: int = CLIENTS) -> dict[str, Any]:
     """Load each server in turn for `seconds / rounds`, `rounds` times, so that both see the same changes in
     what else runs on the machine; req/s and latencies over all of each one's rounds."""
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in urls}
     for _ in range(rounds):
         for mode, url in urls.items():
-            runs[mode].append(asyncio.run(_load(url, png, seconds / rounds)))
+            runs[mode].append(asyncio.run(_load(url, png, seconds / rounds, clients)))
     out = {}
     for mode, parts in runs.items():
         latencies = [ms for p in parts for ms in p["latencies"]]

@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from ml.config import load_recipe
 from ml.errors import ConfigError
 
 
@@ -92,16 +92,6 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) and isinstance(
             merged.get(key), dict) else value
     return merged
-
-
-def load_recipe(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"recipe not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
 
 
 def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Registry commands: `cxr db upgrade|downgrade|current` and `cxr keys create|list|revoke`."""
+"""Registry commands: `cxr db upgrade|downgrade|current|wait` and `cxr keys create|list|revoke`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = db_sub.add_parser("current", help="print the registry's schema revision and the newest one")
     p.add_argument("--url")
     p.set_defaults(func=cmd_current)
+    p = db_sub.add_parser("wait", help="wait until the registry answers and is at the newest schema (a "
+                                       "container's init step while the migration runs elsewhere)")
+    p.add_argument("--url")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default 600)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between two looks (default 2)")
+    p.set_defaults(func=cmd_wait)
     register_keys(sub)
 
 
@@ -64,6 +70,34 @@ def cmd_current(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wait(args: argparse.Namespace) -> int:
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry.migrate import head_revision, revision_of
+
+    url = _url(args)
+    head = head_revision(url)
+    deadline = time.monotonic() + args.timeout
+    said = ""
+    while True:
+        try:
+            current = revision_of(url)
+            state = f"schema at {current or 'base (empty)'}; waiting for {head} (`cxr db upgrade`)"
+        except SQLAlchemyError as exc:
+            current, state = None, f"unreachable ({type(exc).__name__}); waiting"
+        if current == head:
+            print(f"{_redact(url)}: schema at {head}")
+            return 0
+        if state != said:
+            print(f"{_redact(url)}: {state}", flush=True)
+            said = state
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {_redact(url)} not at schema {head} after {args.timeout:g} s ({state})")
+        time.sleep(args.interval)
+
+
 # --- keys ------------------------------------------------------------------------------------------
 
 
@@ -106,7 +140,8 @@ def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from registry.keys import create_key, record_event
+    from registry.audit import record_event
+    from registry.keys import create_key
 
     scopes = [s.strip() for item in args.scope for s in item.split(",") if s.strip()]
     with _session(args) as session:
@@ -132,7 +167,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from registry.keys import record_event, revoke_key
+    from registry.audit import record_event
+    from registry.keys import revoke_key
 
     with _session(args) as session:
         record = revoke_key(session, name=args.name)

@@ -128,11 +128,20 @@ def _redact(url: str) -> str:
 # --- api ---------------------------------------------------------------------------------------
 
 
+# httptools with limits on the request head's size, header count and time (431 / 408; see app.api.protocol)
+HTTP_PROTOCOL = "app.api.protocol:LimitedHttpToolsProtocol"
+
+
 def api_argv(settings: AppSettings) -> list[str]:
-    """uvicorn's arguments from the API settings (the container command and `cxr serve` both use them)."""
+    """uvicorn's arguments from the API settings (the container command and `cxr serve` both use them); its
+    logging names each request's id (`app/logging.json`, `app.api.request_id`)."""
+    import app
+
+    log_config = Path(app.__file__).with_name("logging.json")
     return ["-m", "uvicorn", "--factory", "app.main:create_app", "--host", settings.host, "--port",
-            str(settings.port), "--workers", str(settings.api_workers),
-            "--timeout-graceful-shutdown", str(settings.shutdown_grace_seconds), "--no-server-header"]
+            str(settings.port), "--workers", str(settings.api_workers), "--http", HTTP_PROTOCOL,
+            "--timeout-graceful-shutdown", str(settings.shutdown_grace_seconds), "--no-server-header",
+            "--log-config", str(log_config)]
 
 
 # glibc malloc settings for the API process, read by glibc when a process starts (hence set for the exec

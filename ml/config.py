@@ -6,12 +6,18 @@ a stored checkpoint alike, with errors that name the field. Nothing here reads t
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ml.errors import ConfigError
 
+# Counts a caller may set are bounded where they are parsed: within a 32-bit signed integer, as the
+# registry's integer columns are, and seeds within what NumPy takes (torch takes more).
+MAX_COUNT = 2**31 - 1
+MAX_SEED = 2**32 - 1
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -74,11 +80,12 @@ class TrainParams(_Config):
     resize_mode: Literal["shorter", "squash"] = "shorter"
     crop_pct: float = Field(1.0, gt=0.5, le=1.0)
     augment: AugmentConfig = AugmentConfig()
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str | None = "test"
-    max_train_samples: int | None = Field(None, ge=1, description="cap on training rows (quick runs)")
-    max_eval_samples: int | None = Field(None, ge=1, description="cap on validation/test rows (quick runs)")
+    train_split: str = Field("train", max_length=50)
+    val_split: str = Field("val", max_length=50)
+    test_split: str | None = Field("test", max_length=50)
+    max_train_samples: int | None = Field(None, ge=1, le=MAX_COUNT, description="cap on training rows (quick runs)")
+    max_eval_samples: int | None = Field(None, ge=1, le=MAX_COUNT,
+                                         description="cap on validation/test rows (quick runs)")
     cache_images: bool = Field(True, description="keep preprocessed images in memory after the first epoch")
     # model
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -92,26 +99,26 @@ class TrainParams(_Config):
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     scheduler: Literal["plateau", "cosine", "none"] = "plateau"
     plateau_factor: float = Field(0.5, gt=0, lt=1)
-    plateau_patience: int = Field(5, ge=0)
+    plateau_patience: int = Field(5, ge=0, le=MAX_COUNT)
     loss: Literal["bce", "ce", "focal", "auto"] = Field("auto", description="auto: ce for multi-class, else bce")
     pos_weight: bool = Field(False, description="BCE positive-class weights from the training labels")
     focal_gamma: float = Field(2.0, ge=0, le=10)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     amp: Literal["auto", "off", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, off on CPU")
     accum_steps: int = Field(1, ge=1, le=1024, description="gradient accumulation steps")
-    freeze_epochs: int = Field(0, ge=0, description="epochs with the backbone frozen before unfreezing")
-    early_stopping_patience: int | None = Field(None, ge=1)
+    freeze_epochs: int = Field(0, ge=0, le=MAX_COUNT, description="epochs with the backbone frozen before unfreezing")
+    early_stopping_patience: int | None = Field(None, ge=1, le=MAX_COUNT)
     grad_clip: float | None = Field(None, gt=0)
     # runtime
     num_workers: int = Field(0, ge=0, le=64)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     threshold_policy: Literal["f1", "youden", "youden_mid"] = Field(
         "youden", description="per-label operating point chosen on validation data: max F1, max Youden J "
         "(prevalence-independent), or the middle of the cuts within 0.02 of the max J (robust to a "
         "nearly separable validation set)")
     tta: bool = Field(False, description="evaluate with horizontal-flip test-time augmentation")
-    cancel_check_every: int = Field(10, ge=1, description="steps between cancellation checks")
+    cancel_check_every: int = Field(10, ge=1, le=MAX_COUNT, description="steps between cancellation checks")
 
 
 class TrainConfig(_Config):
@@ -142,3 +149,14 @@ def format_validation_error(exc: Exception) -> str:
         where = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
         lines.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(lines) or str(exc)
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    """A training recipe (TOML) as a dict; `ConfigError` naming the file when it is missing or malformed."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"recipe not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

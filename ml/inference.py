@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ml.checkpoint import load_checkpoint, model_from_checkpoint
 from ml.config import DataConfig
 from ml.data.base import Task
 from ml.evaluation.metrics import probabilities
 from ml.models import CXRModel
-from ml.training.checkpoint import load_checkpoint, model_from_checkpoint
 from ml.transforms import Preprocess
 
 

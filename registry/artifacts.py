@@ -3,7 +3,8 @@
 `LocalArtifactStore` keeps files under a folder and names them `file:///abs/path`; workers on other
 hosts share that folder (a volume mounted at the same path). Another store (an object store, say)
 implements the same four methods for its own URI scheme. Reads can check the sha256 the registry
-recorded, so a corrupted or swapped file is refused rather than used.
+recorded, so a corrupted or swapped file is refused rather than used. Error messages name an artifact
+by its key inside the store, never by its absolute path: API answers quote them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from registry.errors import IntegrityFailure, NotFound
+from registry.paths import PathView
 
 
 class OutsideStore(IntegrityFailure, ValueError):
@@ -49,6 +51,11 @@ def _safe_key(key: str) -> PurePosixPath:
 class LocalArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        self._view = PathView([self.root])
+
+    def key_of(self, uri: str) -> str:
+        """How messages name an artifact: its key inside the store (a URI outside it: its last part)."""
+        return self._view.path(uri)
 
     def uri_for(self, key: str) -> str:
         return (self.root / _safe_key(key)).as_uri()
@@ -57,10 +64,10 @@ class LocalArtifactStore:
         """The local file of `uri`, which must lie inside this store."""
         parsed = urlparse(uri)
         if parsed.scheme != "file":
-            raise ValueError(f"not a local artifact URI: {uri}")
+            raise ValueError(f"not a local artifact URI: {self.key_of(uri)}")
         path = Path(unquote(parsed.path)).resolve()  # follows links: a link in the store may point elsewhere
         if not path.is_relative_to(self.root):
-            raise OutsideStore(f"artifact {uri} lies outside the store {self.root}: refused")
+            raise OutsideStore(f"artifact '{self.key_of(uri)}' lies outside the store: refused")
         return path
 
     def put_file(self, local: Path, key: str) -> StoredArtifact:
@@ -84,11 +91,11 @@ class LocalArtifactStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise NotFound(f"artifact {uri} is missing from the store") from None
+            raise NotFound(f"artifact '{self.key_of(uri)}' is missing from the store") from None
         if sha256 is not None:
             actual = hashlib.sha256(data).hexdigest()
             if actual != sha256:
-                raise IntegrityFailure(f"artifact {uri} has sha256 {actual[:12]}..., the registry recorded "
+                raise IntegrityFailure(f"artifact '{self.key_of(uri)}' has sha256 {actual[:12]}..., the registry recorded "
                                        f"{sha256[:12]}...: the file was changed or replaced")
         return data
 

@@ -124,7 +124,7 @@ def claim_job(session: Session, *, job_id: int, worker: str, device: str, lease_
         .where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
         .values(status=JobStatus.RUNNING, worker=worker, device=device, attempts=Job.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
-                started_at=func.coalesce(Job.started_at, now), error=None, updated_at=now)
+                started_at=func.coalesce(Job.started_at, now), error=None, error_code=None, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     row = _row(session, job_id, lock=True)
@@ -182,10 +182,12 @@ def finish_job(
     job_id: int,
     status: str,
     error: str | None = None,
+    error_code: str | None = None,
     result: dict[str, Any] | None = None,
     worker: str | None = None,
 ) -> JobRecord:
-    """End the job (and its run, if that is still open) as succeeded, failed or cancelled.
+    """End the job (and its run, if that is still open) as succeeded, failed or cancelled; a failure has
+    an `error_code` (short, stable) and an `error` message.
 
     With `worker`, Conflict unless that worker still holds the job: a worker whose lease was taken over
     must not overwrite the outcome of the one that took it.
@@ -193,16 +195,17 @@ def finish_job(
     row = _row(session, job_id, lock=True)
     if worker is not None:
         _check_holder(row, worker)
-    _finish(session, row, JobStatus(status), error)
+    _finish(session, row, JobStatus(status), error, error_code)
     if result is not None:
         row.result = result
     session.flush()
     return _record(session, row)
 
 
-def _finish(session: Session, row: Job, status: JobStatus, error: str | None) -> None:
+def _finish(session: Session, row: Job, status: JobStatus, error: str | None, error_code: str | None = None) -> None:
     now = utcnow()
     row.status, row.error, row.finished_at, row.lease_expires_at = status, error, now, None
+    row.error_code = (error_code or "failed") if error is not None else None
     run = session.scalars(select(Run).where(Run.job_id == row.id)).one_or_none()
     if run is not None and not run.status.finished:
         run.status, run.finished_at = status, now

@@ -1,4 +1,4 @@
-"""API keys and the audit log.
+"""API keys (the audit log that names them is `registry.audit`).
 
 A key is `cxr_` + 8 hex characters + `_` + a random secret. Only its sha256 is stored, with its first 12
 characters (the prefix) in clear to find the row and to name the key in listings; the plaintext is shown
@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.errors import Conflict, NotFound
-from registry.records import ApiKeyRecord, AuditRecord, to_record
-from registry.tables import ApiKey, AuditEvent, utcnow
+from registry.records import ApiKeyRecord, to_record
+from registry.tables import ApiKey, utcnow
 
 SCOPES = ("predict", "train", "admin")
 PREFIX_LENGTH = 12
@@ -100,23 +99,3 @@ def revoke_key(session: Session, *, name: str) -> ApiKeyRecord:
     row.revoked_at = utcnow()
     session.flush()
     return to_record(row, ApiKeyRecord)
-
-
-def record_event(session: Session, *, actor: str, action: str, target: str,
-                 details: dict[str, Any] | None = None) -> None:
-    """Add an audit event; it commits (or rolls back) with the change it describes."""
-    session.add(AuditEvent(actor=actor, action=action, target=target, details=details or {}))
-    session.flush()
-
-
-def list_events(session: Session, *, action: str | None = None, actor: str | None = None, limit: int = 100,
-                offset: int = 0) -> tuple[list[AuditRecord], int]:
-    """A page of events, newest first, and how many match."""
-    stmt = select(AuditEvent)
-    if action is not None:
-        stmt = stmt.where(AuditEvent.action == action)
-    if actor is not None:
-        stmt = stmt.where(AuditEvent.actor == actor)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(AuditEvent.id.desc()).limit(limit).offset(offset))
-    return [to_record(r, AuditRecord) for r in rows], total

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from registry.artifacts import LocalArtifactStore
-from registry.models import create_model_version, set_alias
 from registry.records import ModelVersionRecord
 from registry.runs import upsert_checkpoint
+from registry.versions import create_model_version, set_alias
 
 
 def publish_checkpoint(
@@ -30,7 +30,7 @@ def publish_checkpoint(
     description: str = "",
     alias: str | None = None,
 ) -> ModelVersionRecord:
-    """`summary` is `ml.training.checkpoint.checkpoint_summary(...)`; idempotent for a run."""
+    """`summary` is `ml.checkpoint.checkpoint_summary(...)`; idempotent for a run."""
     stored = store.put_file(local_path, key)
     ckpt = upsert_checkpoint(session, run_id=run_id, kind="final", uri=stored.uri, size_bytes=stored.size_bytes,
                              sha256=stored.sha256, epoch=summary.get("epoch"), metrics=summary.get("metrics"))

@@ -56,6 +56,7 @@ class JobRecord:
     step: int
     steps: int
     latest_metrics: dict[str, Any]
+    error_code: str | None
     error: str | None
     result: dict[str, Any]
     cancel_requested: bool

@@ -130,7 +130,8 @@ class Job(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     steps: Mapped[int] = mapped_column(Integer, default=0)
     latest_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(50))  # short and stable: dataset_error, internal_error
+    error: Mapped[str | None] = mapped_column(Text)  # for a person; no traceback (that is in the worker log)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # evaluation report summary
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # who runs it

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from registry.artifacts import LocalArtifactStore, artifact_store
 from registry.db import Database
+from registry.paths import PathView
 from worker.settings import WorkerSettings
 
 
@@ -23,6 +24,11 @@ class WorkerContext:
     def build(cls, settings: WorkerSettings) -> WorkerContext:
         return cls(settings, Database(settings.database_url), artifact_store(settings.artifact_root),
                    f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def paths(self) -> PathView:
+        """How job errors and published reports show server paths: relative to the data roots and store."""
+        return PathView([*self.settings.data_roots, self.store.root])
 
     def job_folder(self, job_id: int) -> tuple[str, Path]:
         """The job's artifact key and its local folder, in the store every worker shares: a worker that

@@ -11,9 +11,9 @@ import logging
 from ml.evaluation.evaluate import evaluate_checkpoint
 from registry.datasets import get_dataset
 from registry.jobs import finish_job
-from registry.models import get_model_version
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
+from registry.versions import get_model_version
 from worker.context import WorkerContext
 from worker.devices import expected_device
 from worker.lease import Lease
@@ -53,7 +53,7 @@ def evaluate(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
     summary["auroc"] = {name: c["auroc"] for name, c in split_report["per_class"].items()}
     result = {"model_version": version.ref, "dataset": dataset.name, "split": job.split, "metrics": summary}
     with ctx.db.session() as s:
-        record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder)
+        record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder, paths=ctx.paths)
         finish_run(s, run_id=run.id, status="succeeded",
                    report={"thresholds": report["thresholds"], "splits": {job.split: summary}})
         finish_job(s, job_id=job.id, status="succeeded", worker=ctx.name, result=result)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ml.training.checkpoint import load_checkpoint
+from ml.checkpoint import load_checkpoint
 from ml.training.reporter import Reporter
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database

@@ -2,20 +2,27 @@
 
 A task is safe to run twice: a finished job is a no-op, a job held by a live lease is a duplicate
 delivery (no-op), and a job whose lease lapsed is taken over (the work resumes from its checkpoint).
+
+A failed job records a short code and a message for its user (`describe`); the traceback goes to this
+worker's log only, and the message shows server paths relative to the data roots and artifact store,
+since anyone may read a job.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ml.errors import CXRError, TrainingCancelled
+from ml.errors import ConfigError, CXRError, DatasetError, ImageError, ModelError, TrainingCancelled
 from registry.artifacts import LocalArtifactStore
-from registry.errors import Conflict
+from registry.errors import Conflict, IntegrityFailure, NotFound
 from registry.jobs import Claim, claim_job, finish_job, hand_back
+from registry.paths import PathView
 from registry.records import JobRecord
 from registry.runs import record_artifact
 from worker.context import WorkerContext
@@ -43,7 +50,7 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
         return claim.claim.value
     job = claim.job
     log.info("job %d (%s %s): attempt %d on %s", job_id, job.kind, job.model, job.attempts, device)
-    status, error = "succeeded", None
+    status, failure = "succeeded", None
     with Lease(ctx.db, job_id=job_id, worker=ctx.name, lease_seconds=s.lease_seconds,
                interval=s.heartbeat_seconds) as lease:
         try:
@@ -54,7 +61,8 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
         except Exception as exc:  # any failure is recorded on the job for its user
             if not lease.lost.is_set():
                 log.exception("job %d failed", job_id)
-            status, error = "failed", describe(exc)
+            status = "failed"
+            failure = describe(exc, ctx.paths)
     if lease.lost.is_set():
         log.warning("job %d was taken over by another worker; this attempt stops without a result", job_id)
         return "lost"
@@ -71,7 +79,9 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
     if status != "succeeded":
         try:
             with ctx.db.session() as session:
-                finish_job(session, job_id=job_id, status=status, error=error, worker=ctx.name)
+                code, message = failure or (None, None)
+                finish_job(session, job_id=job_id, status=status, error=message, error_code=code,
+                           worker=ctx.name)
         except Conflict as exc:
             log.warning("job %d: %s", job_id, exc)
             return "lost"
@@ -79,21 +89,58 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
     return status
 
 
-def describe(exc: BaseException) -> str:
-    """One line a user can act on: library errors say it themselves, others carry their type."""
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return message if isinstance(exc, (CXRError, Conflict)) else f"{type(exc).__name__}: {message}"
+# library and registry errors say what is wrong themselves; their code names the kind of problem
+_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (DatasetError, "dataset_error"), (ConfigError, "invalid_config"), (ModelError, "model_error"),
+    (ImageError, "image_error"), (CXRError, "job_error"), (IntegrityFailure, "integrity_failure"),
+    (NotFound, "not_found"),
+)
+MAX_MESSAGE = 500
 
 
-def record_run_files(session: Session, store: LocalArtifactStore, *, run_id: int, key: str, folder: Path) -> list[str]:
-    """Record the run folder's reports and plots (JSON, JSON lines, PNG) as the run's artifacts."""
+def describe(exc: BaseException, paths: PathView) -> tuple[str, str]:
+    """A failure as (code, message) for the job's user: one line, no traceback, no server paths.
+
+    Errors the code raises on purpose keep their message; out-of-memory says what to change; anything
+    else is `internal_error` with only its type: its text may quote internals, and the log has it.
+    """
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            message = paths.text(" ".join(str(exc).split()) or type(exc).__name__)
+            return code, message if len(message) <= MAX_MESSAGE else f"{message[:MAX_MESSAGE]}..."
+    if isinstance(exc, Conflict):  # its text names the workers involved
+        return "conflict", "another worker took the job over, or it changed while this one ran"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.cuda's
+        return "out_of_memory", "the worker ran out of memory: try a smaller batch_size or input_size"
+    return "internal_error", f"the worker failed unexpectedly ({type(exc).__name__}); its log has the details"
+
+
+def record_run_files(session: Session, store: LocalArtifactStore, *, run_id: int, key: str, folder: Path,
+                     paths: PathView) -> list[str]:
+    """Record the run folder's reports and plots (JSON, JSON lines, PNG) as the run's artifacts.
+
+    Anyone may download them, so the JSON reports first have their server paths (the data root, the
+    checkpoint evaluated) rewritten relative to the data roots and store; the run row keeps the real ones.
+    """
     names = []
     for path in sorted(folder.iterdir()):
         media_type = MEDIA_TYPES.get(path.suffix)
         if media_type is None or not path.is_file():
             continue
+        if path.suffix == ".json":
+            _show_paths(path, paths)
         stored = store.put_file(path, f"{key}/{path.name}")
         record_artifact(session, run_id=run_id, name=path.name, uri=stored.uri, media_type=media_type,
                         size_bytes=stored.size_bytes, sha256=stored.sha256)
         names.append(path.name)
     return names
+
+
+def _show_paths(path: Path, paths: PathView) -> None:
+    """Rewrite a JSON file with its path strings shown by `paths` (atomically; untouched if none)."""
+    data = json.loads(path.read_text())
+    public = paths.value(data)
+    if public != data:
+        tmp = path.with_name(f".{path.name}.public")
+        tmp.write_text(json.dumps(public, indent=2) + "\n")
+        os.replace(tmp, path)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ml.checkpoint import checkpoint_summary, load_checkpoint
 from ml.config import TrainConfig
-from ml.training.checkpoint import checkpoint_summary, load_checkpoint
 from ml.training.loop import fit
 from registry.datasets import get_dataset
 from registry.jobs import finish_job
-from registry.models import default_model_name
 from registry.publish import publish_checkpoint
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
+from registry.versions import default_model_name
 from worker.context import WorkerContext
 from worker.devices import expected_device
 from worker.lease import Lease
@@ -50,7 +50,7 @@ def train(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
     summary = checkpoint_summary(load_checkpoint(result.model_path))
     name = job.register_as or default_model_name(dataset.name, job.model)
     with ctx.db.session() as s:
-        record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder)
+        record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder, paths=ctx.paths)
         version = publish_checkpoint(s, ctx.store, local_path=result.model_path, key=f"{key}/model.pt", name=name,
                                      summary=summary, run_id=run.id, dataset_id=dataset.id,
                                      description=f"{job.model} trained on {dataset.name} by job {job.id}")

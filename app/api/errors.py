@@ -1,5 +1,6 @@
 """Every error leaves as JSON `{"error": code, "message": text, "details": [...]}` with a 4xx status
-that says what is wrong; registry and library errors map to their statuses here, once."""
+that says what is wrong; the domain errors of the services, serving, the registry and the library map to
+their statuses here, once. (`ApiError` is for routes and the HTTP layer only.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.services.errors import JobNotSent, ServiceError
 from app.serving.errors import ServingError
 from registry.errors import Conflict, IntegrityFailure, NotFound
 
@@ -63,8 +66,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+                413: "too_large"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(ServingError)
@@ -72,6 +75,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status >= 409:
             log.info("refused (%s): %s", exc.code, exc)
         return error_response(exc.status, exc.code, str(exc), headers=exc.headers)
+
+    @app.exception_handler(ServiceError)
+    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
+        if isinstance(exc, JobNotSent):  # saved, not sent: say when to look again and where the job is
+            return error_response(503, exc.code, exc.message, details=exc.details,
+                                  headers={"Retry-After": str(exc.retry_after), "Location": exc.location})
+        return error_response(422, exc.code, exc.message, details=exc.details)  # the request's content is wrong
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -92,3 +102,33 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _integrity(_: Request, exc: IntegrityFailure) -> JSONResponse:
         log.error("artifact integrity failure: %s", exc)
         return error_response(409, "integrity_failure", str(exc))
+
+
+class UnhandledErrors:
+    """The last net under the routes: an exception no handler above claimed is logged with its traceback and
+    answered 500 with the JSON error body, and the connection stays open. (Starlette's own net answers plain
+    text and re-raises, and uvicorn then closes a keep-alive connection.) Input errors never get here: they
+    are mapped to 4xx above; this is for our own bugs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:  # part of a response is out: nothing sound can follow it on this connection
+                raise
+            await error_response(500, "internal_error", "the service failed to answer this request; the error "
+                                 "is logged")(scope, receive, send)

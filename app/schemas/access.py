@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.models import NAME_PATTERN
+from app.schemas.text import CallerText
 from registry.records import MAX_INT, ApiKeyRecord, AuditRecord
+from registry.versions import NAME_PATTERN
 
 Scope = Literal["predict", "train", "admin"]
 
@@ -18,7 +19,7 @@ _EXAMPLE_EVENT = {"id": 12, "at": "2026-01-05T10:00:00Z", "actor": "ci-trainer",
                   "target": "/training-jobs/7", "details": {"kind": "train", "model": "simple_cnn"}}
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(CallerText):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "ci-trainer", "scopes": ["train"]}]})
 
@@ -79,7 +80,7 @@ class AuditList(BaseModel):
     offset: int
 
 
-class AuditPage(BaseModel):
+class AuditPage(CallerText):
     """Query parameters of the audit log."""
 
     action: str | None = Field(None, max_length=50, description="only events of this action")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.text import CallerText
 from ml.config import TrainParams
-from registry.models import NAME_PATTERN
 from registry.records import MAX_INT, JobRecord
+from registry.versions import NAME_PATTERN
+
+if TYPE_CHECKING:
+    from app.schemas.viewer import Viewer
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -18,7 +22,7 @@ _EXAMPLE_JOB: dict[str, Any] = {
     "register_as": "pneumoniamnist-simple_cnn", "params": {"epochs": 3, "batch_size": 64},
     "progress": {"epoch": 1, "epochs": 3, "step": 20, "steps": 73, "fraction": 0.42},
     "latest_metrics": {"train": {"loss": 0.31}, "val": {"loss": 0.28, "mean_auroc": 0.95}},
-    "error": None, "worker": "host:4242", "device": "cpu", "attempts": 1, "cancel_requested": False,
+    "error_code": None, "error": None, "worker": None, "device": "cpu", "attempts": 1, "cancel_requested": False,
     "created_at": "2026-01-05T10:00:00Z", "started_at": "2026-01-05T10:00:01Z", "finished_at": None,
     "run_id": 7, "model_version": None, "split": None, "result": {},
 }
@@ -61,8 +65,13 @@ class Job(BaseModel):
     params: dict[str, Any] = Field(description="the parameters as submitted (defaults apply to the rest)")
     progress: Progress
     latest_metrics: dict[str, Any] = Field(description="the last finished epoch's metrics per split")
-    error: str | None
-    worker: str | None = Field(description="the worker process holding (or that last held) the job")
+    error_code: str | None = Field(
+        None, description="why it failed, as a short stable code: dataset_error, invalid_config, model_error, "
+                          "image_error, job_error, integrity_failure, not_found, conflict, out_of_memory, "
+                          "internal_error")
+    error: str | None = Field(description="why it failed, for a person (the traceback is in the worker's log)")
+    worker: str | None = Field(description="the worker process holding (or that last held) the job, as host:pid; "
+                                           "shown to admin keys only")
     device: str | None = Field(description="the device it runs on: cpu, or cuda with the GPU's name")
     attempts: int = Field(description="deliveries that started it; more than one after a worker was lost")
     cancel_requested: bool
@@ -76,12 +85,13 @@ class Job(BaseModel):
     result: dict[str, Any] = Field(default_factory=dict, description="headline results once it succeeded")
 
     @classmethod
-    def of(cls, job: JobRecord) -> Job:
+    def of(cls, job: JobRecord, viewer: Viewer) -> Job:
         version = job.model_version
         return cls(
             id=job.id, kind=job.kind, status=job.status, model=job.model, dataset=job.dataset_name,  # type: ignore[arg-type]
-            register_as=job.register_as, params=job.params, progress=Progress.of(job),
-            latest_metrics=job.latest_metrics, error=job.error, worker=job.worker, device=job.device,
+            register_as=job.register_as, params=viewer.value(job.params), progress=Progress.of(job),
+            latest_metrics=job.latest_metrics, error_code=job.error_code, error=viewer.text(job.error) if job.error else None,
+            worker=viewer.worker(job.worker), device=job.device,
             attempts=job.attempts, cancel_requested=job.cancel_requested, created_at=job.created_at,
             started_at=job.started_at, finished_at=job.finished_at, run_id=job.run_id,
             model_version=VersionRef(name=version.name, version=version.version) if version else None,
@@ -99,7 +109,7 @@ class JobList(BaseModel):
     offset: int
 
 
-class JobPage(BaseModel):
+class JobPage(CallerText):
     """Query parameters of a job list."""
 
     status: JobStatus | None = Field(None, description="only jobs with this status")
@@ -107,15 +117,15 @@ class JobPage(BaseModel):
     offset: int = Field(0, ge=0, le=MAX_INT)
 
 
-class TrainingJobRequest(BaseModel):
+class TrainingJobRequest(CallerText):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"model": "simple_cnn", "dataset": "pneumoniamnist", "params": {"epochs": 3, "batch_size": 64}},
         {"model": "densenet121", "dataset": "chestmnist-nih1000", "params": {"epochs": 10, "lr": 3e-4},
          "register_as": "chest14"},
     ]})
 
-    model: str = Field(description="architecture, one of GET /models' architectures (e.g. simple_cnn)")
-    dataset: str = Field(description="a registered dataset's name (GET /datasets)")
+    model: str = Field(max_length=100, description="architecture, one of GET /models' architectures (e.g. simple_cnn)")
+    dataset: str = Field(pattern=f"^{NAME_PATTERN}$", description="a registered dataset's name (GET /datasets)")
     params: TrainParams = Field(default_factory=TrainParams, description="training parameters")
     register_as: str | None = Field(
         None, pattern=f"^{NAME_PATTERN}$",
@@ -127,19 +137,20 @@ class EvaluationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(128, ge=1, le=4096)
-    max_samples: int | None = Field(None, ge=1, description="evaluate only this many rows (quick checks)")
+    max_samples: int | None = Field(None, ge=1, le=MAX_INT, description="evaluate only this many rows (quick checks)")
     tta: bool = Field(False, description="average with the mirrored image")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class EvaluationJobRequest(BaseModel):
+class EvaluationJobRequest(CallerText):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"model": "pneumonia@production", "dataset": "pneumoniamnist", "split": "test"},
         {"model": "pneumoniamnist-simple_cnn:2", "dataset": "pneumoniamnist", "split": "val",
          "params": {"tta": True, "max_samples": 200}},
     ]})
 
-    model: str = Field(description="model reference: name (its production alias), name@alias or name:version")
-    dataset: str = Field(description="a registered dataset's name with the model's labels")
-    split: str = Field("test", description="the dataset split to evaluate on")
+    model: str = Field(max_length=210,
+                       description="model reference: name (its production alias), name@alias or name:version")
+    dataset: str = Field(pattern=f"^{NAME_PATTERN}$", description="a registered dataset's name with the model's labels")
+    split: str = Field("test", max_length=50, description="the dataset split to evaluate on")
     params: EvaluationParams = Field(default_factory=EvaluationParams)

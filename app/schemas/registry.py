@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.serving import ServingInfo
-from registry.models import NAME_PATTERN
+from app.schemas.text import CallerText
 from registry.records import (
     MAX_INT,
     ArtifactRecord,
@@ -17,9 +17,15 @@ from registry.records import (
     MetricRecord,
     ModelVersionRecord,
 )
+from registry.versions import NAME_PATTERN
+
+if TYPE_CHECKING:
+    from app.schemas.viewer import Viewer
+
+_RELATIVE = " (relative to its data root; absolute for admin keys)"
 
 
-class DatasetRequest(BaseModel):
+class DatasetRequest(CallerText):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "pneumoniamnist", "kind": "pneumoniamnist", "path": "pneumoniamnist/pneumoniamnist.npz"},
         {"name": "kermany", "kind": "folder", "path": "kermany-sample",
@@ -28,17 +34,23 @@ class DatasetRequest(BaseModel):
     ]})
 
     name: str = Field(pattern=f"^{NAME_PATTERN}$", description="the name jobs refer to it by")
-    kind: str = Field(description="the dataset adapter (e.g. pneumoniamnist, chestmnist, folder, nih, chexpert)")
-    path: str = Field(description="a file or folder inside a configured data root, relative to it (or absolute)")
-    options: dict[str, Any] = Field(default_factory=dict, description="the adapter's options")
-    description: str = ""
+    kind: str = Field(max_length=100,
+                      description="the dataset adapter (e.g. pneumoniamnist, chestmnist, folder, nih, chexpert)")
+    path: str = Field(max_length=4096,
+                      description="a file or folder inside a configured data root, relative to it (or absolute)")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the adapter's options (`cxr datasets` lists the adapters); unknown keys and wrong types "
+                    "are refused. Options naming a file (MedMNIST `file`, NIH `csv` and `split_dir`) are "
+                    "relative to `path`'s folder or absolute, and must lie inside a data root like `path`.")
+    description: str = Field("", max_length=2000)
 
 
 _EXAMPLE_DATASET = {
-    "id": 1, "name": "pneumoniamnist", "kind": "pneumoniamnist", "location": "/srv/data/pneumoniamnist.npz",
+    "id": 1, "name": "pneumoniamnist", "kind": "pneumoniamnist", "location": "pneumoniamnist/pneumoniamnist.npz",
     "options": {}, "labels": ["Pneumonia"], "task": "binary", "splits": {"train": 4708, "val": 524, "test": 624},
     "description": "PneumoniaMNIST 28 px", "created_at": "2026-01-05T10:00:00Z"}
-_EXAMPLE_CHECKPOINT = {"kind": "final", "uri": "file:///srv/artifacts/runs/7/model.pt", "size_bytes": 382119,
+_EXAMPLE_CHECKPOINT = {"kind": "final", "uri": "runs/7/model.pt", "size_bytes": 382119,
                        "sha256": "9f2c...", "epoch": 1}
 _EXAMPLE_VERSION = {
     "name": "pneumonia", "version": 2, "architecture": "simple_cnn", "aliases": ["production"],
@@ -53,8 +65,8 @@ class Dataset(BaseModel):
     id: int
     name: str
     kind: str
-    location: str
-    options: dict[str, Any]
+    location: str = Field(description="the file or folder it was registered with" + _RELATIVE)
+    options: dict[str, Any] = Field(description="the adapter's options; paths in them" + _RELATIVE)
     labels: list[str]
     task: str
     splits: dict[str, int] = Field(description="rows per split")
@@ -62,8 +74,10 @@ class Dataset(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, record: DatasetRecord) -> Dataset:
-        return cls.model_validate(record, from_attributes=True)
+    def of(cls, record: DatasetRecord, viewer: Viewer) -> Dataset:
+        return cls(id=record.id, name=record.name, kind=record.kind, location=viewer.location(record.location),
+                   options=viewer.value(record.options), labels=list(record.labels), task=record.task,
+                   splits=record.splits, description=record.description, created_at=record.created_at)
 
 
 class DatasetList(BaseModel):
@@ -79,14 +93,16 @@ class MetricPoint(BaseModel):
 
 class Checkpoint(BaseModel):
     kind: str = Field(description="last, best or final")
-    uri: str
+    uri: str = Field(description="where it is stored: its key in the artifact store (the file:// URI for admin "
+                                 "keys)")
     size_bytes: int
     sha256: str
     epoch: int | None
 
     @classmethod
-    def of(cls, record: CheckpointRecord) -> Checkpoint:
-        return cls.model_validate(record, from_attributes=True)
+    def of(cls, record: CheckpointRecord, viewer: Viewer) -> Checkpoint:
+        return cls(kind=record.kind, uri=viewer.uri(record.uri), size_bytes=record.size_bytes, sha256=record.sha256,
+                   epoch=record.epoch)
 
 
 class Artifact(BaseModel):
@@ -119,7 +135,7 @@ class Run(BaseModel):
     dataset: str
     status: str
     device: str | None
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(description="what the run was given; paths in it" + _RELATIVE)
     best_epoch: int | None
     resumed_from_epoch: int | None = Field(description="set when a later delivery resumed the run from a checkpoint")
     report: dict[str, Any] = Field(description="headline evaluation metrics and thresholds")
@@ -155,12 +171,12 @@ class ModelVersion(BaseModel):
     serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded for serving")
 
     @classmethod
-    def of(cls, record: ModelVersionRecord, serving: ServingInfo | None = None) -> ModelVersion:
+    def of(cls, record: ModelVersionRecord, viewer: Viewer, serving: ServingInfo | None = None) -> ModelVersion:
         return cls(name=record.name, version=record.version, architecture=record.architecture,
                    aliases=list(record.aliases), labels=record.labels, task=record.task,
                    thresholds=record.thresholds, metrics=record.metrics, run_id=record.run_id,
                    description=record.description, created_at=record.created_at,
-                   checkpoint=Checkpoint.of(record.checkpoint) if record.checkpoint else None,
+                   checkpoint=Checkpoint.of(record.checkpoint, viewer) if record.checkpoint else None,
                    serving=serving)
 
 
@@ -170,7 +186,7 @@ class ModelVersionList(BaseModel):
     items: list[ModelVersion]
 
 
-class AliasRequest(BaseModel):
+class AliasRequest(CallerText):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
 
     version: int = Field(ge=1, le=MAX_INT, description="the version the alias should point at")

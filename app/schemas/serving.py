@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 from registry.records import ModelVersionRecord
 
 if TYPE_CHECKING:
-    from app.serving.predictor import ServedModel
+    from collections.abc import Callable
+
+    from app.serving.served import ServedModel
 
 _PROBS = {"Atelectasis": 0.081, "Effusion": 0.642, "Pneumonia": 0.377}
 _THRESHOLDS = {"Atelectasis": 0.31, "Effusion": 0.42, "Pneumonia": 0.29}
@@ -137,21 +139,22 @@ class ServingInfo(BaseModel):
                         "runtime was refused, if it was")
 
     @classmethod
-    def of(cls, served: ServedModel) -> ServingInfo:
+    def of(cls, served: ServedModel, show: Callable[[str], str] = str) -> ServingInfo:
+        """`show` rewrites the free-text messages (which quote exceptions) for the caller."""
         runtime, batcher = served.runtime_info, served.batcher
         stats = batcher.stats if batcher else None
         return cls(
             runtime=runtime.name,
             runtime_state=runtime.state,
             runtime_trials=[RuntimeTrial.model_validate(t) for t in runtime.trials or []],
-            runtime_message=runtime.message,
+            runtime_message=show(runtime.message),
             batch_max_size=batcher.max_size if batcher else 1,
             batches=stats.batches if stats else 0,
             images=stats.images if stats else 0,
             refused=stats.refused if stats else 0,
             gradcam_path=served.cam_info.path,
             gradcam_trunk_runtime=served.cam_info.trunk_runtime,
-            gradcam_message=served.cam_info.message,
+            gradcam_message=show(served.cam_info.message),
         )
 
 

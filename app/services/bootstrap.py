@@ -10,16 +10,17 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.api.errors import ApiError
 from app.services.datasets import register_dataset
-from ml.training.checkpoint import checkpoint_summary, load_checkpoint
+from app.services.errors import ServiceError
+from ml.checkpoint import checkpoint_summary, load_checkpoint
 from registry.artifacts import LocalArtifactStore, sha256_file
+from registry.audit import record_event
 from registry.datasets import find_dataset
 from registry.errors import NotFound
-from registry.keys import active_admin_keys, create_key, ensure_key, record_event
-from registry.models import DEFAULT_ALIAS, list_versions, resolve
+from registry.keys import active_admin_keys, create_key, ensure_key
 from registry.publish import publish_checkpoint
 from registry.settings import REPO_ROOT
+from registry.versions import DEFAULT_ALIAS, list_versions, resolve
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def register_shipped_datasets(session: Session, manifest: Path, data_roots: list
             register_dataset(session, name=name, kind=entry["kind"], path=str(manifest.parent / entry["path"]),
                              options=entry.get("options", {}), description=entry.get("description", ""),
                              data_roots=data_roots)
-        except ApiError as exc:
+        except ServiceError as exc:
             lines.append(f"dataset {name}: skipped, {exc.message}")
             continue
         session.commit()

@@ -6,19 +6,23 @@ if the broker is down the answer is 503 and the row stays queued and unsent, for
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.orm import Session
 
-from app.api.errors import ApiError
 from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage, TrainingJobRequest
-from app.services import invalid
+from app.services.errors import InvalidField, JobNotSent
 from app.tasks import QueueUnavailable, TaskQueue
 from ml.models import list_models
+from registry.audit import record_event
 from registry.datasets import find_dataset, list_datasets
 from registry.errors import NotFound
 from registry.jobs import create_job, get_job, list_jobs, request_cancel, set_task_id
-from registry.keys import record_event
-from registry.models import default_model_name, list_versions, resolve
 from registry.records import DatasetRecord, JobRecord
+from registry.versions import default_model_name, list_versions, resolve
+
+if TYPE_CHECKING:
+    from app.schemas.viewer import Viewer
 
 JOB_PATHS = {"train": "/training-jobs", "evaluate": "/evaluation-jobs"}
 
@@ -29,21 +33,21 @@ def job_location(job: JobRecord) -> str:
 
 def submit_training(session: Session, tasks: TaskQueue, request: TrainingJobRequest, *, actor: str) -> JobRecord:
     if request.model not in list_models():
-        raise invalid("model", f"unknown model '{request.model}'; known: {', '.join(list_models())}")
+        raise InvalidField("model", f"unknown model '{request.model}'; known: {', '.join(list_models())}")
     dataset = _dataset(session, request.dataset)
     p = request.params
     if p.pretrained_path is not None:
-        raise invalid("params.pretrained_path", "cannot be set through the API: workers read pretrained weights "
+        raise InvalidField("params.pretrained_path", "cannot be set through the API: workers read pretrained weights "
                                                 "from their own cache (set pretrained: true)")
     for field in ("train_split", "val_split"):
         split = getattr(p, field)
         if split not in dataset.splits:
-            raise invalid(f"params.{field}", f"dataset '{dataset.name}' has no split '{split}' "
+            raise InvalidField(f"params.{field}", f"dataset '{dataset.name}' has no split '{split}' "
                                              f"(splits: {', '.join(dataset.splits)})")
     name = request.register_as or default_model_name(dataset.name, request.model)
     versions = list_versions(session, name=name)
     if versions and versions[-1].labels != dataset.labels:
-        raise invalid("register_as", f"model '{name}' predicts {versions[-1].labels}, dataset '{dataset.name}' has "
+        raise InvalidField("register_as", f"model '{name}' predicts {versions[-1].labels}, dataset '{dataset.name}' has "
                                      f"{dataset.labels}: choose another name")
     job = create_job(session, kind="train", model=request.model, dataset_id=dataset.id,
                      params=p.model_dump(mode="json", exclude_unset=True), register_as=name, epochs=p.epochs,
@@ -56,13 +60,13 @@ def submit_evaluation(session: Session, tasks: TaskQueue, request: EvaluationJob
     try:
         version = resolve(session, request.model)
     except (ValueError, NotFound) as exc:
-        raise invalid("model", str(exc)) from None
+        raise InvalidField("model", str(exc)) from None
     dataset = _dataset(session, request.dataset)
     if request.split not in dataset.splits:
-        raise invalid("split", f"dataset '{dataset.name}' has no split '{request.split}' "
+        raise InvalidField("split", f"dataset '{dataset.name}' has no split '{request.split}' "
                                f"(splits: {', '.join(dataset.splits)})")
     if dataset.labels != version.labels:
-        raise invalid("dataset", f"dataset '{dataset.name}' has labels {dataset.labels}, model {version.ref} "
+        raise InvalidField("dataset", f"dataset '{dataset.name}' has labels {dataset.labels}, model {version.ref} "
                                  f"predicts {version.labels}")
     job = create_job(session, kind="evaluate", model=version.ref, dataset_id=dataset.id,
                      params=request.params.model_dump(mode="json", exclude_unset=True), model_version_id=version.id,
@@ -74,7 +78,7 @@ def _dataset(session: Session, name: str) -> DatasetRecord:
     dataset = find_dataset(session, name=name)
     if dataset is None:
         known = ", ".join(d.name for d in list_datasets(session)) or "none (POST /datasets)"
-        raise invalid("dataset", f"no dataset named '{name}' is registered; known: {known}")
+        raise InvalidField("dataset", f"no dataset named '{name}' is registered; known: {known}")
     return dataset
 
 
@@ -92,17 +96,16 @@ def _send(session: Session, tasks: TaskQueue, job: JobRecord) -> JobRecord:
     try:
         task_id = tasks.send(job.kind, job.id)
     except QueueUnavailable as exc:
-        raise ApiError(
-            503, "queue_unavailable",
+        raise JobNotSent(
             f"the task queue is unreachable ({exc}); job {job.id} is saved as queued and will be sent "
             "automatically when the queue is back: do not submit it again",
-            headers={"Retry-After": "30", "Location": job_location(job)}, details=[{"job_id": job.id}],
+            job_id=job.id, location=job_location(job),
         ) from None
     set_task_id(session, job_id=job.id, task_id=task_id)
     session.commit()
     return get_job(session, job_id=job.id)
 
 
-def list_page(session: Session, *, kind: str, page: JobPage) -> JobList:
+def list_page(session: Session, *, kind: str, page: JobPage, viewer: Viewer) -> JobList:
     jobs, total = list_jobs(session, kind=kind, status=page.status, limit=page.limit, offset=page.offset)
-    return JobList(items=[Job.of(j) for j in jobs], total=total, limit=page.limit, offset=page.offset)
+    return JobList(items=[Job.of(j, viewer) for j in jobs], total=total, limit=page.limit, offset=page.offset)

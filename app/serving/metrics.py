@@ -1,22 +1,27 @@
 """The service's Prometheus metrics, in a registry of its own per app (tests build several apps).
 
 HTTP requests are counted and timed by route template (`/models/{name}/versions`, never the raw path, so
-the label set stays small); model loads and inference are timed by model name.
+the label set stays small); model loads and inference are timed by model name. `cxr_replica_info` names
+the replica (and its process) that answered a scrape, so series from replicas behind one proxy can be told
+apart and joined on.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class ServiceMetrics:
-    def __init__(self) -> None:
+    def __init__(self, replica_id: str = "") -> None:
         self.registry = r = CollectorRegistry()
+        Info("cxr_replica", "the API replica and process that answered", registry=r).info(
+            {"replica": replica_id, "pid": str(os.getpid())})
 
         def seconds(name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
             return Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=r)
@@ -36,6 +41,8 @@ class ServiceMetrics:
         self.decode = seconds("cxr_decode_seconds", "decoding and resizing one upload")
         self.models_loaded = Gauge("cxr_models_loaded", "model versions held in memory", registry=r)
         self.pool_pending = Gauge("cxr_inference_pending", "pool work queued or running", registry=r)
+        self.alias_refreshes = Counter("cxr_alias_refreshes", "alias re-reads completed (every "
+                                       "alias_refresh_seconds)", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,22 @@ import pandas as pd
 from ml.errors import DatasetError
 
 METADATA_COLUMNS = ("split", "patient_id", "view", "age", "sex")
+
+
+class NamesPath:
+    """Marks an adapter option that names a file or folder (`DataPath`).
+
+    A service that registers datasets for others finds these options in the adapter's signature and
+    holds them to its data roots exactly as it holds the dataset's own path, then hands the adapter the
+    real path it checked.
+    """
+
+    def __repr__(self) -> str:
+        return "NamesPath()"
+
+
+# An option naming a file or folder: absolute, or relative to the dataset's own folder (`root`).
+DataPath = Annotated[str | Path, NamesPath()]
 
 
 class Task(str, enum.Enum):

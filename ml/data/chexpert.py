@@ -6,19 +6,19 @@ report). Uncertain values follow `uncertainty=` (Irvin et al. 2019): "ones" (U-O
 "zero" (the usual convention: a finding the report does not mention is taken as absent; the default) or
 "nan" (unknown). `valid.csv` rows form the `test` split (the official validation set is the usual test
 set); `train.csv` rows are cut into train/val by patient. Paths in the CSVs start with the dataset
-folder (`CheXpert-v1.0-small/train/patient00001/...`) and are resolved from `root` or its parent.
+folder (`CheXpert-v1.0-small/train/patient00001/...`) and are resolved inside the folder holding the CSVs
+(whatever its name); a Path that is absolute or climbs out with `..` is never read.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
-from ml.data import register_dataset
 from ml.data._util import (
     choose,
     drop_rows,
@@ -29,6 +29,7 @@ from ml.data._util import (
     select_names,
 )
 from ml.data.base import CXRDataset, FileImages, Task
+from ml.data.factory import register_dataset
 from ml.data.splits import patient_split
 from ml.errors import DatasetError
 
@@ -131,21 +132,24 @@ def _csv_dir(root: Path) -> Path:
 
 
 def _resolve_paths(rel: pd.Series, csv_dir: Path) -> pd.Series:
-    """Absolute image paths (None where the file is absent).
+    """Image paths inside `csv_dir` (None where the file is absent or the CSV's path would leave it).
 
-    CSV paths start with the dataset folder's own name, so they resolve from its parent; if the
-    folder was renamed, the first component is dropped and the rest resolved from the folder itself.
-    The base is chosen by the first 100 rows.
+    CSV paths start with the dataset folder's own name (`CheXpert-v1.0-small/train/...`); that first
+    part is dropped and the rest resolved from the folder, whatever it is called now. A path that is
+    absolute or climbs with `..` is never opened: the CSV cannot send the adapter out of its folder.
     """
-    stripped = rel.str.split("/", n=1).str[-1]
-    for base, parts in ((csv_dir.parent, rel), (csv_dir, stripped)):
-        if any((base / p).is_file() for p in parts.iloc[:100]):
-            resolved = parts.map(lambda p, base=base: str(base / p))
-            return resolved.where(resolved.map(lambda p: Path(p).is_file()))
-    raise DatasetError(
-        f"CheXpert images not found: e.g. {rel.iloc[0]} is neither {csv_dir.parent / rel.iloc[0]} "
-        f"nor {csv_dir / stripped.iloc[0]}"
-    )
+    parts = rel.map(PurePosixPath)
+    inside = ~parts.map(lambda p: p.is_absolute() or ".." in p.parts or len(p.parts) < 2).to_numpy()
+    if not inside.all():
+        logger.warning("chexpert: %d rows have an absolute Path, a '..' in it or no folder part; they are "
+                       "not read (e.g. %r)", int((~inside).sum()), rel[~inside].iloc[0])
+    resolved = pd.Series([str(csv_dir.joinpath(*p.parts[1:])) if ok else None for p, ok in zip(parts, inside)],
+                         index=rel.index, dtype=object)
+    probe = resolved[inside].iloc[:100]
+    if not any(Path(p).is_file() for p in probe):
+        example = rel[inside].iloc[0] if inside.any() else rel.iloc[0]
+        raise DatasetError(f"CheXpert images not found: e.g. {example} is not under {csv_dir}")
+    return resolved.where(resolved.map(lambda p: p is not None and Path(p).is_file()))
 
 
 def _label_values(table: pd.DataFrame, pathologies: list[str], uncertain: float, blank: float) -> np.ndarray:

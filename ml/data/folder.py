@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data import register_dataset
 from ml.data._util import IMAGE_EXTENSIONS, choose, drop_rows, find_images, one_hot, require_dir
 from ml.data.base import CXRDataset, FileImages, Task
+from ml.data.factory import register_dataset
 from ml.data.splits import DEFAULT_FRACTIONS, group_split, merge_groups
 from ml.errors import DatasetError, ImageError
 from ml.imaging import read_image

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data import register_dataset
 from ml.data._util import CHESTXRAY14_LABELS, choose, one_hot
-from ml.data.base import ArrayImages, CXRDataset, Task
+from ml.data.base import ArrayImages, CXRDataset, DataPath, Task
+from ml.data.factory import register_dataset
 from ml.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ SPLITS = ("train", "val", "test")
 def medmnist(
     root: Path,
     *,
-    file: str | None = None,
+    file: DataPath | None = None,
     labels: Sequence[str] | None = None,
     task: str | None = None,
     name: str = "medmnist",
@@ -52,19 +52,19 @@ def medmnist(
 
 
 @register_dataset("chestmnist", description="ChestMNIST (NIH ChestX-ray14, 28-224 px), 14 labels")
-def chestmnist(root: Path, *, size: int | None = None, file: str | None = None) -> CXRDataset:
+def chestmnist(root: Path, *, size: int | None = None, file: DataPath | None = None) -> CXRDataset:
     """ChestMNIST, or any file in its layout (14 label columns in ChestX-ray14 order)."""
     return _subset("chestmnist", root, size, file, list(CHESTXRAY14_LABELS), Task.MULTILABEL)
 
 
 @register_dataset("pneumoniamnist", description="PneumoniaMNIST (Kermany pediatric CXR), normal vs pneumonia")
-def pneumoniamnist(root: Path, *, size: int | None = None, file: str | None = None) -> CXRDataset:
+def pneumoniamnist(root: Path, *, size: int | None = None, file: DataPath | None = None) -> CXRDataset:
     """PneumoniaMNIST: binary, 1 = pneumonia."""
     return _subset("pneumoniamnist", root, size, file, ["Pneumonia"], Task.BINARY)
 
 
 def _subset(
-    stem: str, root: Path, size: int | None, file: str | None, pathologies: list[str], task: Task
+    stem: str, root: Path, size: int | None, file: DataPath | None, pathologies: list[str], task: Task
 ) -> CXRDataset:
     """A named MedMNIST subset: its default file names, its label columns and its task."""
     path = resolve_npz(root, [file] if file else default_files(stem, size))
@@ -82,7 +82,7 @@ def default_files(stem: str, size: int | None) -> list[str]:
     return ([f"{stem}.npz"] if size == 28 else []) + [f"{stem}_{size}.npz"]
 
 
-def resolve_npz(root: Path, candidates: Sequence[str]) -> Path:
+def resolve_npz(root: Path, candidates: Sequence[str | Path]) -> Path:
     """`root` itself when it is a file, else the first candidate file inside the folder `root`."""
     root = Path(root)
     if root.is_file():
@@ -96,7 +96,7 @@ def resolve_npz(root: Path, candidates: Sequence[str]) -> Path:
             return root / candidate
     found = sorted(p.name for p in root.glob("*.npz"))
     holds = ", ".join(found) or "no .npz file"
-    raise DatasetError(f"none of {', '.join(candidates)} found in {root} (it holds: {holds})")
+    raise DatasetError(f"none of {', '.join(map(str, candidates))} found in {root} (it holds: {holds})")
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:

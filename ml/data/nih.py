@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data import register_dataset
 from ml.data._util import (
     CHESTXRAY14_LABELS,
     choose,
@@ -31,7 +30,8 @@ from ml.data._util import (
     read_table,
     require_columns,
 )
-from ml.data.base import CXRDataset, FileImages, Task
+from ml.data.base import CXRDataset, DataPath, FileImages, Task
+from ml.data.factory import register_dataset
 from ml.data.splits import DEFAULT_FRACTIONS, patient_split
 from ml.errors import DatasetError
 
@@ -47,15 +47,18 @@ SPLIT_LISTS = {"official": OFFICIAL_LISTS, "chexnet": CHEXNET_LISTS}
 def nih(
     root: Path,
     *,
-    csv: str | Path | None = None,
+    csv: DataPath | None = None,
     split: str = "auto",
-    split_dir: str | Path | None = None,
+    split_dir: DataPath | None = None,
     fractions: Mapping[str, float] | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
     views: Sequence[str] | None = None,
 ) -> CXRDataset:
-    """NIH ChestX-ray14 under `root`; `views=["PA"]` keeps only those View Positions."""
+    """NIH ChestX-ray14 under `root`; `views=["PA"]` keeps only those View Positions.
+
+    `csv` (the table) and `split_dir` (the folder of split lists) are absolute or relative to `root`.
+    """
     choose("split", split, ["auto", "official", "chexnet", "patient"])
     table_path = _find_table(root, csv)
     table = read_table(table_path, "NIH table")
@@ -79,7 +82,7 @@ def nih(
             "path": table["path"].astype(str),
         }
     )
-    lists_dir = Path(split_dir) if split_dir is not None else root
+    lists_dir = root / split_dir if split_dir is not None else root  # an absolute split_dir replaces root
     metadata["split"] = _splits(metadata, labels, split, lists_dir, fractions, val_fraction, seed)
     keep = metadata["split"].notna().to_numpy()
     metadata = drop_rows(metadata, keep, f"not in the {split} split lists", "nih")
@@ -88,10 +91,9 @@ def nih(
     )
 
 
-def _find_table(root: Path, csv: str | Path | None) -> Path:
+def _find_table(root: Path, csv: DataPath | None) -> Path:
     if csv is not None:
-        path = Path(csv)
-        return path if path.is_absolute() else root / path
+        return root / csv  # an absolute csv replaces root
     if not root.is_dir():
         raise DatasetError(f"NIH folder not found: {root}")
     found = sorted(root.glob("Data_Entry_2017*.csv*")) + sorted(root.glob("*/Data_Entry_2017*.csv*"))

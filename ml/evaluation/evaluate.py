@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from ml.data import create_dataset
+from ml.data.batches import Batches, fits_in_memory, limit_rows
+from ml.device import resolve_amp, resolve_device
 from ml.evaluation.plots import save_plots
+from ml.evaluation.predict import evaluate_splits
 from ml.inference import LoadedModel
-from ml.training.data import Batches, fits_in_memory, limit_rows
-from ml.training.loop import evaluate_splits, resolve_amp, resolve_device
 
 
 def evaluate_checkpoint(

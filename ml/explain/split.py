@@ -6,10 +6,10 @@ whatever runtime serves the model (ONNX Runtime, channels-last), and only the re
 final ReLU, the pooling and the linear head) needs autograd. `compute_cams` (pytorch-grad-cam's hooks)
 runs the whole network eagerly, forward and backward; this gives the same maps from one served forward.
 
-`split_at_cam_layer` traces the model with `torch.fx`, descending only into the modules on the path to
-the target layer (every other module stays one opaque call), and cuts the graph: the rest holds every
-node that depends on A; the trunk holds everything else and returns A first, then any other value the
-rest reads (a residual branch that skips the layer, say). Models whose forward cannot be traced (data-
+`split_at_cam_layer` traces the model with `torch.fx` (apart from any other model run: see `TraceGuard`),
+descending only into the modules on the path to the target layer (every other module stays one opaque call),
+and cuts the graph: the rest holds every node that depends on A; the trunk holds everything else and returns
+A first, then any other value the rest reads (a residual branch that skips the layer, say). Models whose forward cannot be traced (data-
 dependent control flow, as in the ViT's shape checks) raise `ModelError`; callers fall back to the hooks.
 
 The maps follow pytorch-grad-cam's `GradCAM` step for step (weights: the gradient's spatial mean; map:
@@ -19,7 +19,9 @@ to float rounding; the tests check it for every registered model that can be cut
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,53 @@ from torch import fx, nn
 
 from ml.errors import ModelError
 from ml.models.base import CXRModel
+
+
+class TraceGuard:
+    """Keeps `torch.fx` tracing apart from every other model run in the process.
+
+    While fx traces, it patches `torch.nn.Module.__call__` (and `__getattr__`) for the whole process, so a
+    forward pass on another thread at that moment runs through the tracer and fails ("module is not
+    installed as a submodule"). A process that runs models on several threads holds `running()` around each
+    model run; `split_at_cam_layer` holds `tracing()`, which keeps new runs out (a waiting trace goes first)
+    and waits for those under way. Runs do not exclude one another; a few µs each."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._runs = 0
+        self._tracing = False
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._changed:
+            while self._tracing:
+                self._changed.wait()
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._runs -= 1
+                if not self._runs:
+                    self._changed.notify_all()
+
+    @contextmanager
+    def tracing(self) -> Iterator[None]:
+        with self._changed:
+            while self._tracing:
+                self._changed.wait()
+            self._tracing = True
+            while self._runs:
+                self._changed.wait()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._tracing = False
+                self._changed.notify_all()
+
+
+TRACE_GUARD = TraceGuard()
 
 
 class _CutTracer(fx.Tracer):
@@ -60,7 +109,8 @@ def split_at_cam_layer(model: CXRModel) -> CamSplit:
     layer is not called exactly once."""
     layer = model.cfg.cam_layer
     try:
-        graph = _CutTracer(layer).trace(model)
+        with TRACE_GUARD.tracing():
+            graph = _CutTracer(layer).trace(model)
     except Exception as exc:  # fx raises several types for Python it cannot trace
         raise ModelError(f"{model.cfg.name}: cannot trace the forward to cut it at '{layer}': {exc}") from exc
     calls = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]

@@ -1,98 +1,15 @@
-"""Models registered by name: `create_model(name, ...)`, `list_models()`, `get_model_config(name)`.
+"""The model architectures, registered by name (see `ml.models.factory`).
 
-Every entrypoint is a function `fn(cfg: ModelConfig, *, pretrained_path: Path | None, **kwargs)`
-registered with its default `ModelConfig`. (Registry and factory follow timm's `_registry.py` and
-`_factory.py`.)
+Each family module registers its entrypoints when imported; the imports below are the list of what exists.
+Adding an architecture is one file, plus its line here.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+# the families, each registering its entrypoints
+from ml.models import cnn5, densenet, resnet, small, squeezenet, vgg, vit  # noqa: E402, F401, I001
+from ml.models.base import CXRModel, ModelConfig
+from ml.models.factory import create_model, get_model_config, list_models, register_alias, register_model
 
-from ml.errors import ModelError
-from ml.models.base import NORMALIZATIONS, CXRModel, ModelConfig
-
-ModelFactory = Callable[..., CXRModel]
-
-_MODELS: dict[str, tuple[ModelFactory, ModelConfig]] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def register_model(cfg: ModelConfig) -> Callable[[ModelFactory], ModelFactory]:
-    def decorator(factory: ModelFactory) -> ModelFactory:
-        if cfg.name in _MODELS:
-            raise ValueError(f"model '{cfg.name}' is already registered")
-        if cfg.normalization not in NORMALIZATIONS:
-            raise ValueError(f"model '{cfg.name}': unknown normalization '{cfg.normalization}'")
-        _MODELS[cfg.name] = (factory, cfg)
-        return factory
-
-    return decorator
-
-
-def register_alias(old: str, new: str) -> None:
-    """Keep a renamed model's old name working (with a warning)."""
-    _ALIASES[old] = new
-
-
-def _resolve(name: str) -> str:
-    _load_entrypoints()
-    if name in _ALIASES:
-        warnings.warn(f"model '{name}' was renamed to '{_ALIASES[name]}'", DeprecationWarning, stacklevel=3)
-        name = _ALIASES[name]
-    if name not in _MODELS:
-        raise ModelError(f"unknown model '{name}'; known: {', '.join(list_models())}")
-    return name
-
-
-def list_models() -> list[str]:
-    _load_entrypoints()
-    return sorted(_MODELS)
-
-
-def get_model_config(name: str) -> ModelConfig:
-    return _MODELS[_resolve(name)][1]
-
-
-def create_model(
-    name: str,
-    *,
-    num_classes: int | None = None,
-    in_chans: int | None = None,
-    pretrained: bool = False,
-    pretrained_path: str | Path | None = None,
-    **kwargs: Any,
-) -> CXRModel:
-    """Build model `name` with `num_classes` outputs and `in_chans` (1 or 3) input channels.
-
-    `pretrained=True` loads ImageNet weights from `pretrained_path` or torch's hub cache, never from the
-    network; a clear `ModelError` says where it looked when the file is absent.
-    """
-    factory, default_cfg = _MODELS[_resolve(name)]
-    cfg = default_cfg.replace(
-        num_classes=num_classes if num_classes is not None else default_cfg.num_classes,
-        in_chans=in_chans if in_chans is not None else default_cfg.in_chans,
-    )
-    if cfg.in_chans not in (1, 3):
-        raise ModelError(f"in_chans must be 1 or 3; got {cfg.in_chans}")
-    if cfg.num_classes < 1:
-        raise ModelError(f"num_classes must be at least 1; got {cfg.num_classes}")
-    path = None
-    if pretrained:
-        from ml.models.pretrained import locate_pretrained
-
-        path = locate_pretrained(cfg, pretrained_path)
-    model = factory(cfg, pretrained_path=path, **kwargs)
-    if getattr(model, "cfg", None) is None:  # a factory may refine cfg from its kwargs (ViT depth: CAM layer)
-        model.cfg = cfg
-    return model
-
-
-def _load_entrypoints() -> None:
-    from ml.models import cnn5, densenet, resnet, small, squeezenet, vit  # noqa: F401
-
-
-__all__ = ["CXRModel", "ModelConfig", "create_model", "get_model_config", "list_models", "register_model"]
+__all__ = ["CXRModel", "ModelConfig", "create_model", "get_model_config", "list_models", "register_alias",
+           "register_model"]

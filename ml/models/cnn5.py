@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ml.models import register_model
 from ml.models.base import ModelConfig
+from ml.models.factory import register_model
 from ml.models.vgg import VGGNet
 
 

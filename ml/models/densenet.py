@@ -17,8 +17,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from ml.models import register_model
 from ml.models.base import ModelConfig
+from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel, GeM, with_in_chans
 from ml.models.pretrained import imagenet_config, load_pretrained_backbone
 

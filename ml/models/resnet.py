@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from ml.models import register_model
 from ml.models.base import ModelConfig
+from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel
 from ml.models.pretrained import imagenet_config, load_pretrained_backbone
 

@@ -1,6 +1,7 @@
-"""Small CNNs for 28x28 MedMNIST-style images that train in minutes on a CPU.
+"""`simple_cnn`: a small CNN for 28x28 MedMNIST-style images that trains in minutes on a CPU (the other
+small one, the VGG-style `vgg_small`, lives with its family in `ml.models.vgg`).
 
-Both also accept other input sizes: adaptive pooling fixes the size the fully connected part sees.
+It also accepts other input sizes: adaptive pooling fixes the size the fully connected part sees.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ml.models import register_model
 from ml.models.base import ModelConfig
+from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel, conv_bn_relu, init_kaiming
-from ml.models.vgg import VGGNet
 
 
 class SimpleCNN(ClassifierModel):
@@ -53,20 +53,6 @@ class SimpleCNN(ClassifierModel):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(features), 1))
-
-
-@register_model(
-    ModelConfig(
-        name="vgg_small",
-        input_size=28,
-        cam_layer="features.1.conv2",
-        description="VGG-style CNN for 28x28 images (two conv blocks, 32/64 channels, FC 256).",
-    )
-)
-def vgg_small(cfg: ModelConfig, *, pretrained_path: Path | None = None, **kwargs: Any) -> VGGNet:
-    """No pretrained weights exist; `create_model` refuses `pretrained=True` before getting here."""
-    options: dict[str, Any] = {"widths": (32, 64), "hidden": (256,), "fc_dropout": 0.5}
-    return VGGNet(cfg, **(options | kwargs))
 
 
 @register_model(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ml.models.base import ModelConfig
+from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel, conv_bn_relu, init_kaiming
 
 POOL_SIDE = 7  # the fully connected part always sees WIDTH x 7 x 7
@@ -82,3 +85,17 @@ class VGGNet(ClassifierModel):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pre_logits(self.pool(features)))
+
+
+@register_model(
+    ModelConfig(
+        name="vgg_small",
+        input_size=28,
+        cam_layer="features.1.conv2",
+        description="VGG-style CNN for 28x28 images (two conv blocks, 32/64 channels, FC 256).",
+    )
+)
+def vgg_small(cfg: ModelConfig, *, pretrained_path: Path | None = None, **kwargs: Any) -> VGGNet:
+    """No pretrained weights exist; `create_model` refuses `pretrained=True` before getting here."""
+    options: dict[str, Any] = {"widths": (32, 64), "hidden": (256,), "fc_dropout": 0.5}
+    return VGGNet(cfg, **(options | kwargs))

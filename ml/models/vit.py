@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ml.models import register_model
 from ml.models.base import ModelConfig
+from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel
 
 

@@ -15,7 +15,6 @@ import logging
 import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ml.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from ml.config import DataConfig, TrainConfig
 from ml.data import CXRDataset, create_dataset
 from ml.data.base import Task
-from ml.errors import ConfigError, DatasetError, TrainingCancelled
-from ml.evaluation.metrics import PredictionAccumulator, choose_thresholds, classification_report
+from ml.data.batches import Batches, fits_in_memory, limit_rows
+from ml.device import autocast, resolve_amp, resolve_device
+from ml.errors import ConfigError, TrainingCancelled
 from ml.evaluation.plots import save_plots
+from ml.evaluation.predict import evaluate_splits, predict_batches
 from ml.models import CXRModel, create_model, get_model_config
-from ml.training.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
-from ml.training.data import Batches, fits_in_memory, limit_rows
 from ml.training.losses import LossFn, build_loss
 from ml.training.reporter import Reporter
 from ml.transforms import BatchAugment, Preprocess, compute_mean_std, resolve_data_config
@@ -184,32 +184,6 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     _write_json(run_dir / "report.json", report)
     save_plots(run_dir, state.history, report, dataset.pathologies)
     return FitResult(run_dir, model_path, str(device), best["epoch"], state.best_metric, state.history, report)
-
-
-# --- 1. device and precision -------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA device is available")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on CUDA devices that support it, else fp16; off on CPU. fp16 on CPU is refused."""
-    if amp == "off" or (amp == "auto" and device.type == "cpu"):
-        return None
-    if amp == "fp16" and device.type == "cpu":
-        raise ConfigError("amp 'fp16' needs CUDA; on CPU use 'bf16' or 'off'")
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if amp == "fp16" else torch.bfloat16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 # --- 2-4. data -----------------------------------------------------------------------------------
@@ -369,35 +343,6 @@ def _train_epoch(
             "images_per_s": seen / elapsed if elapsed > 0 else None}
 
 
-@torch.no_grad()
-def predict_batches(
-    model: CXRModel,
-    batches: Batches,
-    preprocess: Preprocess,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    task: Task,
-    tta: bool = False,
-    loss_fn: LossFn | None = None,
-) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Probabilities and labels for every row, in order; mean loss when `loss_fn` is given."""
-    model.eval()
-    acc = PredictionAccumulator(task)
-    total_loss, seen = 0.0, 0
-    for images, labels in batches.epoch():
-        x = preprocess.finish(images.to(device))
-        with autocast(device, amp_dtype):
-            logits = model(x).float()
-            if tta:  # average the logits of the image and its mirror
-                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
-        if loss_fn is not None:
-            total_loss += float(loss_fn(logits, labels.to(device))) * len(images)
-            seen += len(images)
-        acc.update(logits, labels)
-    probs, labels = acc.compute()
-    return probs, labels, (total_loss / seen if seen else None)
-
-
 def _validate(model: CXRModel, batches: Batches, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
               amp_dtype: torch.dtype | None, task: Task) -> dict[str, float | None]:
     from ml.evaluation.metrics import per_class_auroc
@@ -406,33 +351,6 @@ def _validate(model: CXRModel, batches: Batches, preprocess: Preprocess, loss_fn
     auroc = per_class_auroc(probs, labels)
     known = auroc[~np.isnan(auroc)]
     return {"loss": loss, "mean_auroc": float(known.mean()) if known.size else None}
-
-
-# --- 8. evaluation -----------------------------------------------------------------------------
-
-
-def evaluate_splits(
-    model: CXRModel,
-    preprocess: Preprocess,
-    dataset: CXRDataset,
-    batches: dict[str, Batches | None],
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    threshold_policy: str,
-    tta: bool,
-    thresholds: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Reports per split; thresholds chosen on 'val' unless given."""
-    outputs = {name: predict_batches(model, b, preprocess, device, amp_dtype, dataset.task, tta)
-               for name, b in batches.items() if b is not None}
-    if thresholds is None:
-        if "val" not in outputs:
-            raise DatasetError("choosing thresholds needs a validation split")
-        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy)
-    splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
-              for name, (probs, labels, _) in outputs.items()}
-    return {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,
-            "splits": splits}
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:

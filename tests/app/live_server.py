@@ -1,5 +1,5 @@
 """Helpers for tests that talk to a real API process: a registry on disk, checkpoints to put in it, and
-uvicorn started and stopped around it. Plain functions, shared by `tests/app` and `tests/web`."""
+uvicorn started and stopped around it. Plain functions, shared by `tests/app` and `tests/app/web`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import torch
 
+from cxr.service_commands import HTTP_PROTOCOL
+from ml.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from ml.models import create_model
-from ml.training.checkpoint import build_checkpoint, checkpoint_summary, load_checkpoint, save_checkpoint
 from ml.transforms import resolve_data_config
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
@@ -127,6 +128,8 @@ def start_server(registry: Registry, log_path: Path, **settings: Any) -> Server:
                 "--log-level",
                 "info",
                 "--no-access-log",
+                "--http",
+                HTTP_PROTOCOL,
             ],
             cwd=REPO_ROOT,
             env=env,

@@ -13,8 +13,8 @@ import pytest
 
 from app.main import create_app
 from app.settings import AppSettings
-from registry.models import set_alias
 from registry.records import ModelVersionRecord
+from registry.versions import set_alias
 from tests.app.live_server import Registry, Server, zoo_checkpoint
 
 pytestmark = pytest.mark.integration

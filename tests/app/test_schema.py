@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
 from app.main import create_app
-from tests.app.jobs.support import make_key, make_settings
+from tests.app.api.support import make_key, make_settings
 from tests.app.live_server import Registry, zoo_checkpoint
 
 CHECKS = [

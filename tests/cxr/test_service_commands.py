@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from cxr.service_commands import MALLOC_ENV, api_env, supervise, worker_argv
+from cxr.service_commands import MALLOC_ENV, api_argv, api_env, supervise, worker_argv
 from registry.migrate import upgrade
 from worker.settings import WorkerSettings
 
@@ -85,3 +85,20 @@ def test_cxr_api_execs_uvicorn_with_the_malloc_settings_in_its_environment(tmp_p
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_cxr_api_logs_each_request_with_its_id():
+    from app.settings import AppSettings
+
+    argv = api_argv(AppSettings())
+    config = Path(argv[argv.index("--log-config") + 1])
+    assert config.is_file()
+    # uvicorn applies the file with dictConfig; an access line as uvicorn writes it, outside any request
+    code = ("import json, logging, logging.config, sys; "
+            f"logging.config.dictConfig(json.load(open({str(config)!r}))); "
+            "logging.getLogger('uvicorn.access').info('%s - \"%s %s HTTP/%s\" %d', '10.0.0.1:5', 'GET', "
+            "'/x', '1.1', 200); logging.getLogger('app.serving').info('loaded')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert '"GET /x HTTP/1.1" 200 OK request_id=-' in done.stdout
+    assert "app.serving [-] loaded" in done.stderr

@@ -6,20 +6,30 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from app.settings import AppSettings, BootstrapSettings
 from cxr.cli import build_parser
-from tests.deploy.compose import COMPOSE_FILE, REQUIRED, compose_config, env_example, referenced_variables, resolved
+from tests.deploy.compose import (
+    COMPOSE_FILE,
+    REQUIRED,
+    compose_config,
+    env_example,
+    referenced_variables,
+    resolved,
+)
+from tests.deploy.proxy import HAPROXY_CFG
+from tests.integration.stack import REPO_ROOT
 from worker.settings import WorkerSettings
 
 # The settings class each service's process reads (migrate runs `cxr db upgrade`, which reads the registry's
 # settings, and `cxr bootstrap`, which reads those and the bootstrap admin key).
 SETTINGS = {"api": AppSettings, "worker": WorkerSettings, "worker-cpu": WorkerSettings,
             "migrate": BootstrapSettings}
-THIRD_PARTY = {"postgres", "redis"}
+THIRD_PARTY = {"postgres", "redis", "proxy"}
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +45,26 @@ def test_the_required_secrets_must_be_set(tmp_path):
 
 def test_every_service_is_there_with_its_profile(config):
     services = config["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "worker-cpu", "flower"}
+    assert set(services) == {"postgres", "redis", "migrate", "proxy", "api", "worker", "worker-cpu", "flower"}
     assert services["worker"]["profiles"] == ["gpu"] and services["worker-cpu"]["profiles"] == ["cpu"]
     assert services["flower"]["profiles"] == ["flower"]
-    assert "profiles" not in services["api"]
+    assert "profiles" not in services["api"] and "profiles" not in services["proxy"]
+
+
+def test_the_api_scales_behind_the_proxys_one_published_port(config):
+    services = config["services"]
+    # no host port and no container name on the api: `--scale api=N` starts N of them
+    assert "ports" not in services["api"] and "container_name" not in services["api"]
+    assert [p["target"] for p in services["proxy"]["ports"]] == [8000]
+    assert str(services["proxy"]["ports"][0]["published"]) == env_example()["API_PORT"]
+    (mount,) = services["proxy"]["volumes"]  # "source:target:ro", the source made absolute
+    source, target, mode = mount.split(":")
+    assert (target, mode) == ("/usr/local/etc/haproxy/haproxy.cfg", "ro")
+    assert Path(source).relative_to(Path(source).parents[2]) == HAPROXY_CFG.relative_to(REPO_ROOT)
+    # the proxy's body limit is the API's (empty in .env.example: the code's default on both)
+    limit = services["proxy"]["environment"]["CXR_MAX_REQUEST_BYTES"]
+    assert int(limit) == AppSettings.model_fields["max_request_bytes"].default
+    assert env_example()["CXR_MAX_REQUEST_BYTES"] == ""
 
 
 def _argvs(command: list[str]) -> list[list[str]]:

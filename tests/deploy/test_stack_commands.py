@@ -9,72 +9,24 @@ the artifact volume and the datasets mount (temporary folders), and the API's po
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.deploy.compose import resolved
-from tests.integration.services import postgres_database, unavailable
+from tests.deploy.compose import local_env, redis_server, resolved
+from tests.integration.services import postgres_database
 from tests.integration.stack import QUICK_PARAMS, Child, finished, free_port, wait_until_ready, watch_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "data" / "samples" / "person1951_bacteria_4882.jpeg"
-
-
-def _redis_server(password: str, port: int, folder: Path) -> subprocess.Popen:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server", "not installed")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
-                             "--save", "", "--appendonly", "no", "--dir", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port, password=password)
-    for _ in range(100):
-        try:
-            if client.ping():
-                return proc
-        except redis.RedisError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the test's redis-server did not start")
-
-
-def _local_env(env: dict[str, Any], *, database_url: str, redis_port: int, api_port: int, tmp: Path) -> dict[str, str]:
-    """A service's compose environment with the network hosts, volumes and port mapped to this machine."""
-    out = {k: "" if v is None else str(v) for k, v in env.items()}
-    compose_db = make_url(out["CXR_DATABASE_URL"])
-    assert compose_db.host == "postgres"
-    local_db = make_url(database_url)
-    out["CXR_DATABASE_URL"] = compose_db.set(host="127.0.0.1", port=local_db.port, username=local_db.username,
-                                             password=None, database=local_db.database).render_as_string(False)
-    assert "@redis:6379/" in out["CXR_BROKER_URL"]
-    out["CXR_BROKER_URL"] = out["CXR_BROKER_URL"].replace("@redis:6379/", f"@127.0.0.1:{redis_port}/")
-    mounts = {"/var/lib/cxr": str(tmp / "volume"), "/datasets": str(tmp / "datasets"), "/app": str(REPO_ROOT)}
-    for key, value in out.items():
-        for inside, outside in mounts.items():
-            value = value.replace(inside, outside)
-        out[key] = value
-    if "CXR_PORT" in out:
-        out["CXR_PORT"] = str(api_port)
-    # the image puts its virtual environment first on PATH, so `cxr` and `celery` resolve there; its /app is
-    # this checkout (the virtual environment's `cxr` may be an editable install of another one)
-    out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    out["PYTHONPATH"] = str(REPO_ROOT)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +36,11 @@ def stack(tmp_path_factory) -> Iterator[dict[str, Any]]:
     services = resolved(tmp)["services"]
     password = services["redis"]["environment"]["REDISCLI_AUTH"]
     redis_port, api_port = free_port(), free_port()
-    redis_proc = _redis_server(password, redis_port, tmp)
+    redis_proc = redis_server(password, redis_port, tmp)
     children: list[Child] = []
     try:
         with postgres_database("cxr_deploy") as database_url:
-            envs = {name: _local_env(services[name]["environment"], database_url=database_url,
+            envs = {name: local_env(services[name]["environment"], database_url=database_url,
                                      redis_port=redis_port, api_port=api_port, tmp=tmp)
                     for name in ("migrate", "api", "worker")}
             migrate = subprocess.run(services["migrate"]["command"], cwd=REPO_ROOT, env=envs["migrate"],

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from cxr.service_commands import HTTP_PROTOCOL
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Test speed: short leases and sweeps so a dead worker's job is taken over in seconds, a heartbeat (which
@@ -89,7 +91,7 @@ def start_worker(env: Mapping[str, str], log: Path) -> Child:
 
 def start_api(env: Mapping[str, str], port: int, log: Path) -> Child:
     argv = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1",
-            "--port", str(port)]
+            "--port", str(port), "--http", HTTP_PROTOCOL]
     return Child("api", argv, env, log)
 
 

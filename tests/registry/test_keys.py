@@ -7,15 +7,8 @@ import pytest
 from sqlalchemy import text
 
 from registry.errors import Conflict, NotFound
-from registry.keys import (
-    authenticate,
-    create_key,
-    ensure_key,
-    list_events,
-    list_keys,
-    record_event,
-    revoke_key,
-)
+from registry.audit import list_events, record_event
+from registry.keys import authenticate, create_key, ensure_key, list_keys, revoke_key
 
 
 def test_a_key_is_stored_hashed_and_authenticates_until_revoked(db):

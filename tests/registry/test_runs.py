@@ -10,7 +10,6 @@ import pytest
 from registry.artifacts import LocalArtifactStore
 from registry.errors import IntegrityFailure, NotFound
 from registry.jobs import create_job, get_job
-from registry.models import create_model_version, list_versions, resolve, set_alias
 from registry.publish import publish_checkpoint
 from registry.runs import (
     get_artifact,
@@ -22,6 +21,7 @@ from registry.runs import (
     run_metrics,
     upsert_checkpoint,
 )
+from registry.versions import create_model_version, list_versions, resolve, set_alias
 
 SUMMARY = {"architecture": "simple_cnn", "labels": ["Pneumonia"], "task": "binary",
            "data_config": {"input_size": 28}, "thresholds": [0.4], "metrics": {"test": {"mean_auroc": 0.9}},

@@ -1,114 +1,138 @@
-"""The API in a real uvicorn process with the limits `make run` uses, and a meter that reads the process's
-peak memory and CPU time from /proc around one request.
+"""A real deployment to attack: the API under uvicorn and a `cxr worker` process on a PostgreSQL registry
+of this session's own (PostgreSQL refuses text SQLite takes, so what reaches it is tested where it fails),
+the embedded SQLite broker, and two data roots: the repository's `data/` and a generated one.
 
-The server returns freed memory to the kernel at once (glibc's mmap and trim thresholds at 128 KiB, set
-through the environment), so each request is measured from the same idle heap: with the production malloc
-settings (`cxr.service_commands.MALLOC_ENV`) up to 256 MB of a previous upload's buffers stay resident and
-a later upload may reuse them unseen.
+Outside every root lies `outside/` with files whose first lines must never appear in an answer. Keys: an
+admin key, a train key, and no key at all (the stranger every open GET route serves).
 """
 
 from __future__ import annotations
 
-import os
+import json
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-import torch
+from registry.artifacts import LocalArtifactStore
+from registry.db import Database
+from registry.migrate import upgrade
+from tests.app.api.support import make_key
+from tests.app.live_server import ZOO_LABELS, Registry, Server, start_server, stop_server, zoo_checkpoint
+from tests.integration.services import postgres_database, session_tag
+from tests.integration.stack import Child, start_worker
+from tests.security.budget import Meter, budget_server
 
-from app.settings import AppSettings
-from ml.models import create_model
-from ml.training.checkpoint import build_checkpoint, save_checkpoint
-from ml.transforms import resolve_data_config
-from tests.app.live_server import Registry, Server, start_server, stop_server
-
-MiB = 2**20
-# The budget of one upload (README, "Upload decoding budget"): decoding and preprocessing any upload
-# within the file limit costs at most this much memory above idle and CPU time, or is refused.
-BUDGET_BYTES = 512 * MiB
-BUDGET_CPU_SECONDS = 4.0  # (a JPEG 2000 DICOM near 32 MiB takes more: README; none is sent here)
-# A refused bomb costs little more than reading it: up to 32 MiB of upload, held a few times over (the
-# request body, the file's bytes, a DICOM frame) and at most 0.3 s of CPU measured here. These bounds leave
-# room for a busy machine and still fail the old behaviour (gigabytes, seconds).
-REFUSED_BYTES = 128 * MiB
-REFUSED_CPU_SECONDS = 1.0
-LIMITS = AppSettings.model_fields  # the defaults, read from the settings class itself
-MAX_UPLOAD_BYTES: int = LIMITS["max_upload_bytes"].default
-MAX_IMAGE_PIXELS: int = LIMITS["max_image_pixels"].default
-
-pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads Linux /proc")
-
-
-@dataclass(frozen=True)
-class Cost:
-    peak_bytes: int  # the process's peak resident memory above its resident memory at `Meter.start`
-    cpu_seconds: float  # user + system time of the whole process
-
-    def __str__(self) -> str:
-        return f"{self.peak_bytes / MiB:.0f} MiB above idle, {self.cpu_seconds:.2f} s CPU"
+SECRET_LINE = "TOP-SECRET-FIRST-LINE,never,to,be,echoed"
 
 
 @dataclass
-class Meter:
-    """Peak memory and CPU of process `pid` since `start` (Linux: VmHWM reset through clear_refs)."""
+class Deployment:
+    url: str
+    tmp: Path
+    root: Path  # the generated data root
+    repo_data: Path  # the repository's data/, the other root
+    outside: Path  # outside every root
+    artifacts: Path
+    admin_key: str
+    train_key: str
+    server: Server
+    worker: Child
 
-    pid: int
-    _rss: int = 0
-    _cpu: float = 0.0
-
-    def _status(self, key: str) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no {key} in /proc/{self.pid}/status")
-
-    def _cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-    def start(self) -> None:
-        Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # the peak (VmHWM) restarts from now
-        self._rss, self._cpu = self._status("VmRSS"), self._cpu_seconds()
-
-    def cost(self) -> Cost:
-        return Cost(self._status("VmHWM") - self._rss, self._cpu_seconds() - self._cpu)
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-def checkpoint_224(folder: Path) -> Path:
-    """simple_cnn with seeded weights taking 224 px inputs, as DenseNet-121 does: the largest resize any
-    served model asks of an upload."""
-    torch.manual_seed(0)
-    model = create_model("simple_cnn", num_classes=1)
-    ckpt = build_checkpoint(model, model_kwargs={}, labels=["Pneumonia"], task="multilabel",
-                            data_config=resolve_data_config(model.cfg, input_size=224), thresholds=[0.5],
-                            metrics={"note": "untrained, for tests"})
-    return save_checkpoint(ckpt, folder / "simple_cnn_224.pt")
+def write_tiny_npz(path: Path, n: int = 24, seed: int = 0) -> None:
+    """A MedMNIST-layout file: 28 px images and 4 label columns (the zoo model's labels)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in (("train", n), ("val", n // 2), ("test", n // 2)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 2, (count, len(ZOO_LABELS)), dtype=np.uint8)
+        labels[:2] = [[0] * len(ZOO_LABELS), [1] * len(ZOO_LABELS)]  # every label has both values
+        arrays[f"{split}_labels"] = labels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def _data_root(tmp: Path) -> tuple[Path, Path]:
+    root, outside = tmp / "root", tmp / "outside"
+    write_tiny_npz(root / "tiny" / "tiny.npz")
+    outside.mkdir()
+    (outside / "secret.csv").write_text(f"{SECRET_LINE}\nsecond,line\n")
+    write_tiny_npz(outside / "secret.npz", seed=1)
+    (root / "escape").symlink_to(outside)  # a link inside a root pointing out of it
+    (root / "loop").symlink_to(root / "loop")  # a link pointing at itself
+    return root, outside
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Deployment]:
+    tmp = tmp_path_factory.mktemp("security")
+    root, outside = _data_root(tmp)
+    with postgres_database("cxr_security") as db_url:
+        upgrade(db_url)
+        registry = Registry(url=db_url, db=Database(db_url), store=LocalArtifactStore(tmp / "artifacts"))
+        registry.publish(zoo_checkpoint("simple_cnn", tmp), "zoo")
+        registry.db.dispose()
+        admin_key, train_key = make_key(db_url, "sec-admin", "admin"), make_key(db_url, "sec-trainer", "train")
+        settings = {"data_roots": json.dumps([str(data_dir), str(root)]),
+                    "broker_url": f"sqla+sqlite:///{tmp / 'broker.db'}", "queue_namespace": f"sec{session_tag()}"}
+        env = {f"CXR_{k.upper()}": v for k, v in settings.items()}
+        env |= {"CXR_DATABASE_URL": db_url, "CXR_ARTIFACT_ROOT": str(registry.store.root)}
+        worker = start_worker(env, tmp / "worker.log")
+        server = start_server(registry, tmp / "api.log", default_model="zoo", runtime_candidates="[]", **settings)
+        try:
+            worker.wait_for_output(" ready.", 180)
+            yield Deployment(url=server.url, tmp=tmp, root=root, repo_data=data_dir, outside=outside,
+                             artifacts=registry.store.root, admin_key=admin_key, train_key=train_key, server=server,
+                             worker=worker)
+        finally:
+            stop_server(server)
+            worker.stop(signal.SIGTERM, timeout=30)
+
+
+@pytest.fixture
+def stranger(deployment: Deployment) -> Iterator[httpx.Client]:
+    with deployment.client() as c:
+        yield c
+
+
+@pytest.fixture
+def trainer(deployment: Deployment) -> Iterator[httpx.Client]:
+    with deployment.client(deployment.train_key) as c:
+        yield c
+
+
+@pytest.fixture
+def admin(deployment: Deployment) -> Iterator[httpx.Client]:
+    with deployment.client(deployment.admin_key) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def tiny(deployment: Deployment) -> str:
+    """A registered dataset with the zoo model's labels: jobs on it run in seconds."""
+    with deployment.client(deployment.train_key) as trainer:
+        r = trainer.post("/datasets", json={"name": "tiny", "kind": "medmnist", "path": "tiny/tiny.npz",
+                                            "options": {"labels": ZOO_LABELS}})
+    assert r.status_code in (201, 409), r.text
+    return "tiny"
+
+
+# -- the decoder-bomb tests' server (tests/security/budget.py) ------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def security_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`pneumonia` (simple_cnn at 224 px, seeded weights) served with the default limits, one pool thread."""
-    root = tmp_path_factory.mktemp("security")
-    registry = Registry.create(root)
-    registry.publish(checkpoint_224(root), "pneumonia")
-    malloc = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024), "MALLOC_TRIM_THRESHOLD_": str(128 * 1024)}
-    saved = {key: os.environ.get(key) for key in malloc}
-    os.environ.update(malloc)  # the server inherits them; restored at once for the rest of the session
-    try:
-        server = start_server(registry, root / "server.log", inference_workers=1, runtime_candidates="[]")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    yield server
-    stop_server(server)
-    registry.db.dispose()
-    assert "Traceback" not in server.log_path.read_text(), server.log_tail(20000)
+    with budget_server(tmp_path_factory.mktemp("budget")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

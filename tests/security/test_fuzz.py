@@ -34,7 +34,7 @@ from pydicom.uid import (
 from ml.errors import ImageError
 from ml.imaging import ImageInfo, probe_image, read_image
 from tests.security import bombs
-from tests.security.conftest import BUDGET_BYTES, BUDGET_CPU_SECONDS, MAX_IMAGE_PIXELS
+from tests.security.budget import BUDGET_BYTES, BUDGET_CPU_SECONDS, MAX_IMAGE_PIXELS
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads Linux /proc")
 

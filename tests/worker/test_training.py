@@ -4,19 +4,22 @@ changes nothing, a delivery after a dead worker resumes from its checkpoint."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
 from ml.config import TrainConfig
-from ml.errors import TrainingCancelled
+from ml.errors import DatasetError, TrainingCancelled
 from ml.training.loop import fit
 from ml.training.reporter import Reporter
 from registry.jobs import claim_job, create_job, get_job
-from registry.models import list_versions
+from registry.paths import PathView
 from registry.runs import get_run, run_artifacts, run_checkpoints, run_metrics
+from registry.versions import list_versions
 from tests.worker.support import QUICK, new_job
 from worker.evaluation import run_evaluation_job
+from worker.runner import describe
 from worker.training import run_training_job
 
 
@@ -108,9 +111,11 @@ def test_an_evaluation_job_reports_on_a_split(ctx, pneumonia, trained):
     assert run_evaluation_job(ctx, job_id) == "succeeded"
     with ctx.db.session() as s:
         job = get_job(s, job_id=job_id)
-        names = {a.name for a in run_artifacts(s, run_id=job.run_id)}
+        artifacts = {a.name: a for a in run_artifacts(s, run_id=job.run_id)}
     assert job.result["metrics"]["n"] == 64 and job.result["model_version"] == "pneumo-simple_cnn:1"
-    assert job.model_version.version == 1 and {"report.json", "roc_val.png"} <= names
+    assert job.model_version.version == 1 and {"report.json", "roc_val.png"} <= set(artifacts)
+    report = json.loads(ctx.store.read_bytes(artifacts["report.json"].uri, sha256=artifacts["report.json"].sha256))
+    assert report["checkpoint"] == f"runs/{trained.id}/model.pt"  # its key in the store, not its server path
 
 
 def test_an_evaluation_refuses_a_changed_checkpoint(ctx, pneumonia, trained, tmp_path):
@@ -127,7 +132,8 @@ def test_an_evaluation_refuses_a_changed_checkpoint(ctx, pneumonia, trained, tmp
         path.write_bytes(original)
     with ctx.db.session() as s:
         job = get_job(s, job_id=job_id)
-    assert job.status == "failed" and "changed or replaced" in job.error
+    assert job.status == "failed" and "changed or replaced" in job.error and job.error_code == "integrity_failure"
+    assert str(ctx.store.root) not in job.error and "runs/" in job.error  # the artifact by its key
 
 
 def test_a_job_that_cannot_run_fails_with_a_message(ctx, pneumonia):
@@ -136,4 +142,35 @@ def test_a_job_that_cannot_run_fails_with_a_message(ctx, pneumonia):
     with ctx.db.session() as s:
         job = get_job(s, job_id=job_id)
         run = get_run(s, run_id=job.run_id)
-    assert "no rows in split 'nope'" in job.error and run.status == "failed"
+    assert "no rows in split 'nope'" in job.error and run.status == "failed" and job.error_code == "dataset_error"
+
+
+def test_model_kwargs_a_model_does_not_take_fail_the_job_as_a_model_error(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia, model_kwargs={"bogus": 1})
+    assert run_training_job(ctx, job_id) == "failed"
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+    assert job.error_code == "model_error" and "bogus" in job.error and "Traceback" not in job.error
+
+
+def test_an_unexpected_failure_records_only_its_type():
+    paths = PathView([Path("/srv/data")])
+    code, message = describe(RuntimeError("cuDNN said no at /srv/secret/conf\nTraceback ..."), paths)
+    assert code == "internal_error" and "RuntimeError" in message
+    assert "secret" not in message and "Traceback" not in message
+    code, message = describe(DatasetError("NIH table not found: /srv/data/nih/t.csv (see /etc/x)"), paths)
+    assert (code, message) == ("dataset_error", "NIH table not found: nih/t.csv (see x)")
+    assert describe(MemoryError(), paths)[0] == "out_of_memory"
+
+
+def test_published_reports_show_paths_relative_to_the_data_root_and_store(ctx, trained, data_dir):
+    with ctx.db.session() as s:
+        run = get_run(s, run_id=trained.run_id)
+        artifacts = {a.name: a for a in run_artifacts(s, run_id=run.id)}
+    assert run.config["data_root"] == str(data_dir / "pneumoniamnist" / "pneumoniamnist.npz")  # what the worker needs
+    config = json.loads(ctx.store.read_bytes(artifacts["config.json"].uri, sha256=artifacts["config.json"].sha256))
+    assert config["train_config"]["data_root"] == "pneumoniamnist/pneumoniamnist.npz"
+    for artifact in artifacts.values():
+        if artifact.media_type == "application/json":
+            text = ctx.store.read_bytes(artifact.uri).decode()
+            assert str(data_dir) not in text and str(ctx.store.root) not in text, artifact.name

@@ -10,7 +10,7 @@ from app.api.auth import AUTH_ERRORS, AdminKey
 from app.api.deps import SessionDep
 from app.api.errors import error_responses
 from app.schemas.access import AuditEvent, AuditList, AuditPage
-from registry.keys import list_events
+from registry.audit import list_events
 
 router = APIRouter(tags=["access"])
 

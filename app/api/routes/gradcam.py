@@ -11,11 +11,11 @@ from fastapi.responses import Response
 
 from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
-from app.api.routes.predict import UPLOAD_ERRORS_DOC, upload_router
+from app.api.uploads import UPLOAD_ERRORS_DOC, upload_router
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
 from app.serving.errors import InvalidInput
 from app.serving.inputs import read_upload
-from app.serving.predictor import split_targets
+from app.serving.targets import split_targets
 from ml.explain.gradcam import CAM_METHODS
 
 router = upload_router()

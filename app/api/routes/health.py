@@ -33,7 +33,12 @@ def live() -> Live:
 
 @router.get("/ready", response_model=Ready, responses={503: {"model": Ready}})
 def ready(state: StateDep) -> JSONResponse:
-    """Report whether the registry is reachable and its schema current (503 when not)."""
+    """Report whether the registry is reachable and its schema current (503 when not, or when draining)."""
+    # answered at once while draining: a proxy checks often, and this replica is going away
+    if state.drain.draining:
+        _, message = state.drain.status()
+        body = Ready(ready=False, checks={"not draining": False}, messages={"not draining": message})
+        return JSONResponse(body.model_dump(), status_code=503)
     checks: dict[str, bool] = {}
     messages: dict[str, str] = {}
     try:
@@ -46,7 +51,7 @@ def ready(state: StateDep) -> JSONResponse:
     except Exception as exc:
         checks["registry"] = checks["schema_current"] = False
         messages["registry"] = f"registry unreachable: {type(exc).__name__}"
-    for name, check in state.extras.get("readiness_checks", {}).items():
+    for name, check in state.readiness_checks.items():
         ok, message = check()
         checks[name] = ok
         if message:

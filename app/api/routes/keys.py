@@ -10,8 +10,9 @@ from app.api.auth import AUTH_ERRORS, AdminKey
 from app.api.deps import SessionDep
 from app.api.errors import ApiError, error_responses
 from app.schemas.access import ApiKey, CreatedKey, KeyList, KeyRequest
-from registry.keys import create_key, list_keys, record_event, revoke_key
-from registry.models import NAME_PATTERN
+from registry.audit import record_event
+from registry.keys import create_key, list_keys, revoke_key
+from registry.versions import NAME_PATTERN
 
 router = APIRouter(prefix="/keys", tags=["access"])
 

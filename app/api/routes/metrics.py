@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import StateDep
+from app.api.deps import MetricsDep
 
 router = APIRouter(tags=["health"])
 
@@ -21,6 +21,6 @@ cxr_http_requests_total{method="POST",route="/predict",status="200"} 42.0
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": EXAMPLE}}, "description": "metrics"}},
 )
-def metrics(state: StateDep) -> Response:
+def metrics(service_metrics: MetricsDep) -> Response:
     """Expose request counts and latencies by route, model load and inference times."""
-    return Response(state.extras["metrics"].render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(service_metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -5,36 +5,14 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi import File, UploadFile
 
-from app.api.auth import AUTH_ERRORS, PREDICT_KEY_DOC, predict_caller
+from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
-from app.api.errors import error_responses
+from app.api.uploads import UPLOAD_ERRORS_DOC, read_uploads, upload_router
 from app.schemas.serving import ModelIdentity, PredictResult, Timing
-from app.serving.inputs import Upload, read_upload, require_multipart
-
-# The statuses an upload route answers besides 200; `app.api.errors` gives their JSON body.
-UPLOAD_ERRORS = error_responses(400, 404, 409, 413, 415, 422, 503)
-UPLOAD_ERRORS_DOC = """
-Errors (JSON `{"error", "message"}`): **400** malformed multipart or too many files; **404** unknown model;
-**409** the model version cannot be served (its checkpoint was changed or does not load); **413** a file or
-the request over the byte limit, or an image over the pixel limit; **415** not multipart, a content type
-that is not an image, not a PNG/JPEG/DICOM file, or a DICOM transfer syntax without a codec here (named);
-**422** an empty, truncated or corrupt image, an unknown target label, a malformed model reference; **503** the
-model's inference queue is full (`Retry-After` says when to try again)."""
-
-
-def upload_router() -> APIRouter:
-    """A router for routes that take X-ray uploads: multipart only, their errors documented."""
-    return APIRouter(tags=["inference"], dependencies=[Depends(predict_caller), Depends(require_multipart)],
-                     responses={**UPLOAD_ERRORS, **AUTH_ERRORS})
-
 
 router = upload_router()
-
-
-async def read_uploads(files: list[UploadFile], max_bytes: int) -> list[Upload]:
-    return [await read_upload(f, index=i, max_bytes=max_bytes) for i, f in enumerate(files)]
 
 
 @router.post(

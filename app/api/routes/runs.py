@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from app.api.deps import ArtifactsDep, SessionDep
+from app.api.deps import ArtifactsDep, SessionDep, ViewerDep
 from app.api.errors import error_responses
 from app.schemas.registry import Artifact, Checkpoint, Run, metric_series
 from registry.datasets import get_dataset
@@ -16,18 +16,19 @@ from registry.runs import get_artifact, get_run, run_artifacts, run_checkpoints,
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 RunId = Annotated[int, Path(ge=1, le=MAX_INT, description="the run's id (a job's `run_id`)", examples=[7])]
+ArtifactName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$", examples=["report.json"])]
 
 
 @router.get("/{run_id}", response_model=Run, responses=error_responses(404, 422))
-def show(run_id: RunId, session: SessionDep) -> Run:
+def show(run_id: RunId, session: SessionDep, viewer: ViewerDep) -> Run:
     """Show a run with its metric series, checkpoints and artifacts."""
     run = get_run(session, run_id=run_id)
     return Run(
         id=run.id, job_id=run.job_id, model=run.model, dataset=get_dataset(session, dataset_id=run.dataset_id).name,
-        status=run.status, device=run.device, config=run.config, best_epoch=run.best_epoch,
+        status=run.status, device=run.device, config=viewer.value(run.config), best_epoch=run.best_epoch,
         resumed_from_epoch=run.resumed_from_epoch, report=run.report, started_at=run.started_at,
         finished_at=run.finished_at, metrics=metric_series(run_metrics(session, run_id=run.id)),
-        checkpoints=[Checkpoint.of(c) for c in run_checkpoints(session, run_id=run.id)],
+        checkpoints=[Checkpoint.of(c, viewer) for c in run_checkpoints(session, run_id=run.id)],
         artifacts=[Artifact.of(run.id, a) for a in run_artifacts(session, run_id=run.id)],
     )
 
@@ -39,8 +40,7 @@ def show(run_id: RunId, session: SessionDep) -> Run:
                                                             "application/x-ndjson": {}}},
                **error_responses(404, 409, 422)},
 )
-def download(run_id: RunId, name: Annotated[str, Path(examples=["report.json"])], session: SessionDep,
-             artifacts: ArtifactsDep) -> Response:
+def download(run_id: RunId, name: ArtifactName, session: SessionDep, artifacts: ArtifactsDep) -> Response:
     """Download a run artifact (a PNG plot or a JSON report)."""
     artifact = get_artifact(session, run_id=run_id, name=name)
     data = artifacts.read_bytes(artifact.uri, sha256=artifact.sha256)

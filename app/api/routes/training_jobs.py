@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from app.api.auth import AUTH_ERRORS, TrainKey
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, TasksDep, ViewerDep
 from app.api.errors import error_responses
 from app.schemas.jobs import Job, JobList, JobPage, TrainingJobRequest
 from app.services.jobs import cancel_job, job_location, list_page, submit_training
-from app.tasks import TasksDep
 from registry.jobs import get_job
 from registry.records import MAX_INT
 
@@ -22,26 +21,26 @@ JobId = Annotated[int, Path(ge=1, le=MAX_INT, description="the job's id", exampl
 
 @router.post("", status_code=202, response_model=Job, responses={**AUTH_ERRORS, **error_responses(422, 503)})
 def submit(body: TrainingJobRequest, session: SessionDep, tasks: TasksDep, response: Response,
-           caller: TrainKey) -> Job:
+           caller: TrainKey, viewer: ViewerDep) -> Job:
     """Queue a training job."""
     job = submit_training(session, tasks, body, actor=caller.name)
     response.headers["Location"] = job_location(job)
-    return Job.of(job)
+    return Job.of(job, viewer)
 
 
 @router.get("", response_model=JobList, responses=error_responses(422))
-def list_training_jobs(session: SessionDep, page: Annotated[JobPage, Query()]) -> JobList:
+def list_training_jobs(session: SessionDep, page: Annotated[JobPage, Query()], viewer: ViewerDep) -> JobList:
     """List training jobs, newest first."""
-    return list_page(session, kind="train", page=page)
+    return list_page(session, kind="train", page=page, viewer=viewer)
 
 
 @router.get("/{job_id}", response_model=Job, responses=error_responses(404, 422))
-def show(job_id: JobId, session: SessionDep) -> Job:
+def show(job_id: JobId, session: SessionDep, viewer: ViewerDep) -> Job:
     """Show a training job's status, progress, metrics and results."""
-    return Job.of(get_job(session, job_id=job_id, kind="train"))
+    return Job.of(get_job(session, job_id=job_id, kind="train"), viewer)
 
 
 @router.post("/{job_id}/cancel", response_model=Job, responses={**AUTH_ERRORS, **error_responses(404, 409, 422)})
-def cancel(job_id: JobId, session: SessionDep, caller: TrainKey) -> Job:
+def cancel(job_id: JobId, session: SessionDep, caller: TrainKey, viewer: ViewerDep) -> Job:
     """Cancel a training job."""
-    return Job.of(cancel_job(session, job_id=job_id, kind="train", actor=caller.name))
+    return Job.of(cancel_job(session, job_id=job_id, kind="train", actor=caller.name), viewer)

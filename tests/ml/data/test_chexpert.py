@@ -146,3 +146,19 @@ def test_no_images_is_an_error(tmp_path: Path) -> None:
 def test_labels_are_float32_with_known_values(tmp_path: Path) -> None:
     ds = create_dataset("chexpert", make_chexpert(tmp_path), uncertainty="ones")
     assert ds.labels.dtype == np.float32 and set(np.unique(ds.labels)) <= {0.0, 1.0}
+
+
+def test_csv_paths_never_leave_the_dataset_folder(tmp_path: Path) -> None:
+    root = make_chexpert(tmp_path / "data")
+    outside = tmp_path / "outside" / "patient09999" / "study1" / "view1_frontal.jpg"
+    outside.parent.mkdir(parents=True)
+    Image.new("L", (8, 8), 255).save(outside)
+    table = pd.read_csv(root / "train.csv")
+    inner = outside.relative_to(tmp_path / "outside")
+    escapes = [f"CheXpert-v1.0-small/../../outside/{inner}", f"CheXpert-v1.0-small/train/../../../outside/{inner}",
+               str(outside)]
+    extra = [{**table.iloc[0].to_dict(), "Path": p} for p in escapes]
+    pd.concat([table, pd.DataFrame(extra)], ignore_index=True).to_csv(root / "train.csv", index=False)
+    ds = create_dataset("chexpert", root)
+    assert len(ds) == 27  # the three rows naming a file outside are dropped, the file exists all the same
+    assert all(Path(p).resolve().is_relative_to(root.resolve()) for p in ds.metadata["path"])

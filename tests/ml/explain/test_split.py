@@ -104,3 +104,37 @@ def test_the_trunk_runs_in_another_runtime_and_gives_the_same_map(runtime: str) 
     side = x.shape[-1]
     [ours], [theirs] = split_cams(split, values, [2], (side, side)), compute_cams(model, x, [2])
     assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_a_trace_waits_for_model_runs_on_other_threads_and_keeps_new_ones_out():
+    """fx patches nn.Module.__call__ for the whole process while it traces: without the guard, a forward pass
+    on another thread during a trace fails ("module is not installed as a submodule")."""
+    import threading
+
+    from ml.explain.split import TRACE_GUARD
+
+    model = create_model("densenet121", num_classes=2).eval()
+    other = create_model("simple_cnn", num_classes=2).eval()
+    x = torch.zeros(1, 1, 28, 28)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def run_forever() -> None:
+        while not stop.is_set():
+            try:
+                with TRACE_GUARD.running(), torch.inference_mode():
+                    other(x)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run_forever) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            split_at_cam_layer(model)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:1]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from ml.checkpoint import load_checkpoint
 from ml.config import TrainConfig
 from ml.errors import TrainingCancelled
 from ml.inference import LoadedModel
-from ml.training.checkpoint import load_checkpoint
 from ml.training.loop import fit
 from ml.training.reporter import Reporter
 

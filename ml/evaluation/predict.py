@@ -1,0 +1,75 @@
+"""A model over the batches of a dataset split: probabilities and labels per row, and reports per split with
+operating thresholds chosen on validation. Used by training (validation each epoch, the final report) and by
+`evaluate_checkpoint`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ml.data.base import CXRDataset, Task
+from ml.data.batches import Batches
+from ml.device import autocast
+from ml.errors import DatasetError
+from ml.evaluation.metrics import PredictionAccumulator, choose_thresholds, classification_report
+from ml.models import CXRModel
+from ml.transforms import Preprocess
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # logits, labels -> mean loss
+
+
+@torch.no_grad()
+def predict_batches(
+    model: CXRModel,
+    batches: Batches,
+    preprocess: Preprocess,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    task: Task,
+    tta: bool = False,
+    loss_fn: LossFn | None = None,
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Probabilities and labels for every row, in order; mean loss when `loss_fn` is given."""
+    model.eval()
+    acc = PredictionAccumulator(task)
+    total_loss, seen = 0.0, 0
+    for images, labels in batches.epoch():
+        x = preprocess.finish(images.to(device))
+        with autocast(device, amp_dtype):
+            logits = model(x).float()
+            if tta:  # average the logits of the image and its mirror
+                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+        if loss_fn is not None:
+            total_loss += float(loss_fn(logits, labels.to(device))) * len(images)
+            seen += len(images)
+        acc.update(logits, labels)
+    probs, labels = acc.compute()
+    return probs, labels, (total_loss / seen if seen else None)
+
+
+def evaluate_splits(
+    model: CXRModel,
+    preprocess: Preprocess,
+    dataset: CXRDataset,
+    batches: dict[str, Batches | None],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    threshold_policy: str,
+    tta: bool,
+    thresholds: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Reports per split; thresholds chosen on 'val' unless given."""
+    outputs = {name: predict_batches(model, b, preprocess, device, amp_dtype, dataset.task, tta)
+               for name, b in batches.items() if b is not None}
+    if thresholds is None:
+        if "val" not in outputs:
+            raise DatasetError("choosing thresholds needs a validation split")
+        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy)
+    splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
+              for name, (probs, labels, _) in outputs.items()}
+    return {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,
+            "splits": splits}

@@ -1,0 +1,295 @@
+"""Model quality: evaluate each shipped model on its test split, print the figures, write its model card.
+
+    python -m tools.quality                          # every model in models/manifest.toml that has a recipe
+    python -m tools.quality --model cxr3class        # one model
+    python -m tools.quality --model pneumonia --retrain --ship   # train from the recipe (fixed seed), ship it
+    python -m tools.quality --data /elsewhere/shared/data         # where the large sources live
+
+Figures per model: per-class AUROC with a 95% percentile-bootstrap interval (1000 resamples of the test
+rows, seed 0), accuracy, macro/micro F1 and precision/recall at the operating thresholds stored in the
+checkpoint (chosen on the validation split while training; arg-max for multi-class models).
+
+`--retrain` runs `fit` on the model's recipe (the same as `cxr train --config RECIPE`), timed on this
+machine; `--ship` copies the produced `model.pt` to `models/<name>/`, writes `models/<name>/metrics.json`
+(the figures and the training wall time) and regenerates `models/<name>/CARD.md`. Without `--retrain`,
+`--ship` regenerates the card of the weights already shipped, keeping the recorded training time.
+
+Recipes name their data relative to the repository root; paths under `../shared/data/` are re-rooted
+onto `--data` (default: `../shared/data` beside the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import REPO_ROOT, machine, write_result
+from tools.cards import render_card
+
+MANIFEST = REPO_ROOT / "models" / "manifest.toml"
+SHARED_PREFIX = "../shared/data"
+DEFAULT_SHARED = REPO_ROOT.parent / "shared" / "data"
+N_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+MIN_POSITIVES = 5  # fewer test positives than this: the AUROC is reported but flagged unreliable
+
+log = logging.getLogger(__name__)
+
+
+# --- what ships ----------------------------------------------------------------------------------
+
+
+def shipped_models(manifest: Path = MANIFEST) -> dict[str, dict[str, Any]]:
+    """Manifest entries that name a recipe, by model name."""
+    entries = tomllib.loads(manifest.read_text()).get("model", [])
+    return {e["name"]: e for e in entries if e.get("recipe")}
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def resolve_data_root(recipe_root: str, shared: Path, override: str | None = None) -> Path:
+    """The recipe's data path, re-rooted onto `shared` when it points into ../shared/data."""
+    if override:
+        return Path(override)
+    if recipe_root == SHARED_PREFIX or recipe_root.startswith(SHARED_PREFIX + "/"):
+        return shared / recipe_root[len(SHARED_PREFIX):].lstrip("/")
+    path = Path(recipe_root)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def predict_split(checkpoint: Path, recipe: dict[str, Any], data_root: Path, split: str) -> dict[str, Any]:
+    """Probabilities, labels, thresholds and the dataset facts of `split`."""
+    import torch
+
+    from ml.data import create_dataset
+    from ml.data.batches import Batches
+    from ml.errors import DatasetError
+    from ml.evaluation.predict import predict_batches
+    from ml.inference import LoadedModel
+
+    loaded = LoadedModel.from_checkpoint(checkpoint)
+    ds = create_dataset(recipe["dataset"], data_root, **recipe.get("dataset_options", {}))
+    if ds.pathologies != loaded.labels:
+        raise DatasetError(f"{checkpoint} predicts {loaded.labels}; the recipe's data has {ds.pathologies}")
+    rows = ds.split(split)
+    batches = Batches(rows, loaded.preprocess, batch_size=256, shuffle=False, in_memory=True)
+    tta = bool(loaded.meta.get("train_config", {}).get("params", {}).get("tta", False))
+    probs, labels, _ = predict_batches(loaded.model, batches, loaded.preprocess, torch.device("cpu"), None, ds.task,
+                                       tta=tta)
+    return {"probs": probs, "labels": labels, "thresholds": loaded.thresholds, "task": ds.task,
+            "pathologies": ds.pathologies, "split_sizes": {s: len(ds.split(s)) for s in ds.splits()},
+            "meta": loaded.meta, "data_config": loaded.data_config.model_dump(mode="json"), "tta": tta}
+
+
+def auroc_with_mean(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-class AUROC followed by their mean (the statistic the bootstrap resamples)."""
+    from ml.evaluation.metrics import rank_auroc
+
+    auroc = rank_auroc(probs, labels)
+    known = auroc[~np.isnan(auroc)]
+    return np.append(auroc, known.mean() if known.size else np.nan)
+
+
+def figures(pred: dict[str, Any], n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """The report at the stored thresholds, with bootstrap intervals on every AUROC."""
+    from ml.evaluation.metrics import bootstrap_ci, classification_report
+
+    probs, labels = pred["probs"], pred["labels"]
+    report = classification_report(probs, labels, pred["task"], pred["pathologies"], pred["thresholds"])
+    point = auroc_with_mean(probs, labels)
+    with warnings.catch_warnings():  # a label without positives is NaN in every resample: expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = bootstrap_ci(probs, labels, auroc_with_mean, n_resamples=n_resamples, seed=seed)
+    per_class = {}
+    for j, name in enumerate(pred["pathologies"]):
+        c = dict(report["per_class"][name])
+        c.pop("n", None)
+        positives = c["support"]
+        # With a handful of positives many resamples have none: an interval would look tighter than it is.
+        c["auroc_ci"] = None if np.isnan(point[j]) or positives < MIN_POSITIVES else [float(lo[j]), float(hi[j])]
+        c["auroc_note"] = ("undefined: no positives in this split" if positives == 0 else
+                           "undefined: no negatives in this split" if positives == len(labels) else
+                           f"unreliable: only {positives} positives" if positives < MIN_POSITIVES else "")
+        per_class[name] = c
+    out = {k: report[k] for k in ("n", "mean_auroc", "accuracy", "accuracy_at_0.5", "macro_f1", "micro_f1",
+                                  "macro_precision", "macro_recall", "micro_precision", "micro_recall",
+                                  "confusion_matrix") if k in report}
+    out["mean_auroc_ci"] = None if np.isnan(point[-1]) else [float(lo[-1]), float(hi[-1])]
+    out["per_class"] = per_class
+    out["bootstrap"] = {"resamples": n_resamples, "seed": seed, "confidence": 0.95, "method": "percentile"}
+    return out
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> dict[str, Any]:
+    """`fit` on the recipe from scratch; returns where the model is and how long it took."""
+    import torch
+
+    from ml.config import TrainConfig
+    from ml.config import load_recipe as load_checked
+    from ml.training.loop import fit
+
+    torch.set_num_threads(threads)
+    raw = load_checked(recipe_path)
+    raw.pop("description", None)
+    raw["data_root"] = str(data_root)
+    config = TrainConfig.parse(raw)
+    started = time.perf_counter()
+    result = fit(config, run_dir, resume=False)
+    seconds = time.perf_counter() - started
+    training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
+                "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads,
+                "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
+    (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    return training
+
+
+def run_training(run_dir: Path, train_seconds: float | None) -> dict[str, Any] | None:
+    """What a finished run folder says about its training (`training.json`, else the seconds given)."""
+    path = run_dir / "training.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    if train_seconds is None:
+        return None
+    report = json.loads((run_dir / "report.json").read_text())
+    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"] + 1,
+            "device": report["device"], "threads": 2, "how": "wall clock of `time cxr train --config RECIPE`",
+            "machine": machine()}
+
+
+# --- one model -----------------------------------------------------------------------------------
+
+
+def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    recipe_path = REPO_ROOT / entry["recipe"]
+    recipe = load_recipe(recipe_path)
+    data_root = resolve_data_root(recipe["data_root"], args.data, args.data_root)
+    model_dir = REPO_ROOT / "models" / Path(entry["path"]).parent
+    checkpoint = REPO_ROOT / "models" / entry["path"]
+    metrics_path = model_dir / "metrics.json"
+    training = json.loads(metrics_path.read_text()).get("training") if metrics_path.exists() else None
+    if args.retrain or args.run:
+        run_dir = args.run or args.runs / name
+        if args.retrain:
+            log.info("training %s from %s into %s", name, entry["recipe"], run_dir)
+            retrain(recipe_path, data_root, run_dir, args.threads)
+        training = run_training(run_dir, args.train_seconds)
+        checkpoint = run_dir / "model.pt"
+    test = predict_split(checkpoint, recipe, data_root, "test")
+    val = predict_split(checkpoint, recipe, data_root, "val")
+    result = {
+        "name": name,
+        "recipe": entry["recipe"],
+        "checkpoint": str(checkpoint.relative_to(REPO_ROOT)) if checkpoint.is_relative_to(REPO_ROOT) else str(checkpoint),
+        "size_bytes": checkpoint.stat().st_size,
+        "labels": test["pathologies"],
+        "task": str(test["task"]),
+        "split_sizes": test["split_sizes"],
+        "thresholds": [float(t) for t in test["thresholds"]],
+        "threshold_policy": test["meta"]["train_config"]["params"].get("threshold_policy"),
+        "tta": test["tta"],
+        "data_config": test["data_config"],
+        "model_name": test["meta"]["model_name"],
+        "model_kwargs": test["meta"]["model_kwargs"],
+        "best_epoch": (test["meta"]["epoch"] or 0) + 1,
+        "train_config": test["meta"]["train_config"],
+        "test": figures(test, args.resamples),
+        "val": figures(val, args.resamples),
+        "training": training,
+    }
+    print_figures(result)
+    if args.ship:
+        ship(result, checkpoint, model_dir, entry)
+    return result
+
+
+def ship(result: dict[str, Any], checkpoint: Path, model_dir: Path, entry: dict[str, Any]) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = REPO_ROOT / "models" / entry["path"]
+    if checkpoint.resolve() != target.resolve():
+        shutil.copyfile(checkpoint, target)
+        result["checkpoint"] = str(target.relative_to(REPO_ROOT))
+    (model_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (model_dir / "CARD.md").write_text(render_card(result, entry))
+    print(f"shipped: {target.relative_to(REPO_ROOT)}, {model_dir.relative_to(REPO_ROOT)}/CARD.md")
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def _ci(ci: list[float] | None) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "    n/a     "
+
+
+def print_figures(r: dict[str, Any]) -> None:
+    t = r["test"]
+    print(f"\n== {r['name']}  ({r['model_name']}, {r['checkpoint']}, {r['size_bytes'] / 1e6:.2f} MB)")
+    if r["training"]:
+        tr = r["training"]
+        print(f"   trained {tr['train_seconds'] / 60:.1f} min on {tr['device']} ({tr.get('threads')} threads), "
+              f"{tr['epochs']} epochs, best epoch {tr['best_epoch']}")
+    auc = f"{t['mean_auroc']:.4f}" if t["mean_auroc"] is not None else "n/a"
+    accuracy = f"  accuracy {t['accuracy']:.4f}" if "accuracy" in t else ""
+    line = (f"   test n={t['n']}: mean AUROC {auc} {_ci(t['mean_auroc_ci'])}{accuracy}"
+            f"  macro-F1 {t['macro_f1']:.4f}  micro-F1 {t['micro_f1']:.4f}")
+    if "accuracy_at_0.5" in t:
+        line += f"  (accuracy at 0.5: {t['accuracy_at_0.5']:.4f})"
+    print(line)
+    print(f"   {'label':<20}{'AUROC':>8} {'95% CI':>16}{'P':>7}{'R':>7}{'F1':>7}{'thr':>7}{'pos':>6}")
+    for name, c in t["per_class"].items():
+        auc = f"{c['auroc']:.4f}" if c["auroc"] is not None else "   n/a"
+        thr = "argmax" if r["task"] == "multiclass" else f"{c['threshold']:.3f}"
+        print(f"   {name:<20}{auc:>8} {_ci(c['auroc_ci']):>16}{c['precision']:>7.3f}{c['recall']:>7.3f}"
+              f"{c['f1']:>7.3f}{thr:>7}{c['support']:>6}  {c['auroc_note']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.quality", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", help="a model name from models/manifest.toml (repeatable)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_SHARED,
+                        help="the shared data folder that recipe paths under ../shared/data point into")
+    parser.add_argument("--data-root", help="this model's dataset path, replacing the recipe's (one --model)")
+    parser.add_argument("--retrain", action="store_true", help="train from the recipe first (its fixed seed)")
+    parser.add_argument("--ship", action="store_true", help="copy the weights to models/ and write metrics + card")
+    parser.add_argument("--run", type=Path, help="take the model of this finished run folder (one --model)")
+    parser.add_argument("--train-seconds", type=float, help="with --run: its measured training wall time")
+    parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "quality", help="run folders for --retrain")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for --retrain")
+    parser.add_argument("--resamples", type=int, default=N_RESAMPLES, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    models = shipped_models()
+    names = args.model or list(models)
+    unknown = [n for n in names if n not in models]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; with a recipe in models/manifest.toml: {', '.join(models)}")
+    if (args.data_root or args.run) and len(names) != 1:
+        parser.error("--data-root and --run need exactly one --model")
+    results = [run_model(name, models[name], args) for name in names]
+    summary = {r["name"]: {k: r[k] for k in ("checkpoint", "training")} | {"test": {
+        k: v for k, v in r["test"].items() if k != "per_class"}} for r in results}
+    label = "quality" if not args.model else "quality-" + "-".join(names)
+    print(f"\nraw: {write_result(label, {'models': summary})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
