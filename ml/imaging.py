@@ -15,7 +15,7 @@ Used by the dataset adapters, the CLI and the HTTP API, so every input goes thro
   checked from the header before anything is decoded; the structure around the pixels is bounded before
   a decoder sees it (`ml.codestreams`: JPEG segments and scans, PNG chunks, TIFF pages, BMP run lengths,
   the frame inside a DICOM file, which must match Rows and Columns; `ml.dicom_file`: DICOM elements and
-  a deflated dataset's inflation); conversion to float runs in strips of `STRIP_PIXELS`, so an image
+  a deflated dataset's inflation); an image over `STRIP_PIXELS` converts to float in strips, so it
   costs its decoded size plus 4 bytes per pixel of output. Every failure is an `ImageError` (or
   subclass) with a message that names the input.
 """
