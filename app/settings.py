@@ -35,7 +35,13 @@ class AppSettings(RegistrySettings):
     max_request_bytes: int = Field(
         64 * 2**20, ge=1024, description="largest request body (files and framing), refused while read"
     )
-    max_image_pixels: int = Field(60_000_000, ge=1024, description="largest decoded image (width x height)")
+    # 40M: the decoding budget of one upload (README, "Upload decoding budget") holds for the costliest
+    # legal image at this size (a 40M-pixel RGBA PNG: ~330 MB above idle); the largest chest detectors
+    # give ~18M pixels (4320 x 4320)
+    max_image_pixels: int = Field(
+        40_000_000, ge=1024, description="largest decoded image (width x height; DICOM also counts frames and "
+                                         "colour samples)"
+    )
     max_files_per_request: int = Field(16, ge=1, le=256, description="files one /predict or /gradcam request may carry")
     inference_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads per pool worker (default: the cores divided among them)"

@@ -20,6 +20,9 @@ from ml.models.base import ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# A resize whose output or first pass exceeds this is rearranged (see `Preprocess.resize`): a bound of
+# 16 MB of floats, far above any radiograph's (a 4320 px image at 224 px: 4320 x 224 = 1M).
+MAX_RESIZED_PIXELS = 4_000_000
 
 
 def resolve_data_config(
@@ -74,10 +77,14 @@ class Preprocess:
             new_h, new_w = target, target
         else:
             short = round(size / self.cfg.crop_pct)
+            if round(max(h, w) * short / min(h, w)) * short > MAX_RESIZED_PIXELS:
+                # An extreme strip (1 x 60M pixels scaled so its short side is `short` would be gigabytes):
+                # keep only the centre square that the crop below keeps anyway, then resize that.
+                x, h, w = _centre_square(x), min(h, w), min(h, w)
             scale = short / min(h, w)
             new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
         if (new_h, new_w) != (h, w):
-            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+            x = _interpolate(x, new_h, new_w)
         top, left = (new_h - size) // 2, (new_w - size) // 2
         x = x[..., top : top + size, left : left + size]
         return x[0].clamp_(0.0, 1.0)
@@ -96,6 +103,23 @@ class Preprocess:
 
     def batch(self, images: list[np.ndarray]) -> torch.Tensor:
         return self.finish(torch.stack([self.resize(im) for im in images]))
+
+
+def _centre_square(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return x[..., top : top + side, left : left + side]
+
+
+def _interpolate(x: torch.Tensor, new_h: int, new_w: int) -> torch.Tensor:
+    """Antialiased bilinear resize of (1, 1, H, W). PyTorch resizes the last axis first, so a tall strip
+    squashed to a square would first become H x new_w (60M x 224 floats for a 60M x 1 image): when that
+    pass would be large, the image is resized transposed, its long axis first."""
+    h, w = x.shape[-2:]
+    if h * new_w > MAX_RESIZED_PIXELS and w * new_h < h * new_w:
+        return _interpolate(x.transpose(-1, -2), new_w, new_h).transpose(-1, -2)
+    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
 
 
 class BatchAugment:

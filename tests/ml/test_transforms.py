@@ -106,3 +106,43 @@ def test_rotation_moves_content():
 def test_bad_augment_ranges_are_refused():
     with pytest.raises(ValueError, match="scale"):
         AugmentConfig(scale=(0.9, 0.5))
+
+
+def _resize_in_one_interpolation(image: np.ndarray, size: int) -> torch.Tensor:
+    """The resize as a single antialiased interpolation of the whole image, then the centre crop."""
+    h, w = image.shape
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    x = torch.nn.functional.interpolate(torch.from_numpy(image)[None, None], size=(new_h, new_w),
+                                        mode="bilinear", align_corners=False, antialias=True)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return x[0, :, top : top + size, left : left + size].clamp(0, 1)
+
+
+@pytest.mark.parametrize(("shape", "size"), [((1024, 1024), 28), ((2500, 2048), 224), ((8, 2048), 28)])
+def test_radiograph_shapes_resize_in_one_interpolation(shape, size):
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    out = Preprocess(_cfg(input_size=size)).resize(image)
+    assert torch.equal(out, _resize_in_one_interpolation(image, size))
+
+
+def test_an_extreme_strip_keeps_only_the_square_the_crop_keeps():
+    """A 1 x 65,535 strip at 224 px would resize to 224 x 14.7M floats (13 GB) before the crop: the centre
+    square (here the centre pixel) is resized instead."""
+    strip = np.linspace(0, 1, 65535, dtype=np.float32)[None, :]
+    out = Preprocess(_cfg(input_size=224)).resize(strip)
+    assert out.shape == (1, 224, 224)
+    assert torch.allclose(out, torch.full_like(out, float(strip[0, 32767])))
+    assert torch.equal(Preprocess(_cfg(input_size=224)).resize(strip.T.copy()), out)
+
+
+def test_a_tall_strip_squashed_is_resized_long_axis_first(monkeypatch):
+    from ml import transforms
+
+    strip = np.linspace(0, 1, 4000, dtype=np.float32)[:, None].repeat(3, axis=1)  # 4000 x 3
+    pre = Preprocess(_cfg(input_size=32, resize_mode="squash"))
+    direct = pre.resize(strip)
+    monkeypatch.setattr(transforms, "MAX_RESIZED_PIXELS", 1000)  # as for a 60M x 1 strip
+    transposed = pre.resize(strip)
+    assert torch.allclose(transposed, direct, atol=1e-6)
+    assert torch.all(transposed[0, 1:, 0] > transposed[0, :-1, 0])  # still dark at the top, bright below

@@ -25,6 +25,7 @@ from tests.app.api.support import make_key
 from tests.app.live_server import ZOO_LABELS, Registry, Server, start_server, stop_server, zoo_checkpoint
 from tests.integration.services import postgres_database, session_tag
 from tests.integration.stack import Child, start_worker
+from tests.security.budget import Meter, budget_server
 
 SECRET_LINE = "TOP-SECRET-FIRST-LINE,never,to,be,echoed"
 
@@ -123,3 +124,23 @@ def tiny(deployment: Deployment) -> str:
                                             "options": {"labels": ZOO_LABELS}})
     assert r.status_code in (201, 409), r.text
     return "tiny"
+
+
+# -- the decoder-bomb tests' server (tests/security/budget.py) ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def security_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with budget_server(tmp_path_factory.mktemp("budget")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def security_client(security_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=security_server.url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture()
+def meter(security_server: Server) -> Meter:
+    return Meter(security_server.process.pid)
