@@ -44,6 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("calibrate", help="fit temperatures on a trained checkpoint's validation split (no "
+                                         "retraining), re-choose its thresholds, report ECE/Brier")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--config", type=Path, help="the recipe it was trained with (its dataset, data and options)")
+    p.add_argument("--dataset")
+    p.add_argument("--data")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", type=Path, help="write here instead of replacing the checkpoint")
+    p.add_argument("--report", type=Path, help="folder for calibration.json and reliability plots")
+    p.add_argument("--threshold-policy", help="default: the policy the checkpoint was trained with")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("predict", help="per-pathology probabilities for images")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--checkpoint", required=True, type=Path)
@@ -200,22 +213,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ml.evaluation.evaluate import calibrate_checkpoint
+
+    recipe = load_recipe(args.config) if args.config else {}
+    dataset, data = args.dataset or recipe.get("dataset"), args.data or recipe.get("data_root")
+    if not dataset or not data:
+        raise ConfigError("calibrate needs --config RECIPE, or --dataset and --data")
+    options = {**recipe.get("dataset_options", {}), **parse_assignments(args.dataset_option)}
+    report = calibrate_checkpoint(args.checkpoint, dataset=dataset, data_root=data, dataset_options=options,
+                                  out=args.out, report_dir=args.report, threshold_policy=args.threshold_policy,
+                                  device=args.device)
+    cal = report["calibration"]
+    print(f"{report['checkpoint']}: temperatures "
+          + ", ".join(f"{t:.3f}" for t in cal["temperatures"]) + " (fitted on val); thresholds "
+          + ", ".join(f"{t:.3f}" for t in report["thresholds"]) + f" ({report['threshold_policy']})")
+    for split, s in cal["splits"].items():
+        print(f"  {split} (n={s['n']}): ECE {s['ece_before']:.4f} -> {s['ece_after']:.4f}, "
+              f"Brier {s['brier_before']:.4f} -> {s['brier_after']:.4f}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ml.imaging import read_image
     from ml.inference import LoadedModel
+    from ml.trust import InputGate, colour_fraction
+    from ml.trust.reading import decision_words, findings, test_aurocs, warnings
 
     loaded = LoadedModel.from_checkpoint(args.checkpoint)
-    images = [read_image(path) for path in args.images]
-    probs = loaded.predict_images(images)
+    gate = InputGate.load()
+    aurocs = test_aurocs(loaded.meta.get("metrics"))
+    size = loaded.data_config.input_size
     results = []
-    for path, row in zip(args.images, probs, strict=True):
-        pred = loaded.explain_probabilities(row)
-        results.append({"image": str(path), "probabilities": pred.probabilities, "positive": pred.positive})
+    for path in args.images:
+        data = path.read_bytes()
+        image = read_image(data)
+        check = gate.check(image, colour_fraction(data))
+        pred = loaded.explain_probabilities(loaded.predict_images([image])[0])
+        items = findings(pred.probabilities, pred.thresholds, pred.positive, aurocs)
+        result = {"image": str(path), "width": image.shape[1], "height": image.shape[0],
+                  "input_size": [size, size], "calibrated": loaded.calibrated, "input_check": check.as_dict(),
+                  "probabilities": pred.probabilities, "thresholds": pred.thresholds, "positive": pred.positive,
+                  "findings": [f.as_dict() for f in items], "warnings": warnings(items, check)}
+        results.append(result)
         if not args.json:
-            print(f"{path}:")
-            for label, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
-                mark = "*" if label in pred.positive else " "
-                print(f"  {mark} {label:<20} {p:.4f}  (threshold {pred.thresholds[label]:.3f})")
+            verdict = ("looks like a chest X-ray" if check.in_distribution else "FLAGGED: may not be a chest X-ray")
+            print(f"{path} ({image.shape[1]}x{image.shape[0]}; the model sees {size}x{size}"
+                  f"{', calibrated probabilities' if loaded.calibrated else ''}):")
+            print(f"  input check: {verdict} (score {check.score:.2f}, threshold {check.threshold:.2f})")
+            for f in items:
+                auc = f"test AUROC {f.test_auroc:.3f}" if f.test_auroc is not None else "test AUROC unknown"
+                print(f"  {f.label:<20} {decision_words(f):<42} {auc}{'' if f.reliable else '  (unreliable)'}")
+            for w in result["warnings"]:
+                print(f"  warning: {w}")
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

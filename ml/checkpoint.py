@@ -67,8 +67,8 @@ def build_checkpoint(
         "best_metric": plain(best_metric),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    if calibration is not None:  # {"method": "temperature", "temperatures": [...], per-split figures}
-        ckpt["calibration"] = plain(calibration)
+    if calibration is not None:
+        ckpt["calibration"] = plain(calibration)  # {"method", "temperatures", "biases", per-split figures}
     if training_state is not None:
         ckpt["training_state"] = training_state
     return ckpt
@@ -126,11 +126,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, calibrated: bool = True) -> C
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise ModelError(f"checkpoint weights do not fit model '{ckpt['model_name']}': {exc}") from None
-    temperatures = (ckpt.get("calibration") or {}).get("temperatures")
-    if calibrated and temperatures:
+    calibration = ckpt.get("calibration") or {}
+    if calibrated and calibration.get("temperatures"):
         from ml.evaluation.calibration import fold_temperatures
 
-        fold_temperatures(model, model.head(), temperatures)
+        fold_temperatures(model, model.head(), calibration["temperatures"], calibration.get("biases"))
     return model.eval()
 
 

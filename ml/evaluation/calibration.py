@@ -3,9 +3,11 @@
 `fit_temperatures` divides each label's logit by a temperature chosen to minimise the negative log-likelihood
 on validation data (Guo et al. 2017, "On calibration of modern neural networks"; per label for sigmoid
 outputs, one shared temperature for a softmax, where per-class temperatures would no longer sum to one).
-Temperatures keep every ranking, so AUROC is unchanged; thresholds are chosen again on the calibrated
-outputs. The checkpoint stores them, and `fold_temperatures` divides the model's last layer by them when it
-is loaded, so every way of serving it (ONNX Runtime, the Grad-CAM split) gives calibrated probabilities.
+With `shift=True` each sigmoid label also gets a bias (Platt scaling, z / T + b): a model trained with
+positive-class weights is off by an offset that a temperature alone cannot remove. Both keep every
+ranking, so AUROC is unchanged; thresholds are chosen again on the calibrated outputs. The checkpoint
+stores them, and `fold_temperatures` puts them into the model's last layer when it is loaded, so every way
+of serving it (ONNX Runtime, the Grad-CAM split) gives calibrated probabilities.
 
 Written afresh here; works from probabilities (their logits recovered), so any saved predictions will do.
 """
@@ -16,12 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from torch import nn
 
 from ml.data.base import Task
 
 ECE_BINS = 15
+_LOG_T = (float(np.log(0.05)), float(np.log(20.0)))
 _EPS = 1e-7
 
 
@@ -31,14 +34,23 @@ def logits_of(probs: np.ndarray, task: Task | str) -> np.ndarray:
     return np.log(p) if Task(task) is Task.MULTICLASS else np.log(p) - np.log1p(-p)
 
 
-def scaled(probs: np.ndarray, temperatures: np.ndarray, task: Task | str) -> np.ndarray:
-    """Probabilities after dividing each label's logit by its temperature."""
+def scaled(probs: np.ndarray, temperatures: np.ndarray, task: Task | str,
+           biases: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities after dividing each label's logit by its temperature (and adding its bias)."""
+    return _scaled64(probs, temperatures, task, biases).astype(np.float32)
+
+
+def _scaled64(probs: np.ndarray, temperatures: np.ndarray, task: Task | str,
+              biases: np.ndarray | None = None) -> np.ndarray:
+    """`scaled` in float64: the optimiser's finite differences vanish in float32."""
     z = logits_of(probs, task) / np.asarray(temperatures, dtype=np.float64)[None, :]
+    if biases is not None:
+        z = z + np.asarray(biases, dtype=np.float64)[None, :]
     if Task(task) is Task.MULTICLASS:
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-    return (1 / (1 + np.exp(-z))).astype(np.float32)
+        return e / e.sum(axis=1, keepdims=True)
+    return 1 / (1 + np.exp(-z))
 
 
 def _nll(probs: np.ndarray, labels: np.ndarray, task: Task) -> float:
@@ -50,26 +62,31 @@ def _nll(probs: np.ndarray, labels: np.ndarray, task: Task) -> float:
     return float(-(y * np.log(p) + (1 - y) * np.log1p(-p))[known].mean())
 
 
-def fit_temperatures(probs: np.ndarray, labels: np.ndarray, task: Task | str) -> np.ndarray:
-    """Temperatures (L,) minimising the validation negative log-likelihood; 1 for a label without both
-    classes among its known values."""
+def fit_temperatures(probs: np.ndarray, labels: np.ndarray, task: Task | str,
+                     shift: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Temperatures (L,) and biases (L,) minimising the validation negative log-likelihood; biases stay 0
+    unless `shift` (sigmoid labels only); a label without both classes among its known values keeps 1 and 0."""
     task = Task(task)
     n_labels = probs.shape[1]
-
-    def best(cols: list[int], temps_for: callable) -> float:  # type: ignore[valid-type]
-        result = minimize_scalar(lambda log_t: _nll(scaled(probs, temps_for(np.exp(log_t)), task)[:, cols],
-                                                     labels[:, cols], task),
-                                 bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-        return float(np.exp(result.x))
-
+    temps, biases = np.ones(n_labels), np.zeros(n_labels)
     if task is Task.MULTICLASS:
-        return np.full(n_labels, best(list(range(n_labels)), lambda t: np.full(n_labels, t)))
-    temps = np.ones(n_labels)
+        result = minimize_scalar(lambda log_t: _nll(_scaled64(probs, np.full(n_labels, np.exp(log_t)), task), labels,
+                                                    task), bounds=_LOG_T, method="bounded")
+        return np.full(n_labels, float(np.exp(result.x))), biases
     for j in range(n_labels):
-        y = labels[:, j][~np.isnan(labels[:, j])]
-        if y.size and 0 < y.sum() < y.size:
-            temps[j] = best([j], lambda t, j=j: np.where(np.arange(n_labels) == j, t, 1.0))
-    return temps
+        known = ~np.isnan(labels[:, j])
+        y, p = labels[known, j][:, None], probs[known, j][:, None]
+        if not (y.size and 0 < y.sum() < y.size):
+            continue
+        if shift:
+            fit = minimize(lambda v, p=p, y=y: _nll(_scaled64(p, np.exp(v[:1]), task, v[1:]), y, task), x0=[0.0, 0.0],
+                           method="L-BFGS-B", bounds=[_LOG_T, (-10.0, 10.0)])
+            temps[j], biases[j] = float(np.exp(fit.x[0])), float(fit.x[1])
+        else:
+            fit = minimize_scalar(lambda log_t, p=p, y=y: _nll(_scaled64(p, np.exp([log_t]), task), y, task),
+                                  bounds=_LOG_T, method="bounded")
+            temps[j] = float(np.exp(fit.x))
+    return temps, biases
 
 
 def _pairs(probs: np.ndarray, labels: np.ndarray, task: Task) -> tuple[np.ndarray, np.ndarray]:
@@ -117,17 +134,30 @@ def calibration_summary(before: np.ndarray, after: np.ndarray, labels: np.ndarra
             "reliability_before": rb, "reliability_after": ra}
 
 
-def fold_temperatures(model: nn.Module, head: nn.Module, temperatures: list[float] | np.ndarray) -> None:
-    """Divide the outputs of `head`'s last Linear or Conv2d layer (one output per label) by the temperatures,
-    in place: the model then gives calibrated logits. Layers after it must be positively homogeneous
-    (ReLU, pooling), as in every head here."""
+def can_shift(head: nn.Module) -> bool:
+    """Whether a bias can be folded into `head`: its last leaf module is the Linear or Conv2d giving the
+    logits (nothing non-linear after it)."""
+    leaves = [m for m in head.modules() if not list(m.children())]
+    return bool(leaves) and isinstance(leaves[-1], nn.Linear | nn.Conv2d) and leaves[-1].bias is not None
+
+
+def fold_temperatures(model: nn.Module, head: nn.Module, temperatures: list[float] | np.ndarray,
+                      biases: list[float] | np.ndarray | None = None) -> None:
+    """Divide the outputs of `head`'s last Linear or Conv2d layer (one output per label) by the temperatures
+    and add the biases, in place: the model then gives calibrated logits. Layers after it must be positively
+    homogeneous (ReLU, pooling), as in every head here, and there must be none when biases are given."""
     layers = [m for m in head.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     temps = torch.as_tensor(np.asarray(temperatures, dtype=np.float32))
     if not layers or layers[-1].weight.shape[0] != temps.numel():
         raise ValueError(f"{type(model).__name__}: no last layer with {temps.numel()} outputs to calibrate")
+    shift = biases is not None and any(b != 0 for b in biases)
+    if shift and not can_shift(head):
+        raise ValueError(f"{type(model).__name__}: calibration biases need the logits layer last in the head")
     last = layers[-1]
     with torch.no_grad():
         shape = (-1,) + (1,) * (last.weight.ndim - 1)
         last.weight.div_(temps.view(shape).to(last.weight))
         if last.bias is not None:
             last.bias.div_(temps.to(last.bias))
+            if shift:
+                last.bias.add_(torch.as_tensor(np.asarray(biases, dtype=np.float32)).to(last.bias))

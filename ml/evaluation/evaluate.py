@@ -51,3 +51,72 @@ def evaluate_checkpoint(
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         save_plots(out, [], report, ds.pathologies)
     return report
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    dataset: str,
+    data_root: str | Path,
+    dataset_options: dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    threshold_policy: str | None = None,
+    device: str = "auto",
+    batch_size: int = 128,
+) -> dict[str, Any]:
+    """Calibrate a trained checkpoint without retraining: temperatures fitted on the dataset's 'val' split
+    (from the raw outputs, whatever calibration it had), thresholds chosen again on the calibrated
+    validation outputs by its own policy (or `threshold_policy`), ECE/Brier before and after on 'val' and
+    'test'; written to `out` (default: in place, atomically) with the metrics of each split updated. Returns
+    the evaluation report with its `calibration` record; JSON and plots (reliability diagrams) in
+    `report_dir`."""
+    from ml.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from ml.data.base import Task
+    from ml.evaluation.metrics import choose_thresholds, classification_report
+    from ml.evaluation.predict import calibrate_outputs, calibration_for_checkpoint, predict_batches
+    from ml.transforms import Preprocess
+    from ml.config import DataConfig
+
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, calibrated=False).to(dev)
+    preprocess = Preprocess(DataConfig.model_validate(ckpt["data_config"]))
+    ds = create_dataset(dataset, data_root, **(dataset_options or {}))
+    if ds.pathologies != list(ckpt["labels"]):
+        from ml.errors import DatasetError
+
+        raise DatasetError(f"dataset labels {ds.pathologies} differ from the model's {ckpt['labels']}")
+    task = Task(ckpt["task"])
+    outputs = {}
+    for split in ("val", "test"):
+        rows = ds.split(split)
+        batches = Batches(rows, preprocess, batch_size=batch_size, shuffle=False,
+                          in_memory=fits_in_memory(len(rows), preprocess.cfg.input_size))
+        outputs[split] = predict_batches(model, batches, preprocess, dev, resolve_amp("auto", dev), task)
+    from ml.evaluation.calibration import can_shift
+
+    calibrated, record = calibrate_outputs(outputs, task, shift=can_shift(model.head()))
+    train_params = (ckpt.get("train_config") or {}).get("params") or {}
+    policy = threshold_policy or train_params.get("threshold_policy") or "f1"
+    thresholds = choose_thresholds(calibrated["val"][0], calibrated["val"][1], policy)
+    splits = {s: classification_report(p, y, task, ds.pathologies, thresholds) for s, (p, y, _) in calibrated.items()}
+    stored = calibration_for_checkpoint(record)
+    metrics = dict(ckpt.get("metrics") or {})
+    for split, rep in splits.items():
+        keys = ("n", "mean_auroc", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "accuracy",
+                "accuracy_at_0.5")
+        figures = {k: rep[k] for k in keys if k in rep}
+        figures["auroc"] = {name: c["auroc"] for name, c in rep["per_class"].items()}
+        cal = {k: v for k, v in stored["splits"][split].items() if k != "n"}
+        metrics[split] = {**(metrics.get(split) or {}), **figures, **cal}
+    ckpt.update(thresholds=[float(t) for t in thresholds], calibration=stored, metrics=metrics)
+    save_checkpoint(ckpt, out or checkpoint)
+    report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": policy, "splits": splits,
+              "calibration": record, "checkpoint": str(out or checkpoint), "dataset": dataset}
+    if report_dir is not None:
+        folder = Path(report_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "calibration.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        save_plots(folder, [], report, ds.pathologies)
+    return report

@@ -73,7 +73,9 @@ def evaluate_splits(
         if "val" not in outputs:
             raise DatasetError("choosing thresholds needs a validation split")
         if calibrate:
-            outputs, calibration = calibrate_outputs(outputs, dataset.task)
+            from ml.evaluation.calibration import can_shift
+
+            outputs, calibration = calibrate_outputs(outputs, dataset.task, shift=can_shift(model.head()))
         thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy)
     splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
               for name, (probs, labels, _) in outputs.items()}
@@ -87,14 +89,18 @@ def evaluate_splits(
 Outputs = dict[str, tuple[np.ndarray, np.ndarray, float | None]]
 
 
-def calibrate_outputs(outputs: Outputs, task: Task) -> tuple[Outputs, dict[str, Any]]:
-    """Temperatures fitted on outputs['val'], every split's probabilities scaled by them, and the calibration
-    record: method, temperatures and each split's ECE/Brier before and after with reliability tables."""
+def calibrate_outputs(outputs: Outputs, task: Task, shift: bool = False) -> tuple[Outputs, dict[str, Any]]:
+    """Temperatures (and with `shift`, biases: Platt scaling) fitted on outputs['val'], every split's
+    probabilities scaled by them, and the calibration record: method, temperatures, biases and each split's
+    ECE/Brier before and after with reliability tables."""
     from ml.evaluation.calibration import calibration_summary, fit_temperatures, scaled
 
-    temps = fit_temperatures(outputs["val"][0], outputs["val"][1], task)
-    after = {name: (scaled(probs, temps, task), labels, loss) for name, (probs, labels, loss) in outputs.items()}
-    record = {"method": "temperature", "fitted_on": "val", "temperatures": [float(t) for t in temps],
+    shift = shift and task is not Task.MULTICLASS
+    temps, biases = fit_temperatures(outputs["val"][0], outputs["val"][1], task, shift=shift)
+    after = {name: (scaled(probs, temps, task, biases), labels, loss)
+             for name, (probs, labels, loss) in outputs.items()}
+    record = {"method": "platt" if shift else "temperature", "fitted_on": "val",
+              "temperatures": [float(t) for t in temps], "biases": [float(b) for b in biases],
               "splits": {name: calibration_summary(outputs[name][0], after[name][0], outputs[name][1], task)
                          for name in outputs}}
     return after, record
@@ -104,4 +110,4 @@ def calibration_for_checkpoint(record: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint keeps of a calibration record: temperatures and each split's four figures."""
     keys = ("ece_before", "ece_after", "brier_before", "brier_after", "n")
     return {"method": record["method"], "fitted_on": record["fitted_on"], "temperatures": record["temperatures"],
-            "splits": {s: {k: v[k] for k in keys} for s, v in record["splits"].items()}}
+            "biases": record["biases"], "splits": {s: {k: v[k] for k in keys} for s, v in record["splits"].items()}}

@@ -9,6 +9,7 @@ import torch
 from ml.data.base import Task
 from ml.evaluation.calibration import (
     brier,
+    can_shift,
     calibration_summary,
     fit_temperatures,
     fold_temperatures,
@@ -32,8 +33,9 @@ def _overconfident(n: int, labels: int, seed: int = 0) -> tuple[np.ndarray, np.n
 def test_temperature_undoes_overconfidence_and_keeps_the_ranking() -> None:
     probs, y, _ = _overconfident(4000, 2)
     y[:50, 1] = np.nan  # unknown labels are ignored
-    temps = fit_temperatures(probs, y, Task.MULTILABEL)
+    temps, biases = fit_temperatures(probs, y, Task.MULTILABEL)
     assert np.allclose(temps, 3.0, atol=0.35), temps
+    assert (biases == 0).all()
     test_probs, test_y, _ = _overconfident(4000, 2, seed=1)
     after = scaled(test_probs, temps, Task.MULTILABEL)
     summary = calibration_summary(test_probs, after, test_y, Task.MULTILABEL)
@@ -49,7 +51,7 @@ def test_multiclass_gets_one_temperature_and_rows_still_sum_to_one() -> None:
     cls = np.array([rng.choice(3, p=p) for p in truth])
     y = np.eye(3)[cls]
     reported = np.exp(4 * z) / np.exp(4 * z).sum(1, keepdims=True)
-    temps = fit_temperatures(reported, y, Task.MULTICLASS)
+    temps, _ = fit_temperatures(reported, y, Task.MULTICLASS, shift=True)  # no bias for a softmax
     assert len(set(temps.round(6))) == 1 and 3.0 < temps[0] < 5.5
     after = scaled(reported, temps, Task.MULTICLASS)
     np.testing.assert_allclose(after.sum(1), 1, atol=1e-5)
@@ -69,7 +71,8 @@ def test_a_label_without_both_classes_keeps_temperature_one() -> None:
     probs = np.full((20, 2), 0.7)
     y = np.zeros((20, 2))
     y[:10, 0] = 1
-    assert fit_temperatures(probs, y, Task.MULTILABEL)[1] == 1.0
+    temps, biases = fit_temperatures(probs, y, Task.MULTILABEL, shift=True)
+    assert temps[1] == 1.0 and biases[1] == 0.0
 
 
 @pytest.mark.parametrize("name", ["simple_cnn", "squeezenet1_1", "vit_tiny"])
@@ -82,3 +85,35 @@ def test_folding_divides_the_logits(name: str) -> None:
         fold_temperatures(model, model.head(), [2.0, 0.5, 1.0])
         after = model(x)
     torch.testing.assert_close(after, before / torch.tensor([2.0, 0.5, 1.0]), atol=1e-4, rtol=1e-4)
+
+
+def test_platt_removes_an_offset_a_temperature_cannot() -> None:
+    """Training with a positive-class weight shifts every logit up: the bias takes it out."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, (6000, 1))
+    y = (rng.random((6000, 1)) < 1 / (1 + np.exp(-z))).astype(np.float64)
+    reported = 1 / (1 + np.exp(-(2 * z + 2.0)))
+    val, test = slice(0, 3000), slice(3000, None)
+    t_only = scaled(reported[test], fit_temperatures(reported[val], y[val], Task.BINARY)[0], Task.BINARY)
+    temps, biases = fit_temperatures(reported[val], y[val], Task.BINARY, shift=True)
+    assert temps[0] == pytest.approx(2.0, abs=0.3) and biases[0] == pytest.approx(-1.0, abs=0.2)
+    platt = scaled(reported[test], temps, Task.BINARY, biases)
+    ece = {name: reliability(p, y[test], Task.BINARY)["ece"] for name, p in
+           (("raw", reported[test]), ("temperature", t_only), ("platt", platt))}
+    assert ece["platt"] < 0.03 and ece["platt"] < ece["temperature"] / 2 < ece["raw"], ece
+
+
+def test_folding_a_bias_into_a_linear_head_and_refusing_one_after_a_relu() -> None:
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", num_classes=2).eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert can_shift(model.head())
+    with torch.no_grad():
+        before = model(x)
+        fold_temperatures(model, model.head(), [2.0, 4.0], [1.0, -0.5])
+        torch.testing.assert_close(model(x), before / torch.tensor([2.0, 4.0]) + torch.tensor([1.0, -0.5]),
+                                   atol=1e-4, rtol=1e-4)
+    squeeze = create_model("squeezenet1_1", num_classes=2)
+    assert not can_shift(squeeze.head())
+    with pytest.raises(ValueError, match="biases"):
+        fold_temperatures(squeeze, squeeze.head(), [1.0, 1.0], [0.5, 0.0])

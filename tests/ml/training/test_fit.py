@@ -165,7 +165,8 @@ def test_a_run_is_calibrated_on_validation_and_served_calibrated(data_dir, tmp_p
     result = fit(config, tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
     cal = ckpt["calibration"]
-    assert cal["method"] == "temperature" and cal["fitted_on"] == "val" and len(cal["temperatures"]) == 14
+    # simple_cnn's head ends in its logits layer: a temperature and a bias per label (Platt scaling)
+    assert cal["method"] == "platt" and cal["fitted_on"] == "val" and len(cal["temperatures"]) == 14
     assert all(t > 0 for t in cal["temperatures"]) and any(t != 1.0 for t in cal["temperatures"])
     test = ckpt["metrics"]["test"]
     for key in ("ece_before", "ece_after", "brier_before", "brier_after"):
@@ -182,5 +183,5 @@ def test_a_run_is_calibrated_on_validation_and_served_calibrated(data_dir, tmp_p
     raw = model_from_checkpoint(ckpt, calibrated=False)
     with torch.no_grad():
         raw_probs = torch.sigmoid(raw(loaded.preprocess.batch([image]))).numpy()
-    np.testing.assert_allclose(loaded.predict_images([image]), scaled(raw_probs, np.array(cal["temperatures"]),
-                                                                      "multilabel"), atol=1e-5)
+    expected = scaled(raw_probs, np.array(cal["temperatures"]), "multilabel", np.array(cal["biases"]))
+    np.testing.assert_allclose(loaded.predict_images([image]), expected, atol=1e-5)
