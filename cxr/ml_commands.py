@@ -238,11 +238,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ml.imaging import read_image
     from ml.inference import LoadedModel
     from ml.trust import InputGate, colour_fraction
-    from ml.trust.reading import decision_words, findings, test_aurocs, warnings
+    from ml.trust.reading import decision_words, findings, label_aurocs, warnings
 
     loaded = LoadedModel.from_checkpoint(args.checkpoint)
     gate = InputGate.load()
-    aurocs = test_aurocs(loaded.meta.get("metrics"))
+    aurocs = label_aurocs(loaded.meta.get("metrics"))
     size = loaded.data_config.input_size
     results = []
     for path in args.images:

@@ -97,3 +97,33 @@ def test_models_and_datasets_are_listed(capsys):
     out = capsys.readouterr().out
     for name in ("densenet121_gem", "vit_tiny", "cxr_cnn5", "chexpert", "nih", "folder"):
         assert name in out
+
+
+def test_predict_prints_the_input_check_findings_and_warnings(trained, data_dir, tmp_path, capsys):
+    xray = data_dir / "samples" / "nih_cxr_1024.png"
+    inverted = tmp_path / "inverted.png"
+    Image.fromarray(255 - __import__("numpy").asarray(Image.open(xray).convert("L"))).save(inverted)
+    assert main(["predict", str(xray), str(inverted), "--checkpoint", str(trained / "model.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "the model sees 28x28" in out and "input check: looks like a chest X-ray" in out
+    assert "input check: FLAGGED" in out and "warning: This image may not be a chest X-ray" in out
+    assert "threshold" in out and ("positive (" in out or "negative (" in out) and "test AUROC" in out
+    assert main(["predict", str(inverted), "--checkpoint", str(trained / "model.pt"), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["input_check"]["in_distribution"] is False and result["input_size"] == [28, 28]
+    assert result["calibrated"] is True and [f["label"] for f in result["findings"]] == ["Pneumonia"]
+
+
+def test_calibrate_refits_a_checkpoint_without_retraining(trained, data_dir, tmp_path, capsys):
+    from ml.checkpoint import load_checkpoint
+
+    out = tmp_path / "calibrated.pt"
+    assert main(["calibrate", str(trained / "model.pt"), "--dataset", "pneumoniamnist", "--data",
+                 str(data_dir / "pneumoniamnist"), "--out", str(out), "--report", str(tmp_path / "rep")]) == 0
+    text = capsys.readouterr().out
+    assert "fitted on val" in text and "test (n=624): ECE" in text
+    before, after = load_checkpoint(trained / "model.pt"), load_checkpoint(out)
+    assert all(torch_equal for torch_equal in
+               (before["state_dict"][k].equal(after["state_dict"][k]) for k in before["state_dict"]))
+    assert after["calibration"]["fitted_on"] == "val" and "ece_after" in after["metrics"]["test"]
+    assert (tmp_path / "rep" / "reliability_test.png").is_file()
