@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -67,6 +68,13 @@ class AppSettings(RegistrySettings):
     )
     alias_refresh_seconds: float = Field(5.0, gt=0, description="how often served aliases are re-resolved")
     samples_dir: Path = Field(REPO_ROOT / "data" / "samples", description="X-rays the web page offers")
+    # issue 17: what happens to an upload the input gate (ml/trust) flags as not a chest X-ray. warn: the
+    # answer carries input_check and a warning (the gate flags ~1-2% of real radiographs from the sets it
+    # was measured on, more from hospitals it never saw, and a refusal would leave no way round); reject: 422
+    input_gate: Literal["warn", "reject"] = Field(
+        "warn", description="warn: answer with input_check and a warning when an upload does not look like a "
+                            "chest X-ray; reject: refuse it with 422 not_a_chest_xray and the reasons"
+    )
     # access control and overload
     open_predict: bool = Field(
         True, description="POST /predict and /gradcam need no API key (the local web page works); false: a key "

@@ -74,7 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _serving(_: Request, exc: ServingError) -> JSONResponse:
         if exc.status >= 409:
             log.info("refused (%s): %s", exc.code, exc)
-        return error_response(exc.status, exc.code, str(exc), headers=exc.headers)
+        return error_response(exc.status, exc.code, str(exc), headers=exc.headers, details=exc.details)
 
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from app.schemas.quality import Quality
+from app.schemas.reading import Reading
 from registry.records import ModelVersionRecord
 
 if TYPE_CHECKING:
@@ -65,7 +67,7 @@ class Scores(BaseModel):
     )
 
 
-class PredictResult(Scores):
+class PredictResult(Scores, Reading):
     model: ModelIdentity
     filename: str = Field(
         description="the upload's name (for matching results; never used as a path)", examples=["chest.png"]
@@ -94,7 +96,7 @@ class GradcamTiming(BaseModel):
     total: float = Field(examples=[70.2])
 
 
-class GradcamResult(Scores):
+class GradcamResult(Scores, Reading):
     model: ModelIdentity
     filename: str = Field(examples=["chest.png"])
     width: int = Field(examples=[1024])
@@ -174,6 +176,7 @@ class ModelVersionInfo(BaseModel):
     created_at: datetime
     loaded: bool = Field(description="held in the serving cache now")
     serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded")
+    quality: Quality = Field(description="test AUROC per label and calibration, from the stored evaluation")
 
     @classmethod
     def of(cls, record: ModelVersionRecord, loaded: bool, serving: ServingInfo | None = None) -> ModelVersionInfo:
@@ -190,6 +193,7 @@ class ModelVersionInfo(BaseModel):
             created_at=record.created_at,
             loaded=loaded,
             serving=serving,
+            quality=Quality.of(record.metrics),
         )
 
 

@@ -9,6 +9,7 @@ class ServingError(Exception):
     status = 400
     code = "bad_request"
     headers: dict[str, str] | None = None  # extra response headers (Retry-After)
+    details: list[dict[str, object]] | None = None  # structured detail for the body (a flagged upload's reasons)
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -56,3 +57,14 @@ class Overloaded(ServingError):
         super().__init__(message)
         self.retry_after = retry_after
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class NotAChestXray(ServingError):
+    """An upload the input gate flags while `CXR_INPUT_GATE=reject`: `details` has each flagged file's check."""
+
+    status = 422
+    code = "not_a_chest_xray"
+
+    def __init__(self, message: str, *, details: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.details = details

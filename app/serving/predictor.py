@@ -26,9 +26,11 @@ from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool, set_torch_threads
 from app.serving.served import ServedModel
 from app.serving.targets import check_targets, target_indices
+from app.serving.trust import InputGuard
 from app.settings import AppSettings
 from ml.explain.gradcam import encode_png, heatmap_grid, overlay
 from ml.inference import Prediction
+from ml.trust import InputCheck
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 
@@ -45,6 +47,7 @@ class Prepared:
     resized: torch.Tensor
     decode_ms: float
     image: np.ndarray | None = None
+    input_check: InputCheck | None = None  # the input gate's verdict (app.serving.trust)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Predictor:
     ) -> None:
         self.settings, self.metrics = settings, metrics
         self.pool = InferencePool(settings.inference_workers)
+        self.guard = InputGuard(settings.input_gate)
         self.metrics.pool_pending.set_function(lambda: self.pool.pending)
         self.models = ModelCache(settings=settings, db=db, artifacts=artifacts, metrics=metrics, pool=self.pool)
 
@@ -106,12 +110,14 @@ class Predictor:
         for upload in uploads:
             start = time.perf_counter()
             image = decode(upload, max_pixels=self.settings.max_image_pixels)
+            check = self.guard.check(upload, image)
             resized = served.loaded.preprocess.resize(image)
             seconds = time.perf_counter() - start
             self.metrics.decode.observe(seconds)
             height, width = image.shape
             out.append(
-                Prepared(upload.name, width, height, resized, seconds * 1000, image if keep_images else None)
+                Prepared(upload.name, width, height, resized, seconds * 1000, image if keep_images else None,
+                         check)
             )
         return out
 

@@ -12,11 +12,13 @@ from fastapi.responses import Response
 from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
 from app.api.uploads import UPLOAD_ERRORS_DOC, upload_router
+from app.schemas.reading import reading
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
 from app.serving.errors import InvalidInput, ServingError
 from app.serving.inputs import read_upload
 from app.serving.targets import split_targets
 from ml.explain.gradcam import CAM_METHODS
+from ml.trust import InputCheck
 
 router = upload_router()
 
@@ -33,12 +35,14 @@ CamMethod = Literal[tuple(CAM_METHODS)]  # type: ignore[valid-type]
         }
     },
     description="`format=png` (default) answers the overlay of one target as `image/png` at the upload's "
-    "size, with headers `X-Model`, `X-Target` and `X-Probability`. `format=json` answers the probabilities "
+    "size, with headers `X-Model`, `X-Target`, `X-Probability` and `X-Input-Check` (`pass` or `flag`: the input "
+    "gate's verdict). `format=json` answers the probabilities "
     "and, for each target, the overlay as base64 PNG and the heat map as a 16x16 grid." + UPLOAD_ERRORS_DOC
     + PREDICT_KEY_DOC,
 )
 async def gradcam(
     request: Request,
+    reply: Response,
     predictor: PredictorDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="one PNG, JPEG or DICOM X-ray")],
@@ -83,9 +87,11 @@ async def gradcam(
                 "X-Model": resolved.served.record.ref,
                 "X-Target": cam.label,
                 "X-Probability": f"{cam.probability:.6f}",
+                "X-Input-Check": input_check_header(result.prepared.input_check),
             },
         )
     prep = result.prepared
+    reply.headers["X-Input-Check"] = input_check_header(prep.input_check)
     return GradcamResult(
         model=ModelIdentity.of(resolved.served.record, resolved.alias),
         filename=prep.name,
@@ -95,6 +101,7 @@ async def gradcam(
         probabilities=result.prediction.probabilities,
         thresholds=result.prediction.thresholds,
         positive=result.prediction.positive,
+        **reading(resolved.served, result.prediction, prep.input_check),
         targets=[
             CamTarget(
                 label=c.label,
@@ -111,3 +118,7 @@ async def gradcam(
             total=round((time.perf_counter() - start) * 1000, 2),
         ),
     )
+
+
+def input_check_header(check: InputCheck | None) -> str:
+    return "flag" if check is not None and not check.in_distribution else "pass"

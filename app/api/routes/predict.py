@@ -10,6 +10,7 @@ from fastapi import File, UploadFile
 from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
 from app.api.uploads import UPLOAD_ERRORS_DOC, read_uploads, upload_router
+from app.schemas.reading import reading
 from app.schemas.serving import ModelIdentity, PredictResult, Timing
 
 router = upload_router()
@@ -20,7 +21,10 @@ router = upload_router()
     response_model=PredictResult | list[PredictResult],
     description="One file answers one result; several files (repeat the field `file`) answer a list in the "
     "order sent. The model's identity, every label's probability, the thresholds and the labels at or above "
-    "them, and the time taken in milliseconds." + UPLOAD_ERRORS_DOC + PREDICT_KEY_DOC,
+    "them, and the time taken in milliseconds; per file the input gate's check (`input_check`; with "
+    "`CXR_INPUT_GATE=reject` a flagged file is refused with 422 `not_a_chest_xray`), each finding in words with the "
+    "model's test AUROC for it, warnings, the resolution the model sees and whether probabilities are calibrated."
+    + UPLOAD_ERRORS_DOC + PREDICT_KEY_DOC,
 )
 async def predict(
     predictor: PredictorDep,
@@ -46,6 +50,7 @@ async def predict(
             probabilities=p.prediction.probabilities,
             thresholds=p.prediction.thresholds,
             positive=p.prediction.positive,
+            **reading(resolved.served, p.prediction, p.prepared.input_check),
             timing_ms=Timing(
                 decode=round(p.prepared.decode_ms, 2),
                 inference=round(p.inference_ms, 2),

@@ -68,10 +68,12 @@ async function predict() {
   form.append("file", state.file, state.file.name);
   setStatus(`Classifying ${state.file.name}…`);
   $("bars").replaceChildren();
+  clearReading();
   try {
     const response = await api(`/predict?${query()}`, { method: "POST", body: form });
     state.result = await response.json();
     renderBars(state.result);
+    renderReading(state.result);
     setStatus(`Done in ${state.result.timing_ms.total.toFixed(0)} ms.`);
   } catch (error) {
     setStatus(error.message, true);
