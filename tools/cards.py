@@ -209,6 +209,23 @@ def _summary(split: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def calibration_lines(cal: dict[str, Any] | None) -> list[str]:
+    """The card's calibration section (issue 17): how the probabilities were calibrated and ECE/Brier."""
+    if not cal:
+        return ["## Calibration", "", "None: the probabilities are the model's raw outputs.", ""]
+    how = ("a temperature and a bias per label (Platt scaling)" if cal["method"] == "platt"
+           else "one temperature" + (" per label" if len(set(cal["temperatures"])) > 1 else ""))
+    rows = [f"| {s} | {f['n']} | {f['ece_before']:.4f} | {f['ece_after']:.4f} | {f['brier_before']:.4f} | "
+            f"{f['brier_after']:.4f} |" for s, f in cal["splits"].items()]
+    return ["## Calibration", "",
+            (f"Served probabilities are calibrated by {how}, fitted on the {cal['fitted_on']} split "
+             "(`cxr calibrate`), and the thresholds above were chosen on the calibrated validation outputs. "
+             "ECE: 15 equal-width bins over every (image, label) probability (multi-class: the top class); "
+             "Brier: mean squared error."), "",
+            "| split | n | ECE before | ECE after | Brier before | Brier after |", "|---|---|---|---|---|---|",
+            *rows, ""]
+
+
 def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
     """The markdown card for one `tools.quality` result."""
     facts = CARDS.get(r["name"], {})
@@ -264,6 +281,7 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         "",
         thresholds,
         "",
+        *calibration_lines(r.get("calibration")),
         f"## Test figures (n={test['n']})",
         "",
         _summary(test) + ".",

@@ -214,6 +214,7 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         "test": figures(test, args.resamples),
         "val": figures(val, args.resamples),
         "training": training,
+        "calibration": test["meta"].get("calibration"),  # issue 17: from `cxr calibrate` or training
     }
     print_figures(result)
     if args.ship:

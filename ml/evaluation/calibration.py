@@ -130,7 +130,7 @@ def calibration_summary(before: np.ndarray, after: np.ndarray, labels: np.ndarra
     """ECE (15 bins) and Brier score before and after, and both reliability tables, for one split."""
     rb, ra = reliability(before, labels, task), reliability(after, labels, task)
     return {"ece_before": rb["ece"], "ece_after": ra["ece"], "brier_before": brier(before, labels, task),
-            "brier_after": brier(after, labels, task), "n": int(len(labels)),
+            "brier_after": brier(after, labels, task), "n": len(labels),
             "reliability_before": rb, "reliability_after": ra}
 
 

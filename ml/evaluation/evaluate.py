@@ -72,11 +72,11 @@ def calibrate_checkpoint(
     the evaluation report with its `calibration` record; JSON and plots (reliability diagrams) in
     `report_dir`."""
     from ml.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from ml.config import DataConfig
     from ml.data.base import Task
     from ml.evaluation.metrics import choose_thresholds, classification_report
     from ml.evaluation.predict import calibrate_outputs, calibration_for_checkpoint, predict_batches
     from ml.transforms import Preprocess
-    from ml.config import DataConfig
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)

@@ -9,8 +9,8 @@ import torch
 from ml.data.base import Task
 from ml.evaluation.calibration import (
     brier,
-    can_shift,
     calibration_summary,
+    can_shift,
     fit_temperatures,
     fold_temperatures,
     reliability,
