@@ -128,6 +128,7 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     _write_json(run_dir / "config.json", {"train_config": config.model_dump(mode="json"),
                                           "data_config": data_cfg.model_dump(mode="json"), "device": str(device)})
     reporter.on_start(start_epoch=state.epoch, epochs=p.epochs, steps_per_epoch=len(train_batches), device=str(device))
+    reporter.on_phase(phase="training")
 
     def checkpoint(**extra: Any) -> dict[str, Any]:
         return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
@@ -168,6 +169,9 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
             raise TrainingCancelled(f"cancelled after epoch {epoch + 1}")
 
     # 8. Evaluate the best epoch: thresholds from validation, then the test split.
+    if reporter.should_stop():
+        raise TrainingCancelled(f"cancelled after epoch {state.epoch}")
+    reporter.on_phase(phase="evaluating")
     best = load_checkpoint(best_path)
     model.load_state_dict(best["state_dict"])
     report = evaluate_splits(model, preprocess, dataset, {"val": val_batches, "test": test_batches},
