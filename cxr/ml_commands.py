@@ -11,6 +11,7 @@ from typing import Any
 
 from ml.config import load_recipe
 from ml.errors import ConfigError
+from ml.training.reporter import Reporter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -122,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = fit(config, out, reporter=reporter, resume=not args.no_resume)
     minutes = (time.perf_counter() - started) / 60
     print(f"run folder: {result.run_dir}  (device {result.device}, {minutes:.1f} min)")
-    print(f"best epoch: {result.best_epoch + 1}; model: {result.model_path}")
+    print(f"best epoch: {result.best_epoch}; model: {result.model_path}")
     for split, rep in result.report["splits"].items():
         print(f"{split}: {format_summary(rep)}")
     return 0
@@ -136,7 +137,7 @@ def format_summary(report: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-class _ProgressReporter:
+class _ProgressReporter(Reporter):
     """tqdm progress per epoch and one line of metrics after each."""
 
     def __init__(self, quiet: bool = False) -> None:
@@ -156,7 +157,7 @@ class _ProgressReporter:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=sys.stderr)
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", leave=False, file=sys.stderr)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
@@ -166,8 +167,8 @@ class _ProgressReporter:
             self.bar = None
         train, val = metrics["train"], metrics["val"]
         auc = val.get("mean_auroc")
-        print(f"epoch {epoch + 1}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
-              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch + 1}: val loss {val['loss']:.4f}",
+        print(f"epoch {epoch}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
+              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch}: val loss {val['loss']:.4f}",
               file=sys.stderr)
 
     def on_checkpoint(self, **_: Any) -> None:
