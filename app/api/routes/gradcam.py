@@ -6,14 +6,14 @@ import base64
 import time
 from typing import Annotated, Literal
 
-from fastapi import File, Query, UploadFile
+from fastapi import File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
 from app.api.uploads import UPLOAD_ERRORS_DOC, upload_router
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
-from app.serving.errors import InvalidInput
+from app.serving.errors import InvalidInput, ServingError
 from app.serving.inputs import read_upload
 from app.serving.targets import split_targets
 from ml.explain.gradcam import CAM_METHODS
@@ -38,6 +38,7 @@ CamMethod = Literal[tuple(CAM_METHODS)]  # type: ignore[valid-type]
     + PREDICT_KEY_DOC,
 )
 async def gradcam(
+    request: Request,
     predictor: PredictorDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="one PNG, JPEG or DICOM X-ray")],
@@ -66,6 +67,10 @@ async def gradcam(
             "for several",
             code="too_many_targets",
         )
+    sent = len((await request.form()).getlist("file"))  # the parsed form, cached: FastAPI keeps the last
+    if sent != 1:
+        raise ServingError(f"/gradcam explains one file; {sent} were sent in the field 'file'",
+                           code="too_many_files")
     resolved = await predictor.get(model)
     upload = await read_upload(file, index=0, max_bytes=settings.max_upload_bytes)
     result = await predictor.gradcam(resolved.served, upload, targets, method)
