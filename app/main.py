@@ -25,6 +25,7 @@ from app.api.routes import (
     metrics,
     models,
     predict,
+    preview,
     runs,
     training_jobs,
 )
@@ -87,10 +88,10 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                    keys, audit):
         app.include_router(summaries_from_docstrings(module.router))
     upload_limits = {"max_files": settings.max_files_per_request}
-    for module in (predict, gradcam):
+    for module in (predict, gradcam, preview):
         app.include_router(summaries_from_docstrings(module.router), form_limits=upload_limits)
     if settings.open_predict:
-        key_optional(app, ["/predict", "/gradcam"])
+        key_optional(app, ["/predict", "/gradcam", "/preview"])
     install_static(app)
     return app
 
