@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from app.api.access import AccessGate
 from app.api.errors import UnhandledErrors, install_error_handlers
 from app.api.headers import SecurityHeaders
+from app.api.openapi import install_binary_uploads
 from app.api.limits import InFlightLimit, RequestBodyLimit
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import (
@@ -90,6 +91,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     upload_limits = {"max_files": settings.max_files_per_request}
     for module in (predict, gradcam, preview):
         app.include_router(summaries_from_docstrings(module.router), form_limits=upload_limits)
+    install_binary_uploads(app)
     if settings.open_predict:
         key_optional(app, ["/predict", "/gradcam", "/preview"])
     install_static(app)
