@@ -15,11 +15,17 @@ from registry.runs import get_artifact, get_run, run_artifacts, run_checkpoints,
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
+RUN_EXAMPLES = {404: ("not_found", "run 7 does not exist")}
+ARTIFACT_EXAMPLES = {
+    404: ("not_found", "run 7 has no artifact 'roc.png' (artifacts: config.json, metrics.jsonl, report.json)"),
+    409: ("integrity_failure", "artifact 'runs/7/report.json' has sha256 5be1c0d2a9e4..., the registry recorded "
+          "41ab0c9e7d12...: the file was changed or replaced"),
+}
 RunId = Annotated[int, Path(ge=1, le=MAX_INT, description="the run's id (a job's `run_id`)", examples=[7])]
 ArtifactName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$", examples=["report.json"])]
 
 
-@router.get("/{run_id}", response_model=Run, responses=error_responses(404, 422))
+@router.get("/{run_id}", response_model=Run, responses=error_responses(404, 422, examples=RUN_EXAMPLES))
 def show(run_id: RunId, session: SessionDep, viewer: ViewerDep) -> Run:
     """Show a run with its metric series, checkpoints and artifacts."""
     run = get_run(session, run_id=run_id)
@@ -38,7 +44,7 @@ def show(run_id: RunId, session: SessionDep, viewer: ViewerDep) -> Run:
     response_class=Response,
     responses={200: {"description": "the file", "content": {"image/png": {}, "application/json": {},
                                                             "application/x-ndjson": {}}},
-               **error_responses(404, 409, 422)},
+               **error_responses(404, 409, 422, examples=ARTIFACT_EXAMPLES)},
 )
 def download(run_id: RunId, name: ArtifactName, session: SessionDep, artifacts: ArtifactsDep) -> Response:
     """Download a run artifact (a PNG plot or a JSON report)."""
