@@ -65,8 +65,13 @@ class Batches:
         pin_memory: bool = False,
         persistent_workers: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        sample_weights: np.ndarray | None = None,
     ) -> None:
         self.ds, self.batch_size, self.shuffle = ds, batch_size, shuffle
+        # With weights (and shuffling) each epoch draws len(ds) rows with replacement in proportion to them:
+        # a weighted sampler, e.g. to mix the members of a merged dataset by chosen weights.
+        self.sample_weights = (None if sample_weights is None
+                               else torch.tensor(np.asarray(sample_weights, dtype=np.float64)))
         # A last batch of one breaks BatchNorm in training; drop it only when others exist.
         self.drop_last = drop_last and len(ds) > batch_size
         self.labels = torch.from_numpy(ds.labels)
@@ -106,7 +111,10 @@ class Batches:
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """The batches of one epoch; the order comes from `generator` when shuffling."""
         n = len(self.ds)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if self.shuffle and self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         if self._loader is not None:
             self._order.order = order.tolist()
             yield from self._loader
