@@ -201,7 +201,8 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     if world > 1:  # rank 0 alone: the whole validation split
         val_batches = batches(val_ds, "val", train=False, shard=(0, 1))
     report = evaluate_splits(model, preprocess, dataset, {"val": val_batches, "test": test_batches},
-                             device, amp_dtype, p.threshold_policy, p.tta)
+                             device, amp_dtype, p.threshold_policy, p.tta,
+                             target_sensitivity=p.threshold_sensitivity)
     for split, split_report in report["splits"].items():
         reporter.on_evaluation(split=split, report=split_report)
     summary = {split: _summary(r) for split, r in report["splits"].items()}
@@ -256,9 +257,12 @@ def _prepared(config: TrainConfig, ds: CXRDataset, split: str, data_cfg: DataCon
 def _batches(ds: CXRDataset, preprocess: Preprocess, p: Any, device: torch.device, *, train: bool,
              prepared: torch.Tensor | None = None, shard: tuple[int, int] = (0, 1)) -> Batches:
     in_memory = p.cache_images and fits_in_memory(len(ds), preprocess.cfg.input_size)
+    # An adapter may weight its rows (a merged dataset mixes its members so); training then samples by them.
+    weights = ds.metadata["sample_weight"].to_numpy() if train and "sample_weight" in ds.metadata else None
     return Batches(ds, preprocess, batch_size=p.batch_size, shuffle=train, drop_last=train, in_memory=in_memory,
                    num_workers=p.num_workers, pin_memory=device.type == "cuda",
-                   persistent_workers=device.type == "cuda", prepared=prepared, shard=shard)
+                   persistent_workers=device.type == "cuda", prepared=prepared, shard=shard,
+                   sample_weights=weights)
 
 
 # --- data parallelism ----------------------------------------------------------------------------
