@@ -113,7 +113,7 @@ class TrainParams(_Config):
     accum_steps: int = Field(1, ge=1, le=1024, description="gradient accumulation steps")
     freeze_epochs: int = Field(0, ge=0, le=MAX_COUNT, description="epochs with the backbone frozen before unfreezing")
     early_stopping_patience: int | None = Field(None, ge=1, le=MAX_COUNT)
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, le=1000)
     # runtime
     num_workers: int = Field(0, ge=0, le=64)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -125,7 +125,8 @@ class TrainParams(_Config):
         "`threshold_sensitivity` (a margin for specificity when test images are collected apart)")
     threshold_sensitivity: float = Field(0.95, gt=0, le=1, description="target sensitivity of policy 'sensitivity'")
     tta: bool = Field(False, description="evaluate with horizontal-flip test-time augmentation")
-    cancel_check_every: int = Field(10, ge=1, le=MAX_COUNT, description="steps between cancellation checks")
+    cancel_check_every: int = Field(1, ge=1, le=MAX_COUNT, description="steps between cancellation checks "
+                                    "(a check reads a flag in memory: every step by default)")
 
 
 class TrainConfig(_Config):

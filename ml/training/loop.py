@@ -152,6 +152,7 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
                                               "device": str(device), "devices": world})
     trained = _data_parallel(model, device) if world > 1 else model
     reporter.on_start(start_epoch=state.epoch, epochs=p.epochs, steps_per_epoch=len(train_batches), device=str(device))
+    reporter.on_phase(phase="training")
 
     def checkpoint(**extra: Any) -> dict[str, Any]:
         return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
@@ -196,6 +197,9 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
                          state.history)
 
     # 8. Evaluate the best epoch: thresholds from validation, then the test split.
+    if reporter.should_stop():
+        raise TrainingCancelled(f"cancelled after epoch {state.epoch}")
+    reporter.on_phase(phase="evaluating")
     best = load_checkpoint(best_path)
     model.load_state_dict(best["state_dict"])
     if world > 1:  # rank 0 alone: the whole validation split
