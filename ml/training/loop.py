@@ -36,7 +36,7 @@ from ml.data.prepared import prepare
 from ml.device import autocast, resolve_amp, resolve_device
 from ml.errors import ConfigError, TrainingCancelled
 from ml.evaluation.plots import save_plots
-from ml.evaluation.predict import evaluate_splits, predict_batches
+from ml.evaluation.predict import calibration_for_checkpoint, evaluate_splits, predict_batches
 from ml.models import CXRModel, create_model, get_model_config
 from ml.training.losses import LossFn, build_loss
 from ml.training.reporter import Reporter
@@ -210,8 +210,12 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     for split, split_report in report["splits"].items():
         reporter.on_evaluation(split=split, report=split_report)
     summary = {split: _summary(r) for split, r in report["splits"].items()}
+    calibration = calibration_for_checkpoint(report["calibration"]) if "calibration" in report else None
+    for split, figures in (calibration or {}).get("splits", {}).items():  # read by GET /models as `quality`
+        summary[split].update({k: v for k, v in figures.items() if k != "n"})
     model_path = save_checkpoint(
-        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric),
+        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
+                   calibration=calibration),
         run_dir / "model.pt",
     )
     reporter.on_checkpoint(path=model_path, kind="final", epoch=best["epoch"], metrics=summary)
