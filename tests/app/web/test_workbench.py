@@ -80,6 +80,7 @@ def test_the_runs_view_draws_curves_from_real_runs(bench: Bench, chromium_path: 
         browser = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP refusals too
         page.goto(bench.server.url)
         rows = page.locator("#runs-body tr[data-run]")
         expect(rows).to_have_count(2)
