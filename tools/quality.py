@@ -150,6 +150,7 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     torch.set_num_threads(threads)
     raw = load_checked(recipe_path)
     raw.pop("description", None)
+    raw.pop("quality", None)
     raw["data_root"] = str(data_root)
     config = TrainConfig.parse(raw)
     started = time.perf_counter()

@@ -61,6 +61,7 @@ def evaluate_splits(
     threshold_policy: str,
     tta: bool,
     thresholds: np.ndarray | None = None,
+    target_sensitivity: float = 0.95,
 ) -> dict[str, Any]:
     """Reports per split; thresholds chosen on 'val' unless given."""
     outputs = {name: predict_batches(model, b, preprocess, device, amp_dtype, dataset.task, tta)
@@ -68,7 +69,8 @@ def evaluate_splits(
     if thresholds is None:
         if "val" not in outputs:
             raise DatasetError("choosing thresholds needs a validation split")
-        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy)
+        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy,
+                                       target_sensitivity)
     splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
               for name, (probs, labels, _) in outputs.items()}
     return {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,
