@@ -209,6 +209,48 @@ def _summary(split: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _operating_lines(r: dict[str, Any]) -> list[str]:
+    t = r["test"]
+    if "specificity" not in t:
+        return []
+    return ["", (f"At the served threshold {r['thresholds'][0]:.3f}: sensitivity **{t['sensitivity']:.3f}**, "
+                 f"specificity **{t['specificity']:.3f}**, accuracy **{t['accuracy']:.3f}**.")]
+
+
+def _policy_lines(r: dict[str, Any]) -> list[str]:
+    """How each threshold policy, chosen on validation, lands on test (binary models)."""
+    rows = r.get("threshold_policies")
+    if not rows:
+        return []
+    lines = ["", "### Threshold policies: chosen on validation, where they land on test", "",
+             (f"Served: `{r['threshold_policy']}`, fixed in the recipe before the test split was read. The other "
+              "rows use the same probabilities (one read of the test) and show how each policy transfers."), "",
+             ("| policy | threshold | val sensitivity | val specificity | test sensitivity | test specificity | "
+              "test accuracy |"), "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        v, t = row["val"], row["test"]
+        lines.append(f"| {row['policy']} | {row['threshold']:.3f} | {v['sensitivity']:.3f} | {v['specificity']:.3f} | "
+                     f"{t['sensitivity']:.3f} | {t['specificity']:.3f} | {t['accuracy']:.3f} |")
+    return lines
+
+
+def _source_lines(test: dict[str, Any]) -> list[str]:
+    """Per-dataset, per-label test AUROC with intervals (merged datasets)."""
+    if not test.get("by_source"):
+        return []
+    lines = ["", "### Test figures per dataset", "",
+             ("Labels a dataset does not annotate are left out (they are NaN in its rows and masked from every "
+              "metric)."), "", "| dataset | label | AUROC | 95% CI | positives | note |", "|---|---|---|---|---|---|"]
+    for source, f in test["by_source"].items():
+        lines.append(f"| **{source}** | mean | {_fmt(f['mean_auroc'])} | {_ci(f['mean_auroc_ci'])} | n={f['n']} | |")
+        for name, c in f["per_class"].items():
+            if c.get("annotated") == 0:
+                continue
+            lines.append(f"| {source} | {name} | {_fmt(c['auroc'])} | {_ci(c['auroc_ci'])} | {c['support']} | "
+                         f"{c['auroc_note']} |")
+    return lines
+
+
 def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
     """The markdown card for one `tools.quality` result."""
     facts = CARDS.get(r["name"], {})
@@ -224,7 +266,10 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         policy = {"youden": "maximum Youden's J (sensitivity + specificity - 1, i.e. balanced accuracy)",
                   "youden_mid": "the middle of the cuts within 0.02 of the maximum Youden's J (balanced "
                                 "accuracy within one point of its best)",
-                  "f1": "maximum F1"}.get(r["threshold_policy"], r["threshold_policy"])
+                  "f1": "maximum F1",
+                  "sensitivity": f"the highest cut that keeps validation sensitivity at "
+                                 f"{p.get('threshold_sensitivity', 0.95):.2f} (all the specificity validation "
+                                 f"allows at that sensitivity)"}.get(r["threshold_policy"], r["threshold_policy"])
         thresholds = (f"Per label, chosen on the **validation** split by {policy}, stored in the checkpoint and "
                       f"used unchanged on test: " + ", ".join(
                           f"{n} {t:.3f}" for n, t in zip(r["labels"], r["thresholds"], strict=True)) + ".")
@@ -266,7 +311,10 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         "",
         f"## Test figures (n={test['n']})",
         "",
+        f"Test set: {r.get('test_set', 'the test split of the recipe data')}.",
+        "",
         _summary(test) + ".",
+        *_operating_lines(r),
         "",
         *_metrics_table(test, multiclass),
         "",
@@ -277,6 +325,7 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         header = r["labels"] if multiclass else ["negative", "positive"]
         lines += ["", "Confusion matrix (rows: truth, columns: decision): " + "; ".join(
             f"{h}: {row}" for h, row in zip(header, test["confusion_matrix"], strict=True)) + "."]
+    lines += _policy_lines(r) + _source_lines(test)
     lines += [
         "",
         f"Validation (n={val['n']}, where thresholds and the best epoch were chosen): {_summary(val)}.",
