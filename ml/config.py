@@ -117,6 +117,8 @@ class TrainParams(_Config):
     # runtime
     num_workers: int = Field(0, ge=0, le=64)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int = Field(1, ge=1, le=64, description="devices to train on, one process each (data parallel; "
+                                                     "batch_size is the global batch); at most what the worker owns")
     seed: int = Field(0, ge=0, le=MAX_SEED)
     threshold_policy: Literal["f1", "youden", "youden_mid", "sensitivity"] = Field(
         "youden", description="per-label operating point chosen on validation data: max F1, max Youden J "

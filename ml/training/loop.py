@@ -284,11 +284,15 @@ def _rank_world() -> tuple[int, int]:
 
 
 def _data_parallel(model: CXRModel, device: torch.device) -> torch.nn.Module:
-    """DDP around `model` (rank 0's weights are broadcast); BatchNorm statistics stay per rank."""
+    """DDP around `model` (rank 0's weights are broadcast). On GPUs BatchNorm becomes SyncBatchNorm, so its
+    batch statistics are the global batch's as in one process (same parameter names: checkpoints load into
+    the plain model); on the CPU (gloo, where PyTorch has no SyncBatchNorm) they stay per rank."""
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    if device.type == "cuda":
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the children in place
+        return DistributedDataParallel(model, device_ids=[device.index])
+    return DistributedDataParallel(model)
 
 
 def _any_rank(flag: bool, world: int) -> bool:
