@@ -17,8 +17,8 @@ import numpy as np
 from fastapi import Request, UploadFile
 
 from app.serving.errors import InvalidInput, TooLarge, UnsupportedMedia
-from ml.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from ml.decoding import Decoded, read_image_for
+from ml.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 
 # Content types a client may declare for an X-ray; browsers send application/octet-stream for .dcm files.
 ACCEPTED_TYPES = ("image/", "application/dicom", "application/octet-stream")
