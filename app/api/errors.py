@@ -113,7 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return error_response(409, "conflict", str(exc))
+        return error_response(409, exc.code, str(exc))
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

@@ -1,4 +1,5 @@
-"""Datasets, runs and model versions as the API shows them."""
+"""Datasets, runs and model versions as the API shows them (`ModelQuality`, their `quality`, is defined in
+`app.schemas.quality` and re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.jobs import VersionRef
+from app.schemas.quality import ModelQuality
 from app.schemas.serving import ServingInfo
 from app.schemas.text import CallerText
 from registry.records import (
@@ -241,6 +243,7 @@ class ModelVersion(BaseModel):
     description: str
     created_at: datetime
     checkpoint: Checkpoint | None
+    quality: ModelQuality = Field(description="its stored test evaluation (null fields when unknown)")
     serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded for serving")
 
     @classmethod
@@ -250,7 +253,7 @@ class ModelVersion(BaseModel):
                    thresholds=record.thresholds, metrics=record.metrics, run_id=record.run_id,
                    description=record.description, created_at=record.created_at,
                    checkpoint=Checkpoint.of(record.checkpoint, viewer) if record.checkpoint else None,
-                   serving=serving)
+                   quality=ModelQuality.of(record.metrics), serving=serving)
 
 
 class ModelVersionList(BaseModel):

@@ -21,7 +21,7 @@ import torch
 
 from app.serving.batching import Ticket
 from app.serving.cache import ModelCache, Resolved
-from app.serving.inputs import Upload, decode
+from app.serving.inputs import Upload, decode_for
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool, set_torch_threads
 from app.serving.served import ServedModel
@@ -110,16 +110,18 @@ class Predictor:
         return await self.pool.run(self._prepare_all, served, uploads, keep_side)
 
     def _prepare_all(self, served: ServedModel, uploads: list[Upload], keep_side: int | None) -> list[Prepared]:
+        short_side = served.loaded.preprocess.source_side
         out = []
         for upload in uploads:
             start = time.perf_counter()
-            image = decode(upload, max_pixels=self.settings.max_image_pixels)
-            resized = served.loaded.preprocess.resize(image)
+            decoded = decode_for(upload, max_pixels=self.settings.max_image_pixels, short_side=short_side,
+                                 long_side=keep_side or 0)
+            resized = served.loaded.preprocess.resize(decoded.image)
             seconds = time.perf_counter() - start
             self.metrics.decode.observe(seconds)
-            height, width = image.shape
-            kept = None if keep_side is None else fit_within(image, keep_side)
-            del image  # a large upload's full-size image is freed before the CAM runs
+            kept = None if keep_side is None else fit_within(decoded.image, keep_side)
+            width, height = decoded.width, decoded.height
+            del decoded  # a large upload's full-size image is freed before the CAM runs
             out.append(Prepared(upload.name, width, height, resized, seconds * 1000, kept))
         return out
 

@@ -36,7 +36,7 @@ from ml.data.prepared import prepare
 from ml.device import autocast, resolve_amp, resolve_device
 from ml.errors import ConfigError, TrainingCancelled
 from ml.evaluation.plots import save_plots
-from ml.evaluation.predict import evaluate_splits, predict_batches
+from ml.evaluation.predict import calibration_for_checkpoint, evaluate_splits, predict_batches
 from ml.models import CXRModel, create_model, get_model_config
 from ml.training.losses import LossFn, build_loss
 from ml.training.reporter import Reporter
@@ -152,6 +152,7 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
                                               "device": str(device), "devices": world})
     trained = _data_parallel(model, device) if world > 1 else model
     reporter.on_start(start_epoch=state.epoch, epochs=p.epochs, steps_per_epoch=len(train_batches), device=str(device))
+    reporter.on_phase(phase="training")
 
     def checkpoint(**extra: Any) -> dict[str, Any]:
         return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
@@ -196,6 +197,9 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
                          state.history)
 
     # 8. Evaluate the best epoch: thresholds from validation, then the test split.
+    if reporter.should_stop():
+        raise TrainingCancelled(f"cancelled after epoch {state.epoch}")
+    reporter.on_phase(phase="evaluating")
     best = load_checkpoint(best_path)
     model.load_state_dict(best["state_dict"])
     if world > 1:  # rank 0 alone: the whole validation split
@@ -206,8 +210,12 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     for split, split_report in report["splits"].items():
         reporter.on_evaluation(split=split, report=split_report)
     summary = {split: _summary(r) for split, r in report["splits"].items()}
+    calibration = calibration_for_checkpoint(report["calibration"]) if "calibration" in report else None
+    for split, figures in (calibration or {}).get("splits", {}).items():  # read by GET /models as `quality`
+        summary[split].update({k: v for k, v in figures.items() if k != "n"})
     model_path = save_checkpoint(
-        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric),
+        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
+                   calibration=calibration),
         run_dir / "model.pt",
     )
     reporter.on_checkpoint(path=model_path, kind="final", epoch=best["epoch"], metrics=summary)
@@ -276,11 +284,15 @@ def _rank_world() -> tuple[int, int]:
 
 
 def _data_parallel(model: CXRModel, device: torch.device) -> torch.nn.Module:
-    """DDP around `model` (rank 0's weights are broadcast); BatchNorm statistics stay per rank."""
+    """DDP around `model` (rank 0's weights are broadcast). On GPUs BatchNorm becomes SyncBatchNorm, so its
+    batch statistics are the global batch's as in one process (same parameter names: checkpoints load into
+    the plain model); on the CPU (gloo, where PyTorch has no SyncBatchNorm) they stay per rank."""
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    if device.type == "cuda":
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the children in place
+        return DistributedDataParallel(model, device_ids=[device.index])
+    return DistributedDataParallel(model)
 
 
 def _any_rank(flag: bool, world: int) -> bool:

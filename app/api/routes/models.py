@@ -53,6 +53,7 @@ def list_served_models(session: SessionDep, predictor: PredictorDep, settings: S
                 default=name == default_name,
                 aliases=aliases,
                 labels=production.labels,
+                quality=production.quality,
                 versions=versions,
             )
         )

@@ -149,3 +149,22 @@ def test_options_are_validated_like_any_adapter_s() -> None:
     for bad in ({"members": "kermany", "extra": 1}, {"weights": {"nih": "heavy"}}, {"weights": {"nih": float("inf")}}):
         with pytest.raises(ValidationError):
             validate_options("merged", bad)
+
+
+def test_fit_trains_on_the_merged_dataset_and_masks_what_members_lack(shared: Path, tmp_path: Path) -> None:
+    from ml.config import TrainConfig
+    from ml.training.loop import fit
+
+    config = TrainConfig.parse({"model": "simple_cnn", "dataset": "merged", "data_root": str(shared),
+                                "dataset_options": {"weights": {"nih": 2.0}},
+                                "params": {"epochs": 1, "batch_size": 16, "input_size": 32, "pos_weight": True}})
+    result = fit(config, tmp_path / "run")
+    meta = create_dataset("merged", shared).split("test").metadata
+    test = result.report["splits"]["test"]
+    assert test["n"] == len(meta)  # every member's test rows
+    per_class = test["per_class"]
+    # each label is scored on the rows that annotate it: Tuberculosis on the 3-class rows, Hernia on NIH's
+    assert per_class["Tuberculosis"]["n"] == int((meta["source"] == "cxr3class").sum())
+    assert per_class["Hernia"]["n"] == int((meta["source"] == "nih").sum()) == 4
+    assert per_class["Pneumonia"]["n"] == int((meta["source"] != "nih").sum()) + 4
+    assert np.isfinite(result.history[0]["train"]["loss"])
