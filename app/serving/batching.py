@@ -71,7 +71,8 @@ class BatchStats:
 
 class MicroBatcher:
     def __init__(self, forward: Forward, *, max_size: int, max_wait_s: float, queue_limit: int,
-                 concurrency: int = 1, name: str = "model", on_wait: Callable[[float], None] | None = None) -> None:
+                 concurrency: int = 1, name: str = "model",
+                 on_wait: Callable[[float], None] | None = None) -> None:
         self.forward, self.name = forward, name
         self.on_wait = on_wait  # told each request's seconds from joining the queue to its forward pass
         self.max_size, self.max_wait_s, self.queue_limit = max_size, max_wait_s, queue_limit

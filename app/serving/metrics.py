@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from starlette.routing import Match, Mount
+from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -93,9 +94,23 @@ class MetricsMiddleware:
 
 def template(app: object, scope: Scope) -> str:
     """The template of the route serving `scope` when routing left none in it: Starlette's own routes
-    (`/openapi.json`) and mounts (`/static/{path}`); `unmatched` for a path no route serves."""
-    for route in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = route.matches(scope)
+    (`/openapi.json`), mounts (`/static/{path}`), and any route when a middleware answered before routing (a
+    refused key); `unmatched` for a path no route serves."""
+    for route in _routes(getattr(app, "router", None)):
+        try:
+            match, _ = route.matches(scope)
+        except Exception:  # noqa: BLE001 - a route that cannot judge this scope does not name it
+            continue
         if match is not Match.NONE:
             return f"{route.path}/{{path}}" if isinstance(route, Mount) else route.path
     return "unmatched"
+
+
+def _routes(router: object) -> Iterator[Route | Mount]:
+    """The routes and mounts of `router`, those of the routers it includes too (FastAPI may keep them apart)."""
+    for route in getattr(router, "routes", ()):
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner)
+        elif isinstance(route, (Route, Mount)):
+            yield route

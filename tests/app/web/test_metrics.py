@@ -30,7 +30,11 @@ def test_every_route_is_counted_by_its_template(web_server: Server) -> None:
     for path in paths:
         httpx.get(f"{web_server.url}{path}")
     assert httpx.get(f"{web_server.url}/no/such/page").status_code == 404
+    refused = httpx.post(f"{web_server.url}/training-jobs", json={})  # answered by the key check, before routing
+    assert refused.status_code == 401
     after = _samples(web_server)
+    assert _value(after, "cxr_http_requests_total", method="POST", route="/training-jobs", status="401") - _value(
+        before, "cxr_http_requests_total", method="POST", route="/training-jobs", status="401") == 1
     for path, route in paths.items():
         counted = sum(v - before.get(k, 0.0) for k, v in after.items()
                       if k[0] == "cxr_http_requests_total" and ("route", route) in k[1] and ("method", "GET") in k[1])
