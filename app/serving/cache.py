@@ -162,6 +162,7 @@ class ModelCache:
             lambda resized: self.pool.run(served.timed_forward, resized), max_size=s.batch_max_size,
             max_wait_s=s.batch_max_wait_ms / 1000, queue_limit=s.inference_queue_limit,
             concurrency=self.pool.workers, name=served.record.ref,
+            on_wait=self.metrics.queue_wait.labels(*served.metric_labels).observe,
         )
         self._cache[version_id] = served
         candidates = [c for c in s.runtime_candidates if c in EXACT_RUNTIMES and c != "eager"]
@@ -175,8 +176,10 @@ class ModelCache:
         while len(self._cache) > self.settings.model_cache_size:
             _, evicted = self._cache.popitem(last=False)
             log.info("evicted %s from the model cache", evicted.record.ref)
+            self.metrics.model_loaded.remove(*evicted.metric_labels, evicted.record.architecture)
         self._loaded = dict(self._cache)
         self.metrics.models_loaded.set(len(self._cache))
+        self.metrics.model_loaded.labels(*served.metric_labels, served.record.architecture).set(1)
         return served
 
     def _load(self, version_id: int) -> ServedModel:
@@ -187,11 +190,11 @@ class ModelCache:
         try:
             loaded = self._build(record)
         except ModelUnavailable as exc:
-            self.metrics.model_load_failures.labels(record.name, exc.code).inc()
+            self.metrics.model_load_failures.labels(record.name, str(record.version), exc.code).inc()
             log.error("%s", exc)
             raise
         seconds = time.perf_counter() - start
-        self.metrics.model_load.labels(record.name).observe(seconds)
+        self.metrics.model_load.labels(record.name, str(record.version)).observe(seconds)
         log.info("loaded %s (%s) in %.2f s", record.ref, record.architecture, seconds)
         return ServedModel(record, loaded, seconds, self.metrics)
 

@@ -80,6 +80,11 @@ class ServedModel:
     def labels(self) -> list[str]:
         return self.loaded.labels
 
+    @property
+    def metric_labels(self) -> tuple[str, str]:
+        """The model and version labels of its metric series."""
+        return self.record.name, str(self.record.version)
+
     def forward(self, resized: list[torch.Tensor]) -> np.ndarray:
         """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime; blocking."""
         x = self.loaded.preprocess.finish(torch.stack(resized)).to(self.loaded.device)
@@ -93,8 +98,8 @@ class ServedModel:
         start = time.perf_counter()
         probs = self.forward(resized)
         seconds = time.perf_counter() - start
-        self.metrics.inference.labels(self.record.name, "predict").observe(seconds)
-        self.metrics.batch_size.observe(len(resized))
+        self.metrics.inference.labels(*self.metric_labels, "predict").observe(seconds)
+        self.metrics.batch_size.labels(*self.metric_labels).observe(len(resized))
         return probs, seconds * 1000
 
     def choose_runtime(self, candidates: list[str], threads: int | None) -> None:
