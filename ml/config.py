@@ -113,10 +113,12 @@ class TrainParams(_Config):
     accum_steps: int = Field(1, ge=1, le=1024, description="gradient accumulation steps")
     freeze_epochs: int = Field(0, ge=0, le=MAX_COUNT, description="epochs with the backbone frozen before unfreezing")
     early_stopping_patience: int | None = Field(None, ge=1, le=MAX_COUNT)
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, le=1000)
     # runtime
     num_workers: int = Field(0, ge=0, le=64)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int = Field(1, ge=1, le=64, description="devices to train on, one process each (data parallel; "
+                                                     "batch_size is the global batch); at most what the worker owns")
     seed: int = Field(0, ge=0, le=MAX_SEED)
     threshold_policy: Literal["f1", "youden", "youden_mid", "sensitivity"] = Field(
         "youden", description="per-label operating point chosen on validation data: max F1, max Youden J "
@@ -125,7 +127,8 @@ class TrainParams(_Config):
         "`threshold_sensitivity` (a margin for specificity when test images are collected apart)")
     threshold_sensitivity: float = Field(0.95, gt=0, le=1, description="target sensitivity of policy 'sensitivity'")
     tta: bool = Field(False, description="evaluate with horizontal-flip test-time augmentation")
-    cancel_check_every: int = Field(10, ge=1, le=MAX_COUNT, description="steps between cancellation checks")
+    cancel_check_every: int = Field(1, ge=1, le=MAX_COUNT, description="steps between cancellation checks "
+                                    "(a check reads a flag in memory: every step by default)")
 
 
 class TrainConfig(_Config):

@@ -64,6 +64,12 @@ class Preprocess:
         self._mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self._std = torch.tensor(cfg.std, dtype=torch.float32).view(1, -1, 1, 1)
 
+    @property
+    def source_side(self) -> int:
+        """The side the resize scales the image's short side (or both sides, squashing) to before cropping:
+        an image decoded reduced (`ml.decoding`) keeps a margin over it."""
+        return round(self.cfg.input_size / self.cfg.crop_pct)
+
     def resize(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         """HxW float image in [0, 1] to a (1, S, S) float tensor in [0, 1]."""
         x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)

@@ -79,8 +79,16 @@ class PredictResult(Scores):
 class CamTarget(BaseModel):
     label: str = Field(examples=["Effusion"])
     probability: float = Field(examples=[0.642])
-    overlay_png_base64: str = Field(
-        description="the overlay at the upload's size, PNG, base64", examples=["iVBORw0KGgoAAAANSUhEUgAA..."]
+    overlay_base64: str = Field(
+        description="the overlay at the upload's size reduced to max_side, base64, encoded as overlay_media_type",
+        examples=["/9j/4AAQSkZJRgABAQAAAQABAAD..."],
+    )
+    overlay_media_type: str = Field(description="the overlay's encoding: image/jpeg, image/png or image/webp",
+                                    examples=["image/jpeg"])
+    overlay_png_base64: str | None = Field(
+        None, description="the same text as overlay_base64 when the overlay is PNG (overlay_format=png), else "
+                          "null: kept for clients written before JPEG became the default",
+        examples=[None],
     )
     heatmap: list[list[float]] = Field(
         description="the map averaged to a 16x16 grid, rows top to bottom, in [0, 1]",
