@@ -100,6 +100,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = load_recipe(args.config) if args.config else {}
     raw.pop("description", None)
+    raw.pop("quality", None)  # how tools.quality measures the model, not part of training
     for key, value in (("model", args.model), ("dataset", args.dataset), ("data_root", args.data)):
         if value is not None:
             raw[key] = value

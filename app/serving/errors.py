@@ -56,3 +56,10 @@ class Overloaded(ServingError):
         super().__init__(message)
         self.retry_after = retry_after
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class NotAcceptable(ServingError):
+    """The `Accept` header refuses every encoding the answer could be given in."""
+
+    status = 406
+    code = "not_acceptable"

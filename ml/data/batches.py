@@ -74,8 +74,13 @@ class Batches:
         progress: Callable[[int, int], None] | None = None,
         prepared: torch.Tensor | None = None,
         shard: tuple[int, int] = (0, 1),
+        sample_weights: np.ndarray | None = None,
     ) -> None:
         self.ds, self.batch_size, self.shuffle = ds, batch_size, shuffle
+        # With weights (and shuffling) each epoch draws len(ds) rows with replacement in proportion to them:
+        # a weighted sampler, e.g. to mix the members of a merged dataset by chosen weights.
+        self.sample_weights = (None if sample_weights is None
+                               else torch.tensor(np.asarray(sample_weights, dtype=np.float64)))
         # A last batch of one breaks BatchNorm in training; drop it only when others exist.
         self.drop_last = drop_last and len(ds) > batch_size
         self.rank, self.world = shard
@@ -126,7 +131,11 @@ class Batches:
         if not self.shuffle:
             rows = self._rows()
             return [rows[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
-        order = torch.randperm(len(self.ds), generator=generator)
+        n = len(self.ds)
+        if self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
         batches = [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
         return [idx[self.rank::self.world] for idx in batches]
 

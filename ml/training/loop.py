@@ -36,7 +36,7 @@ from ml.data.prepared import prepare
 from ml.device import autocast, resolve_amp, resolve_device
 from ml.errors import ConfigError, TrainingCancelled
 from ml.evaluation.plots import save_plots
-from ml.evaluation.predict import evaluate_splits, predict_batches
+from ml.evaluation.predict import calibration_for_checkpoint, evaluate_splits, predict_batches
 from ml.models import CXRModel, create_model, get_model_config
 from ml.training.losses import LossFn, build_loss
 from ml.training.reporter import Reporter
@@ -152,6 +152,7 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
                                               "device": str(device), "devices": world})
     trained = _data_parallel(model, device) if world > 1 else model
     reporter.on_start(start_epoch=state.epoch, epochs=p.epochs, steps_per_epoch=len(train_batches), device=str(device))
+    reporter.on_phase(phase="training")
 
     def checkpoint(**extra: Any) -> dict[str, Any]:
         return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
@@ -196,17 +197,25 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
                          state.history)
 
     # 8. Evaluate the best epoch: thresholds from validation, then the test split.
+    if reporter.should_stop():
+        raise TrainingCancelled(f"cancelled after epoch {state.epoch}")
+    reporter.on_phase(phase="evaluating")
     best = load_checkpoint(best_path)
     model.load_state_dict(best["state_dict"])
     if world > 1:  # rank 0 alone: the whole validation split
         val_batches = batches(val_ds, "val", train=False, shard=(0, 1))
     report = evaluate_splits(model, preprocess, dataset, {"val": val_batches, "test": test_batches},
-                             device, amp_dtype, p.threshold_policy, p.tta)
+                             device, amp_dtype, p.threshold_policy, p.tta,
+                             target_sensitivity=p.threshold_sensitivity)
     for split, split_report in report["splits"].items():
         reporter.on_evaluation(split=split, report=split_report)
     summary = {split: _summary(r) for split, r in report["splits"].items()}
+    calibration = calibration_for_checkpoint(report["calibration"]) if "calibration" in report else None
+    for split, figures in (calibration or {}).get("splits", {}).items():  # read by GET /models as `quality`
+        summary[split].update({k: v for k, v in figures.items() if k != "n"})
     model_path = save_checkpoint(
-        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric),
+        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
+                   calibration=calibration),
         run_dir / "model.pt",
     )
     reporter.on_checkpoint(path=model_path, kind="final", epoch=best["epoch"], metrics=summary)
@@ -256,9 +265,12 @@ def _prepared(config: TrainConfig, ds: CXRDataset, split: str, data_cfg: DataCon
 def _batches(ds: CXRDataset, preprocess: Preprocess, p: Any, device: torch.device, *, train: bool,
              prepared: torch.Tensor | None = None, shard: tuple[int, int] = (0, 1)) -> Batches:
     in_memory = p.cache_images and fits_in_memory(len(ds), preprocess.cfg.input_size)
+    # An adapter may weight its rows (a merged dataset mixes its members so); training then samples by them.
+    weights = ds.metadata["sample_weight"].to_numpy() if train and "sample_weight" in ds.metadata else None
     return Batches(ds, preprocess, batch_size=p.batch_size, shuffle=train, drop_last=train, in_memory=in_memory,
                    num_workers=p.num_workers, pin_memory=device.type == "cuda",
-                   persistent_workers=device.type == "cuda", prepared=prepared, shard=shard)
+                   persistent_workers=device.type == "cuda", prepared=prepared, shard=shard,
+                   sample_weights=weights)
 
 
 # --- data parallelism ----------------------------------------------------------------------------
@@ -283,17 +295,24 @@ def _data_parallel(model: CXRModel, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model)
 
 
+def _collective_device() -> torch.device:
+    """Where a collective's tensors live: NCCL reduces CUDA tensors only, gloo CPU ones."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _any_rank(flag: bool, world: int) -> bool:
     """True on every rank when `flag` is true on any (so all ranks stop at the same step)."""
     if world == 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return bool(t.item())
 
 
 def _sum_ranks(*values: float) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     torch.distributed.all_reduce(t)
     return t.tolist()
 
