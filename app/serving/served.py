@@ -107,7 +107,8 @@ class ServedModel:
         try:
             with TRACE_GUARD.running():
                 choice = choose_runtime(
-                    self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
+                    self.loaded.model, [x.to(self.loaded.device) for x in example_inputs(self.input_shape)],
+                    self._to_probabilities,
                     candidates=candidates, tolerance=1e-4, threads=threads,
                 )
         except Exception as exc:  # eager keeps serving
