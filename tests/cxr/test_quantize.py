@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from app.services.bootstrap import import_shipped_models, register_shipped_datasets
 from app.serving.metrics import ServiceMetrics
 from app.serving.reduced import load_variants
 from app.serving.served import ServedModel
-from app.services.bootstrap import import_shipped_models, register_shipped_datasets
 from cxr.cli import main
 from ml.inference import LoadedModel
 from ml.quantize import AUROC_TOLERANCE, MEAN_PROBABILITY_BOUND, PROBABILITY_BOUND, bf16_available
