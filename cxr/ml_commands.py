@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an adapter option, e.g. --dataset-option split=patient")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--devices", type=int, help="train on this many devices, one process each (data parallel)")
+    p.add_argument("--data-cache", type=Path, help="prepared dataset cache folder (default: <artifact root>/prepared)")
+    p.add_argument("--no-data-cache", action="store_true", help="decode the source images instead of the cache")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
@@ -97,11 +100,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = load_recipe(args.config) if args.config else {}
     raw.pop("description", None)
+    raw.pop("quality", None)  # how tools.quality measures the model, not part of training
     for key, value in (("model", args.model), ("dataset", args.dataset), ("data_root", args.data)):
         if value is not None:
             raw[key] = value
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-             "device": args.device}
+             "device": args.device, "devices": getattr(args, "devices", None)}
     params = _merge(raw.get("params", {}), {k: v for k, v in flags.items() if v is not None})
     raw["params"] = _merge(params, parse_assignments(args.set))
     raw["dataset_options"] = _merge(raw.get("dataset_options", {}), parse_assignments(args.dataset_option))
@@ -112,14 +116,20 @@ def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cxr.data_commands import default_cache_dir
     from ml.config import TrainConfig
+    from ml.training.distributed import launch
     from ml.training.loop import fit
 
     config = TrainConfig.parse(train_config_from_args(args))
     out = args.out or Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     reporter = _ProgressReporter(quiet=args.quiet)
+    cache = None if args.no_data_cache else args.data_cache or default_cache_dir()
     started = time.perf_counter()
-    result = fit(config, out, reporter=reporter, resume=not args.no_resume)
+    if config.params.devices > 1:
+        result = launch(config, out, reporter=reporter, resume=not args.no_resume, cache_dir=cache)
+    else:
+        result = fit(config, out, reporter=reporter, resume=not args.no_resume, cache_dir=cache)
     minutes = (time.perf_counter() - started) / 60
     print(f"run folder: {result.run_dir}  (device {result.device}, {minutes:.1f} min)")
     print(f"best epoch: {result.best_epoch + 1}; model: {result.model_path}")

@@ -48,6 +48,7 @@ def build_checkpoint(
     epoch: int = 0,
     best_metric: float | None = None,
     training_state: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to rebuild, serve, and (with `training_state`) resume a model."""
     ckpt: dict[str, Any] = {
@@ -66,6 +67,8 @@ def build_checkpoint(
         "best_metric": plain(best_metric),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if calibration is not None:  # {"method": "temperature", "temperatures": [...], per-split figures}
+        ckpt["calibration"] = plain(calibration)
     if training_state is not None:
         ckpt["training_state"] = training_state
     return ckpt
@@ -110,8 +113,9 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> CXRModel:
-    """Rebuild the model a checkpoint describes and load its weights (no pretrained download)."""
+def model_from_checkpoint(ckpt: dict[str, Any], *, calibrated: bool = True) -> CXRModel:
+    """Rebuild the model a checkpoint describes and load its weights (no pretrained download); with the
+    checkpoint's calibration temperatures folded into its last layer unless `calibrated` is false."""
     model = create_model(
         ckpt["model_name"],
         num_classes=ckpt.get("num_classes", len(ckpt["labels"])),
@@ -122,6 +126,11 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> CXRModel:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise ModelError(f"checkpoint weights do not fit model '{ckpt['model_name']}': {exc}") from None
+    temperatures = (ckpt.get("calibration") or {}).get("temperatures")
+    if calibrated and temperatures:
+        from ml.evaluation.calibration import fold_temperatures
+
+        fold_temperatures(model, model.head(), temperatures)
     return model.eval()
 
 

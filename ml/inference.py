@@ -43,7 +43,8 @@ class LoadedModel:
         model = model_from_checkpoint(ckpt).to(device)
         labels = list(ckpt["labels"])
         thresholds = ckpt.get("thresholds") or [0.5] * len(labels)
-        meta = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "epoch", "metrics", "train_config")}
+        meta = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "epoch", "metrics", "train_config",
+                                         "calibration")}
         return cls(
             model=model,
             labels=labels,
@@ -53,6 +54,11 @@ class LoadedModel:
             meta=meta,
             device=torch.device(device),
         )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the probabilities are temperature-scaled (the checkpoint carries temperatures)."""
+        return bool((self.meta.get("calibration") or {}).get("temperatures"))
 
     @property
     def data_config(self) -> DataConfig:

@@ -129,7 +129,7 @@ def _interpolate(x: torch.Tensor, new_h: int, new_w: int) -> torch.Tensor:
 
 
 class BatchAugment:
-    """Random affine (rotation, translation, resized crop, flip) and brightness/contrast for a batch."""
+    """Random affine (rotation, translation, resized crop, flip), brightness/contrast and gamma for a batch."""
 
     def __init__(self, cfg: AugmentConfig) -> None:
         self.cfg = cfg
@@ -171,7 +171,11 @@ class BatchAugment:
         contrast = uniform(1 - c.contrast, 1 + c.contrast).to(device, batch.dtype).view(b, 1, 1, 1)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = (out - mean) * contrast + mean + brightness
-        return out.clamp_(0.0, 1.0)
+        out = out.clamp_(0.0, 1.0)
+        if c.gamma != (1.0, 1.0):  # drawn only when on, so recipes without it keep their random sequence
+            gamma = torch.exp(uniform(math.log(c.gamma[0]), math.log(c.gamma[1])))
+            out = out.clamp(min=1e-6).pow(gamma.to(device, batch.dtype).view(b, 1, 1, 1))
+        return out
 
 
 def compute_mean_std(images: list[np.ndarray] | np.ndarray, preprocess: Preprocess) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from registry.errors import Conflict, NotFound
+from registry.errors import AlreadyFinished, CancelRequested, Conflict, NotFound
 from registry.records import JobRecord, VersionRef, to_record
 from registry.tables import Dataset, Job, JobKind, JobStatus, ModelVersion, Run, utcnow
 
@@ -37,7 +37,8 @@ def _record(session: Session, row: Job) -> JobRecord:
 
 
 def _row(session: Session, job_id: int, *, lock: bool = False) -> Job:
-    stmt = select(Job).where(Job.id == job_id)
+    # populate_existing: a conditional UPDATE just issued in this session is seen, not the row as first loaded
+    stmt = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
     if lock:
         stmt = stmt.with_for_update()
     row = session.scalars(stmt).one_or_none()
@@ -82,7 +83,11 @@ def list_jobs(
     stmt = select(Job)
     if kind is not None:
         stmt = stmt.where(Job.kind == JobKind(kind))
-    if status is not None:
+    if status == "cancelling":  # shown for a running job with a cancel accepted
+        stmt = stmt.where(Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(True))
+    elif status == "running":
+        stmt = stmt.where(Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(False))
+    elif status is not None:
         stmt = stmt.where(Job.status == JobStatus(status))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(stmt.order_by(Job.id.desc()).limit(limit).offset(offset))
@@ -152,6 +157,33 @@ def heartbeat(session: Session, *, job_id: int, worker: str, lease_seconds: floa
     return row.cancel_requested
 
 
+def is_cancel_requested(session: Session, *, job_id: int) -> bool:
+    """Whether the job was asked to stop: one indexed read, cheap enough to ask every half second."""
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def begin_publishing(session: Session, *, job_id: int, worker: str) -> None:
+    """The first statement of the transaction that records a job's result: it takes the job's row (a row
+    lock on PostgreSQL, the write lock on SQLite) unless a cancel was accepted first, so a cancel and a
+    result cannot both win: CancelRequested if the cancel came first (nothing of the result is written:
+    the caller's transaction rolls back), Conflict if `worker` lost the job; a cancel arriving later
+    waits for this transaction and then finds the job finished (AlreadyFinished).
+    """
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING,
+               Job.cancel_requested.is_(False))
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken:
+        return
+    row = _row(session, job_id)
+    if row.cancel_requested and row.worker == worker and row.status is JobStatus.RUNNING:
+        raise CancelRequested(f"job {job_id} was cancelled before its result was recorded")
+    _check_holder(row, worker)
+
+
 def _check_holder(row: Job, worker: str) -> None:
     if row.worker != worker or row.status is not JobStatus.RUNNING:
         raise Conflict(f"job {row.id} is no longer held by {worker} (status {row.status.value}, worker {row.worker})")
@@ -212,12 +244,22 @@ def _finish(session: Session, row: Job, status: JobStatus, error: str | None, er
 
 
 def request_cancel(session: Session, *, job_id: int, kind: str | None = None) -> JobRecord:
-    """A queued job is cancelled at once; a running one gets a flag its training loop checks."""
+    """A queued job is cancelled at once; a running one gets a flag its worker reads within a second and
+    shows as `cancelling` until it stops. AlreadyFinished once the job ended.
+
+    The flag is set by one conditional UPDATE on an unfinished job, which serialises with the worker's
+    `begin_publishing`: a cancel accepted here always ends the job `cancelled`, with no result.
+    """
     get_job(session, job_id=job_id, kind=kind)
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .values(cancel_requested=True, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
     row = _row(session, job_id, lock=True)
-    if row.status.finished:
-        raise Conflict(f"job {job_id} already {row.status.value}")
-    row.cancel_requested = True
+    if not taken:
+        raise AlreadyFinished(f"job {job_id} already {row.status.value}: there is nothing to cancel")
     if row.status is JobStatus.QUEUED:
         _finish(session, row, JobStatus.CANCELLED, None)
     session.flush()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ml.errors import ConfigError, CXRError, DatasetError, ImageError, ModelError, TrainingCancelled
 from registry.artifacts import LocalArtifactStore
-from registry.errors import Conflict, IntegrityFailure, NotFound
+from registry.errors import CancelRequested, Conflict, IntegrityFailure, NotFound
 from registry.jobs import Claim, claim_job, finish_job, hand_back
 from registry.paths import PathView
 from registry.records import JobRecord
@@ -52,12 +52,14 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
     log.info("job %d (%s %s): attempt %d on %s", job_id, job.kind, job.model, job.attempts, device)
     status, failure = "succeeded", None
     with Lease(ctx.db, job_id=job_id, worker=ctx.name, lease_seconds=s.lease_seconds,
-               interval=s.heartbeat_seconds) as lease:
+               interval=s.heartbeat_seconds, poll=s.cancel_poll_seconds) as lease:
         try:
             work(ctx, job, lease)
         except TrainingCancelled:
             status = "handed back" if shutting_down.is_set() and not lease.cancel_requested.is_set() \
                 else "cancelled"
+        except CancelRequested:  # the cancel was accepted before the result could be recorded
+            status = "cancelled"
         except Exception as exc:  # any failure is recorded on the job for its user
             if not lease.lost.is_set():
                 log.exception("job %d failed", job_id)

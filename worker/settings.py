@@ -14,6 +14,9 @@ class WorkerSettings(RegistrySettings):
         120.0, gt=0, description="a claimed job's lease; a worker silent this long is presumed dead"
     )
     heartbeat_seconds: float = Field(15.0, gt=0, description="how often a running job's lease is renewed")
+    cancel_poll_seconds: float = Field(
+        0.5, gt=0, le=5, description="how often a running job's cancel flag is read (one cheap query)"
+    )
     sweep_seconds: float = Field(
         60.0, gt=0, description="how often a worker sends again the jobs whose worker died or that were never sent"
     )

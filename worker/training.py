@@ -12,9 +12,10 @@ from typing import Any
 
 from ml.checkpoint import checkpoint_summary, load_checkpoint
 from ml.config import TrainConfig
+from ml.errors import TrainingCancelled
 from ml.training.loop import fit
 from registry.datasets import get_dataset
-from registry.jobs import finish_job
+from registry.jobs import begin_publishing, finish_job
 from registry.publish import publish_checkpoint
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
@@ -49,7 +50,10 @@ def train(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
 
     summary = checkpoint_summary(load_checkpoint(result.model_path))
     name = job.register_as or default_model_name(dataset.name, job.model)
+    if lease.cancel_requested.is_set():  # asked during the final evaluation
+        raise TrainingCancelled("cancelled before publishing")
     with ctx.db.session() as s:
+        begin_publishing(s, job_id=job.id, worker=ctx.name)  # a cancel accepted before this wins
         record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder, paths=ctx.paths)
         version = publish_checkpoint(s, ctx.store, local_path=result.model_path, key=f"{key}/model.pt", name=name,
                                      summary=summary, run_id=run.id, dataset_id=dataset.id,

@@ -15,7 +15,12 @@ from registry.versions import NAME_PATTERN
 if TYPE_CHECKING:
     from app.schemas.viewer import Viewer
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+# `cancelling`: running, with a cancel accepted; it ends `cancelled` (never `succeeded`) within a second or so
+JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+
+
+def shown_status(job: JobRecord) -> str:
+    return "cancelling" if job.status == "running" and job.cancel_requested else job.status
 
 _EXAMPLE_JOB: dict[str, Any] = {
     "id": 7, "kind": "train", "status": "running", "model": "simple_cnn", "dataset": "pneumoniamnist",
@@ -51,10 +56,11 @@ class VersionRef(BaseModel):
     version: int
 
 
-class Job(BaseModel):
-    """A job and everything known about it; the web page shows these fields."""
+class JobSummary(BaseModel):
+    """A job as listings show it: everything but its parameters (GET the job for those)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_JOB]})
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {k: v for k, v in _EXAMPLE_JOB.items() if k != "params"}]})
 
     id: int
     kind: Literal["train", "evaluate"]
@@ -62,7 +68,6 @@ class Job(BaseModel):
     model: str = Field(description="architecture (training) or model version reference (evaluation)")
     dataset: str = Field(description="registered dataset name")
     register_as: str | None = Field(description="registered model name the trained model becomes a version of")
-    params: dict[str, Any] = Field(description="the parameters as submitted (defaults apply to the rest)")
     progress: Progress
     latest_metrics: dict[str, Any] = Field(description="the last finished epoch's metrics per split")
     error_code: str | None = Field(
@@ -85,25 +90,43 @@ class Job(BaseModel):
     result: dict[str, Any] = Field(default_factory=dict, description="headline results once it succeeded")
 
     @classmethod
-    def of(cls, job: JobRecord, viewer: Viewer) -> Job:
+    def fields_of(cls, job: JobRecord, viewer: Viewer) -> dict[str, Any]:
         version = job.model_version
-        return cls(
-            id=job.id, kind=job.kind, status=job.status, model=job.model, dataset=job.dataset_name,  # type: ignore[arg-type]
-            register_as=job.register_as, params=viewer.value(job.params), progress=Progress.of(job),
-            latest_metrics=job.latest_metrics, error_code=job.error_code, error=viewer.text(job.error) if job.error else None,
-            worker=viewer.worker(job.worker), device=job.device,
-            attempts=job.attempts, cancel_requested=job.cancel_requested, created_at=job.created_at,
-            started_at=job.started_at, finished_at=job.finished_at, run_id=job.run_id,
-            model_version=VersionRef(name=version.name, version=version.version) if version else None,
-            split=job.split, result=job.result,
-        )
+        return {
+            "id": job.id, "kind": job.kind, "status": shown_status(job), "model": job.model,
+            "dataset": job.dataset_name, "register_as": job.register_as, "progress": Progress.of(job),
+            "latest_metrics": job.latest_metrics, "error_code": job.error_code,
+            "error": viewer.text(job.error) if job.error else None, "worker": viewer.worker(job.worker),
+            "device": job.device, "attempts": job.attempts, "cancel_requested": job.cancel_requested,
+            "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+            "run_id": job.run_id,
+            "model_version": VersionRef(name=version.name, version=version.version) if version else None,
+            "split": job.split, "result": job.result,
+        }
+
+    @classmethod
+    def of(cls, job: JobRecord, viewer: Viewer) -> JobSummary:
+        return cls(**cls.fields_of(job, viewer))
+
+
+class Job(JobSummary):
+    """A job and everything known about it, its parameters included; the web page shows these fields."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_JOB]})
+
+    params: dict[str, Any] = Field(description="the parameters as submitted (defaults apply to the rest)")
+
+    @classmethod
+    def of(cls, job: JobRecord, viewer: Viewer) -> Job:
+        return cls(**cls.fields_of(job, viewer), params=viewer.value(job.params))
 
 
 class JobList(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"items": [_EXAMPLE_JOB], "total": 1, "limit": 50, "offset": 0}]})
+        {"items": [{k: v for k, v in _EXAMPLE_JOB.items() if k != "params"}], "total": 1, "limit": 50,
+         "offset": 0}]})
 
-    items: list[Job]
+    items: list[JobSummary] = Field(description="job summaries: GET a job for its parameters")
     total: int = Field(description="jobs matching the filter, on every page")
     limit: int
     offset: int

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from app.schemas.quality import ModelQuality
 from registry.records import ModelVersionRecord
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ class ModelVersionInfo(BaseModel):
         examples=[{"test": {"mean_auroc": 0.93}}],
     )
     aliases: list[str] = Field(examples=[["production"]])
+    quality: ModelQuality = Field(description="this version's stored test evaluation (null fields when unknown)")
     created_at: datetime
     loaded: bool = Field(description="held in the serving cache now")
     serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded")
@@ -195,6 +197,7 @@ class ModelVersionInfo(BaseModel):
             input_size=record.data_config.get("input_size"),
             metrics=record.metrics,
             aliases=list(record.aliases),
+            quality=ModelQuality.of(record.metrics),
             created_at=record.created_at,
             loaded=loaded,
             serving=serving,
@@ -208,6 +211,7 @@ class ModelInfo(BaseModel):
     labels: list[str] = Field(
         description="labels of the production version (else the newest)", examples=[["Pneumonia"]]
     )
+    quality: ModelQuality = Field(description="the production version's (else the newest's) stored test evaluation")
     versions: list[ModelVersionInfo]
 
 

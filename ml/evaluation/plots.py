@@ -57,6 +57,24 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path, title
     return path
 
 
+def plot_reliability(summary: dict[str, Any], path: Path, title: str) -> Path:
+    """Observed frequency against mean confidence per bin, before and after calibration, with the ECEs."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    for key, name, marker in (("reliability_before", "before", "o"), ("reliability_after", "after", "s")):
+        table = summary[key]
+        pts = [(c, f) for c, f in zip(table["confidence"], table["frequency"], strict=True) if c is not None]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker=marker, label=f"{name} (ECE {table['ece']:.3f})")
+    ax.set(xlabel="mean predicted probability", ylabel="observed frequency", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def save_plots(run_dir: Path, history: list[dict[str, Any]], report: dict[str, Any], labels: list[str]) -> list[Path]:
     """All plots of a finished run; ROC curves come from the stored curves in the report."""
     paths = []
@@ -71,4 +89,7 @@ def save_plots(run_dir: Path, history: list[dict[str, Any]], report: dict[str, A
             names = labels if split_report["task"] == "multiclass" else [f"not {labels[0]}", labels[0]]
             paths.append(plot_confusion(split_report["confusion_matrix"], names, run_dir / f"confusion_{split}.png",
                                         f"Confusion matrix ({split})"))
+    for split, summary in ((report.get("calibration") or {}).get("splits") or {}).items():
+        paths.append(plot_reliability(summary, run_dir / f"reliability_{split}.png",
+                                      f"Reliability ({split}; temperatures fitted on val)"))
     return paths

@@ -61,15 +61,49 @@ def evaluate_splits(
     threshold_policy: str,
     tta: bool,
     thresholds: np.ndarray | None = None,
+    target_sensitivity: float = 0.95,
+    calibrate: bool = True,
 ) -> dict[str, Any]:
-    """Reports per split; thresholds chosen on 'val' unless given."""
+    """Reports per split; thresholds chosen on 'val' unless given. Choosing them on 'val' first fits
+    temperatures there (`calibrate`), so thresholds, reports and the stored model are all on calibrated
+    outputs; the report's `calibration` has the temperatures and each split's ECE and Brier before and after."""
     outputs = {name: predict_batches(model, b, preprocess, device, amp_dtype, dataset.task, tta)
                for name, b in batches.items() if b is not None}
+    calibration = None
     if thresholds is None:
         if "val" not in outputs:
             raise DatasetError("choosing thresholds needs a validation split")
-        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy)
+        if calibrate:
+            outputs, calibration = calibrate_outputs(outputs, dataset.task)
+        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy,
+                                       target_sensitivity)
     splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
               for name, (probs, labels, _) in outputs.items()}
-    return {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,
-            "splits": splits}
+    report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,
+              "splits": splits}
+    if calibration is not None:
+        report["calibration"] = calibration
+    return report
+
+
+Outputs = dict[str, tuple[np.ndarray, np.ndarray, float | None]]
+
+
+def calibrate_outputs(outputs: Outputs, task: Task) -> tuple[Outputs, dict[str, Any]]:
+    """Temperatures fitted on outputs['val'], every split's probabilities scaled by them, and the calibration
+    record: method, temperatures and each split's ECE/Brier before and after with reliability tables."""
+    from ml.evaluation.calibration import calibration_summary, fit_temperatures, scaled
+
+    temps = fit_temperatures(outputs["val"][0], outputs["val"][1], task)
+    after = {name: (scaled(probs, temps, task), labels, loss) for name, (probs, labels, loss) in outputs.items()}
+    record = {"method": "temperature", "fitted_on": "val", "temperatures": [float(t) for t in temps],
+              "splits": {name: calibration_summary(outputs[name][0], after[name][0], outputs[name][1], task)
+                         for name in outputs}}
+    return after, record
+
+
+def calibration_for_checkpoint(record: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint keeps of a calibration record: temperatures and each split's four figures."""
+    keys = ("ece_before", "ece_after", "brier_before", "brier_after", "n")
+    return {"method": record["method"], "fitted_on": record["fitted_on"], "temperatures": record["temperatures"],
+            "splits": {s: {k: v[k] for k in keys} for s, v in record["splits"].items()}}

@@ -14,6 +14,10 @@ class Reporter:
     def on_start(self, *, start_epoch: int, epochs: int, steps_per_epoch: int, device: str) -> None:
         """Training begins (or resumes at `start_epoch`, counting from 0) on `device`."""
 
+    def on_phase(self, *, phase: str) -> None:
+        """The run enters `phase`: 'training' (after `on_start`), then 'evaluating' (the best epoch, on
+        validation and test data). Before the first call it is preparing (data, model)."""
+
     def on_step(self, *, epoch: int, step: int, steps: int, loss: float) -> None:
         """Step `step` (1-based) of `steps` in `epoch` (0-based) finished."""
 
@@ -40,6 +44,10 @@ class Reporters(Reporter):
     def on_start(self, **kw: Any) -> None:
         for r in self.reporters:
             r.on_start(**kw)
+
+    def on_phase(self, **kw: Any) -> None:
+        for r in self.reporters:
+            r.on_phase(**kw)
 
     def on_step(self, **kw: Any) -> None:
         for r in self.reporters:

@@ -187,3 +187,24 @@ def test_gradcam_refuses_what_it_cannot_explain(client: httpx.Client, small_jpeg
     method = client.post("/gradcam", params={"method": "scorecam"}, files=_upload(small_jpeg))
     assert method.status_code == 422 and method.json()["error"] == "validation_error"
     assert "method" in method.json()["message"]
+
+
+def test_a_1x1_upload_gets_a_1x1_overlay(client: httpx.Client) -> None:
+    out = io.BytesIO()
+    Image.new("L", (1, 1), 128).save(out, format="PNG")
+    png = client.post("/gradcam", files=[("file", ("dot.png", out.getvalue(), "image/png"))])
+    assert png.status_code == 200, png.text
+    assert _png_size(png.content) == (1, 1)
+    body = client.post("/gradcam", params={"format": "json"},
+                       files=[("file", ("dot.png", out.getvalue(), "image/png"))])
+    assert (body.json()["width"], body.json()["height"]) == (1, 1)
+    [target] = body.json()["targets"]
+    assert _png_size(base64.b64decode(target["overlay_png_base64"])) == (1, 1)
+
+
+def test_two_files_are_refused_with_400(client: httpx.Client, small_jpeg: bytes) -> None:
+    files = [("file", ("a.jpeg", small_jpeg, "image/jpeg")), ("file", ("b.jpeg", small_jpeg, "image/jpeg"))]
+    for fmt in ("png", "json"):
+        response = client.post("/gradcam", params={"format": fmt}, files=files)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "too_many_files" and "2" in response.json()["message"]

@@ -31,11 +31,16 @@ def test_a_child_that_exits_cleanly_still_counts_as_a_failure():
 
 
 def test_sigterm_is_forwarded_and_a_stubborn_child_is_killed_after_the_grace_period(tmp_path):
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    ready = tmp_path / "ignoring"  # the stubborn child writes it once SIGTERM is ignored
+    stubborn = ("import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")
     code = ("import sys; from cxr.service_commands import supervise; "
             f"sys.exit(supervise({{'api': {SLEEPER!r}, 'worker': [sys.executable, '-c', {stubborn!r}]}}, grace=1))")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # let it start both children
+    deadline = time.monotonic() + 60
+    while not ready.exists():  # both children started (the api one first), and the worker ignores SIGTERM
+        assert proc.poll() is None and time.monotonic() < deadline, proc.returncode
+        time.sleep(0.05)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)

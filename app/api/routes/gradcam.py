@@ -7,7 +7,7 @@ import base64
 import time
 from typing import Annotated, Literal
 
-from fastapi import File, Header, Query, UploadFile
+from fastapi import File, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from app.api.auth import PREDICT_KEY_DOC
@@ -16,7 +16,7 @@ from app.api.errors import error_responses
 from app.api.negotiation import overlay_encoding
 from app.api.uploads import UPLOAD_ERRORS_DOC, upload_router
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
-from app.serving.errors import InvalidInput
+from app.serving.errors import InvalidInput, ServingError
 from app.serving.inputs import read_upload
 from app.serving.predictor import CamImage
 from app.serving.targets import split_targets
@@ -52,6 +52,7 @@ MAX_SIDE_LIMIT = 4096  # the largest overlay asked for: 4096 px of RGB is 48 MiB
     "map as a 16x16 grid." + UPLOAD_ERRORS_DOC + PREDICT_KEY_DOC,
 )
 async def gradcam(
+    request: Request,
     predictor: PredictorDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="one PNG, JPEG or DICOM X-ray")],
@@ -96,6 +97,10 @@ async def gradcam(
             "for several",
             code="too_many_targets",
         )
+    sent = len((await request.form()).getlist("file"))  # the parsed form, cached: FastAPI keeps the last
+    if sent != 1:
+        raise ServingError(f"/gradcam explains one file; {sent} were sent in the field 'file'",
+                           code="too_many_files")
     resolved = await predictor.get(model)
     upload = await read_upload(file, index=0, max_bytes=settings.max_upload_bytes)
     result = await predictor.gradcam(resolved.served, upload, targets, method, max_side=max_side, fmt=encoding)

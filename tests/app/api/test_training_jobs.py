@@ -49,6 +49,23 @@ def test_a_valid_request_is_queued_with_a_location(client, settings, pneumonia):
          "params.pretrained_path", "cannot be set through the API"),
         ({"model": "simple_cnn", "dataset": "pneumo", "register_as": "no spaces"}, "register_as", "pattern"),
         ({"dataset": "pneumo"}, "model", "Field required"),
+        # model options are checked against the architecture before anything is queued
+        ({"model": "simple_cnn", "dataset": "pneumo", "params": {"model_kwargs": {"widths": "oops"}}},
+         "params.model_kwargs.widths", "Sequence[int]"),
+        ({"model": "simple_cnn", "dataset": "pneumo", "params": {"model_kwargs": {"width": [8, 16]}}},
+         "params.model_kwargs.width", "no option 'width' (its options: dropout, widths)"),
+        ({"model": "simple_cnn", "dataset": "pneumo", "params": {"model_kwargs": {"widths": [8]}}},
+         "params.model_kwargs.widths", "widths needs at least two layers"),
+        ({"model": "simple_cnn", "dataset": "pneumo", "params": {"model_kwargs": {"dropout": True}}},
+         "params.model_kwargs.dropout", "valid number"),
+        ({"model": "simple_cnn", "dataset": "pneumo", "params": {"model_kwargs": {"widths": [8] * 100}}},
+         "params.model_kwargs.widths", "at most 16 items"),
+        ({"model": "vit_tiny", "dataset": "pneumo", "params": {"model_kwargs": {"patch_size": 64}}},
+         "params.model_kwargs.patch_size", "smaller than patch_size 64"),
+        ({"model": "simple_cnn", "dataset": "pneumo", "params": {"model_kwargs": {"junk": "x" * 10_000}}},
+         "params", "at most 8192"),
+        ({"model": "simple_cnn", "dataset": "pneumo", "params": {"grad_clip": 1e300}}, "params.grad_clip",
+         "less than or equal"),
     ],
 )
 def test_a_bad_request_names_the_field_and_queues_nothing(client, settings, pneumonia, body, field, text):
@@ -59,6 +76,15 @@ def test_a_bad_request_names_the_field_and_queues_nothing(client, settings, pneu
     assert error["error"] == "validation_error" and text in error["message"]
     assert field in [d["field"] for d in error["details"]]
     assert (_job_count(client), queued_messages(settings)) == (jobs, messages)
+
+
+def test_good_model_options_are_taken_and_listings_leave_params_out(client, pneumonia):
+    params = {**QUICK, "model_kwargs": {"widths": [8, 16], "dropout": 0.1}}
+    r = client.post("/training-jobs", json={"model": "simple_cnn", "dataset": "pneumo", "params": params})
+    assert r.status_code == 202, r.text
+    assert r.json()["params"] == params and client.get(r.headers["location"]).json()["params"] == params
+    listed = client.get("/training-jobs").json()["items"]
+    assert listed[0]["id"] == r.json()["id"] and all("params" not in job for job in listed)
 
 
 def test_list_filters_and_pages(client, pneumonia):
@@ -78,7 +104,8 @@ def test_cancel_a_queued_job_at_once_and_only_once(client, pneumonia):
     r = client.post(f"/training-jobs/{job['id']}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["cancel_requested"]
     again = client.post(f"/training-jobs/{job['id']}/cancel")
-    assert again.status_code == 409 and "already cancelled" in again.json()["message"]
+    assert again.status_code == 409 and again.json()["error"] == "already_finished"
+    assert "already cancelled" in again.json()["message"]
 
 
 def test_unknown_jobs_are_404(client):

@@ -40,14 +40,28 @@ def test_upload_shows_bars_and_a_click_shows_the_overlay(
         bars.filter(has_text="Effusion").click()
         overlay = page.locator("#overlay")
         expect(overlay).to_be_visible(timeout=30_000)
-        expect(page.locator("#preview")).to_be_hidden()  # the overlay takes the upload's place
         expect(page.locator("#caption")).to_contain_text("gradcam for Effusion")
         natural = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        # the overlay lies exactly over the upload, with its colour scale, opacity and a way back
+        preview_box, overlay_box = page.locator("#preview").bounding_box(), overlay.bounding_box()
+        assert preview_box and overlay_box
+        assert all(abs(preview_box[k] - overlay_box[k]) < 1.5 for k in ("x", "y", "width", "height"))
+        expect(page.locator("#overlay-controls .legend .scale")).to_be_visible()
+        page.locator("#opacity").fill("40")
+        assert overlay.evaluate("img => getComputedStyle(img).opacity") == "0.4"
+        page.locator("#show-original").check()
+        expect(overlay).to_be_hidden()
+        expect(page.locator("#preview")).to_be_visible()
+        page.locator("#show-original").uncheck()
+        expect(overlay).to_be_visible()
         page.screenshot(path=str(artifacts / "page-upload-overlay.png"), full_page=True)
 
-        # a bundled sample goes through the same path
+        # a bundled sample goes through the same path, and the old overlay and caption go with the old image
         page.locator("#samples button", has_text="nih_cxr_1024.png").click()
         expect(page.locator("#model-used")).to_contain_text("1024×1024")
+        expect(overlay).to_be_hidden()
+        expect(page.locator("#overlay-controls")).to_be_hidden()
+        expect(page.locator("#caption")).to_have_text("nih_cxr_1024.png")
         browser.close()
 
     from PIL import Image

@@ -160,3 +160,11 @@ def test_heatmap_grid_and_png() -> None:
     png = encode_png(rgb)
     assert png.startswith(b"\x89PNG")
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), rgb)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 2), (1, 4), (4, 1), (3, 5)])
+def test_overlay_of_a_tiny_image_keeps_its_size(shape: tuple[int, int]) -> None:
+    image = np.full(shape, 0.5, np.float32)
+    out = overlay(image, np.ones((28, 28), np.float32), alpha=0.0)
+    assert out.shape == (*shape, 3)
+    assert (out == 128).all()

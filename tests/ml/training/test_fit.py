@@ -151,3 +151,36 @@ def test_multiclass_on_real_images_in_class_folders(data_dir, tmp_path):
     assert test["task"] == "multiclass" and np.asarray(test["confusion_matrix"]).sum() == test["n"]
     assert (tmp_path / "run" / "confusion_test.png").is_file()
     assert load_checkpoint(tmp_path / "run" / "model.pt")["data_config"]["input_size"] == 64
+
+
+def test_a_run_is_calibrated_on_validation_and_served_calibrated(data_dir, tmp_path):
+    from ml.checkpoint import model_from_checkpoint
+    from ml.evaluation.calibration import scaled
+
+    config = TrainConfig.parse({
+        "model": "simple_cnn", "dataset": "chestmnist",
+        "data_root": str(data_dir / "chestmnist-nih1000" / "nih1000_chestmnist_format_28.npz"),
+        "params": {"epochs": 1, "batch_size": 64},
+    })
+    result = fit(config, tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
+    cal = ckpt["calibration"]
+    assert cal["method"] == "temperature" and cal["fitted_on"] == "val" and len(cal["temperatures"]) == 14
+    assert all(t > 0 for t in cal["temperatures"]) and any(t != 1.0 for t in cal["temperatures"])
+    test = ckpt["metrics"]["test"]
+    for key in ("ece_before", "ece_after", "brier_before", "brier_after"):
+        assert 0 <= test[key] <= 1, key
+    # fitted on val, so val's NLL-optimal temperatures never make val's Brier much worse
+    val = cal["splits"]["val"]
+    assert val["brier_after"] <= val["brier_before"] + 0.01
+    assert (tmp_path / "run" / "reliability_test.png").is_file()
+    assert result.report["calibration"]["splits"]["test"]["reliability_after"]["counts"]
+    # served probabilities are the raw model's scaled by the temperatures
+    loaded = LoadedModel.from_checkpoint(tmp_path / "run" / "model.pt")
+    assert loaded.calibrated
+    image = np.random.default_rng(0).uniform(size=(28, 28)).astype(np.float32)
+    raw = model_from_checkpoint(ckpt, calibrated=False)
+    with torch.no_grad():
+        raw_probs = torch.sigmoid(raw(loaded.preprocess.batch([image]))).numpy()
+    np.testing.assert_allclose(loaded.predict_images([image]), scaled(raw_probs, np.array(cal["temperatures"]),
+                                                                      "multilabel"), atol=1e-5)
