@@ -31,6 +31,7 @@ from app.serving.device import serving_plan
 from app.serving.errors import InvalidInput, ModelUnavailable, ServingError
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool
+from app.serving.reduced import load_variants
 from app.serving.served import RuntimeInfo, ServedModel
 from app.settings import AppSettings
 from ml.errors import ModelError
@@ -170,7 +171,7 @@ class ModelCache:
         )
         self._cache[version_id] = served
         candidates = self.plan.candidates
-        if candidates:
+        if candidates or served.variants:  # admitted reduced-precision variants are timed by the trial too
             served.runtime_info = RuntimeInfo(state="choosing")  # from now on, not once the thread starts
             task = asyncio.create_task(self._choose_runtime(served, candidates), name=f"cxr-runtime-{version_id}")
             self._choosing.add(task)
@@ -200,7 +201,9 @@ class ModelCache:
         seconds = time.perf_counter() - start
         self.metrics.model_load.labels(record.name, str(record.version)).observe(seconds)
         log.info("loaded %s (%s) in %.2f s", record.ref, record.architecture, seconds)
-        return ServedModel(record, loaded, seconds, self.metrics)
+        served = ServedModel(record, loaded, seconds, self.metrics)
+        served.variants = load_variants(record, self.artifacts)
+        return served
 
     def _build(self, record: ModelVersionRecord) -> LoadedModel:
         if record.checkpoint is None:
