@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from app.api.access import AccessGate
 from app.api.errors import UnhandledErrors, install_error_handlers
 from app.api.headers import SecurityHeaders
+from app.api.openapi import install_binary_uploads
 from app.api.limits import InFlightLimit, RequestBodyLimit
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import (
@@ -25,6 +26,7 @@ from app.api.routes import (
     metrics,
     models,
     predict,
+    preview,
     runs,
     training_jobs,
 )
@@ -87,10 +89,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                    keys, audit):
         app.include_router(summaries_from_docstrings(module.router))
     upload_limits = {"max_files": settings.max_files_per_request}
-    for module in (predict, gradcam):
+    for module in (predict, gradcam, preview):
         app.include_router(summaries_from_docstrings(module.router), form_limits=upload_limits)
+    install_binary_uploads(app)
     if settings.open_predict:
-        key_optional(app, ["/predict", "/gradcam"])
+        key_optional(app, ["/predict", "/gradcam", "/preview"])
     install_static(app)
     return app
 

@@ -1,4 +1,5 @@
-"""Commands over the ML library: train, evaluate, predict, gradcam, models, datasets."""
+"""Commands over the ML library: train, evaluate, gradcam, architectures, datasets (`cxr predict`, which also
+reads the registry, is in `cxr.model_commands`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from typing import Any
 
 from ml.config import load_recipe
 from ml.errors import ConfigError
+from ml.training.reporter import Reporter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model; writes a run folder")
     p.add_argument("--config", type=Path, help="a TOML recipe (model, dataset, data_root, [dataset_options], [params])")
-    p.add_argument("--model", help="model name (see `cxr models`)")
+    p.add_argument("--model", help="architecture (see `cxr architectures`)")
     p.add_argument("--dataset", help="dataset adapter name (see `cxr datasets`)")
     p.add_argument("--data", help="dataset root: a folder or file")
     p.add_argument("--out", type=Path, help="run folder (default runs/<model>-<dataset>-<time>)")
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an adapter option, e.g. --dataset-option split=patient")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--devices", type=int, help="train on this many devices, one process each (data parallel)")
+    p.add_argument("--data-cache", type=Path, help="prepared dataset cache folder (default: <artifact root>/prepared)")
+    p.add_argument("--no-data-cache", action="store_true", help="decode the source images instead of the cache")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
@@ -57,12 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("predict", help="per-pathology probabilities for images")
-    p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_predict)
-
     p = sub.add_parser("gradcam", help="write a Grad-CAM overlay PNG for one image")
     p.add_argument("image", type=Path)
     p.add_argument("--checkpoint", required=True, type=Path)
@@ -71,8 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_gradcam)
 
-    p = sub.add_parser("models", help="list registered models")
-    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("architectures", help="list the model architectures you can train (registered models: "
+                                             "`cxr models`)")
+    p.set_defaults(func=cmd_architectures)
     p = sub.add_parser("datasets", help="list dataset adapters")
     p.set_defaults(func=cmd_datasets)
 
@@ -110,11 +110,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = load_recipe(args.config) if args.config else {}
     raw.pop("description", None)
+    raw.pop("quality", None)  # how tools.quality measures the model, not part of training
     for key, value in (("model", args.model), ("dataset", args.dataset), ("data_root", args.data)):
         if value is not None:
             raw[key] = value
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-             "device": args.device}
+             "device": args.device, "devices": getattr(args, "devices", None)}
     params = _merge(raw.get("params", {}), {k: v for k, v in flags.items() if v is not None})
     raw["params"] = _merge(params, parse_assignments(args.set))
     raw["dataset_options"] = _merge(raw.get("dataset_options", {}), parse_assignments(args.dataset_option))
@@ -125,17 +126,23 @@ def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cxr.data_commands import default_cache_dir
     from ml.config import TrainConfig
+    from ml.training.distributed import launch
     from ml.training.loop import fit
 
     config = TrainConfig.parse(train_config_from_args(args))
     out = args.out or Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     reporter = _ProgressReporter(quiet=args.quiet)
+    cache = None if args.no_data_cache else args.data_cache or default_cache_dir()
     started = time.perf_counter()
-    result = fit(config, out, reporter=reporter, resume=not args.no_resume)
+    if config.params.devices > 1:
+        result = launch(config, out, reporter=reporter, resume=not args.no_resume, cache_dir=cache)
+    else:
+        result = fit(config, out, reporter=reporter, resume=not args.no_resume, cache_dir=cache)
     minutes = (time.perf_counter() - started) / 60
     print(f"run folder: {result.run_dir}  (device {result.device}, {minutes:.1f} min)")
-    print(f"best epoch: {result.best_epoch + 1}; model: {result.model_path}")
+    print(f"best epoch: {result.best_epoch}; model: {result.model_path}")
     for split, rep in result.report["splits"].items():
         print(f"{split}: {format_summary(rep)}")
     return 0
@@ -149,7 +156,7 @@ def format_summary(report: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-class _ProgressReporter:
+class _ProgressReporter(Reporter):
     """tqdm progress per epoch and one line of metrics after each."""
 
     def __init__(self, quiet: bool = False) -> None:
@@ -169,7 +176,7 @@ class _ProgressReporter:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=sys.stderr)
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", leave=False, file=sys.stderr)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
@@ -179,8 +186,8 @@ class _ProgressReporter:
             self.bar = None
         train, val = metrics["train"], metrics["val"]
         auc = val.get("mean_auroc")
-        print(f"epoch {epoch + 1}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
-              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch + 1}: val loss {val['loss']:.4f}",
+        print(f"epoch {epoch}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
+              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch}: val loss {val['loss']:.4f}",
               file=sys.stderr)
 
     def on_checkpoint(self, **_: Any) -> None:
@@ -234,43 +241,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from ml.imaging import read_image
-    from ml.inference import LoadedModel
-    from ml.trust import InputGate, colour_fraction
-    from ml.trust.reading import decision_words, findings, label_aurocs, warnings
-
-    loaded = LoadedModel.from_checkpoint(args.checkpoint)
-    gate = InputGate.load()
-    aurocs = label_aurocs(loaded.meta.get("metrics"))
-    size = loaded.data_config.input_size
-    results = []
-    for path in args.images:
-        data = path.read_bytes()
-        image = read_image(data)
-        check = gate.check(image, colour_fraction(data))
-        pred = loaded.explain_probabilities(loaded.predict_images([image])[0])
-        items = findings(pred.probabilities, pred.thresholds, pred.positive, aurocs)
-        result = {"image": str(path), "width": image.shape[1], "height": image.shape[0],
-                  "input_size": [size, size], "calibrated": loaded.calibrated, "input_check": check.as_dict(),
-                  "probabilities": pred.probabilities, "thresholds": pred.thresholds, "positive": pred.positive,
-                  "findings": [f.as_dict() for f in items], "warnings": warnings(items, check)}
-        results.append(result)
-        if not args.json:
-            verdict = ("looks like a chest X-ray" if check.in_distribution else "FLAGGED: may not be a chest X-ray")
-            print(f"{path} ({image.shape[1]}x{image.shape[0]}; the model sees {size}x{size}"
-                  f"{', calibrated probabilities' if loaded.calibrated else ''}):")
-            print(f"  input check: {verdict} (score {check.score:.2f}, threshold {check.threshold:.2f})")
-            for f in items:
-                auc = f"test AUROC {f.test_auroc:.3f}" if f.test_auroc is not None else "test AUROC unknown"
-                print(f"  {f.label:<20} {decision_words(f):<42} {auc}{'' if f.reliable else '  (unreliable)'}")
-            for w in result["warnings"]:
-                print(f"  warning: {w}")
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return 0
-
-
 def cmd_gradcam(args: argparse.Namespace) -> int:
     from ml.explain.gradcam import compute_cams, encode_png, overlay
     from ml.imaging import read_image
@@ -293,7 +263,7 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def cmd_architectures(args: argparse.Namespace) -> int:
     from ml.models import get_model_config, list_models
 
     for name in list_models():

@@ -34,6 +34,8 @@ class AugmentConfig(_Config):
     hflip: bool = Field(False, description="random horizontal flip (off by default: anatomy is lateral)")
     brightness: float = Field(0.1, ge=0, le=1, description="additive brightness jitter (+-)")
     contrast: float = Field(0.1, ge=0, le=1, description="multiplicative contrast jitter (1 +-)")
+    gamma: tuple[float, float] = Field((1.0, 1.0), description="gamma range, drawn log-uniformly (x ** g); "
+                                       "(1, 1) is off. Radiographs differ in exposure and processing curves")
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentConfig:
@@ -43,6 +45,9 @@ class AugmentConfig(_Config):
         lo, hi = self.ratio
         if not 0 < lo <= hi:
             raise ValueError(f"ratio must satisfy 0 < min <= max; got {self.ratio}")
+        lo, hi = self.gamma
+        if not 0.2 <= lo <= hi <= 5:
+            raise ValueError(f"gamma must satisfy 0.2 <= min <= max <= 5; got {self.gamma}")
         return self
 
 
@@ -108,17 +113,22 @@ class TrainParams(_Config):
     accum_steps: int = Field(1, ge=1, le=1024, description="gradient accumulation steps")
     freeze_epochs: int = Field(0, ge=0, le=MAX_COUNT, description="epochs with the backbone frozen before unfreezing")
     early_stopping_patience: int | None = Field(None, ge=1, le=MAX_COUNT)
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, le=1000)
     # runtime
     num_workers: int = Field(0, ge=0, le=64)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int = Field(1, ge=1, le=64, description="devices to train on, one process each (data parallel; "
+                                                     "batch_size is the global batch); at most what the worker owns")
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    threshold_policy: Literal["f1", "youden", "youden_mid"] = Field(
+    threshold_policy: Literal["f1", "youden", "youden_mid", "sensitivity"] = Field(
         "youden", description="per-label operating point chosen on validation data: max F1, max Youden J "
-        "(prevalence-independent), or the middle of the cuts within 0.02 of the max J (robust to a "
-        "nearly separable validation set)")
+        "(prevalence-independent), the middle of the cuts within 0.02 of the max J (robust to a "
+        "nearly separable validation set), or the highest cut keeping validation sensitivity at "
+        "`threshold_sensitivity` (a margin for specificity when test images are collected apart)")
+    threshold_sensitivity: float = Field(0.95, gt=0, le=1, description="target sensitivity of policy 'sensitivity'")
     tta: bool = Field(False, description="evaluate with horizontal-flip test-time augmentation")
-    cancel_check_every: int = Field(10, ge=1, le=MAX_COUNT, description="steps between cancellation checks")
+    cancel_check_every: int = Field(1, ge=1, le=MAX_COUNT, description="steps between cancellation checks "
+                                    "(a check reads a flag in memory: every step by default)")
 
 
 class TrainConfig(_Config):

@@ -64,6 +64,12 @@ class Preprocess:
         self._mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self._std = torch.tensor(cfg.std, dtype=torch.float32).view(1, -1, 1, 1)
 
+    @property
+    def source_side(self) -> int:
+        """The side the resize scales the image's short side (or both sides, squashing) to before cropping:
+        an image decoded reduced (`ml.decoding`) keeps a margin over it."""
+        return round(self.cfg.input_size / self.cfg.crop_pct)
+
     def resize(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         """HxW float image in [0, 1] to a (1, S, S) float tensor in [0, 1]."""
         x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)
@@ -123,7 +129,7 @@ def _interpolate(x: torch.Tensor, new_h: int, new_w: int) -> torch.Tensor:
 
 
 class BatchAugment:
-    """Random affine (rotation, translation, resized crop, flip) and brightness/contrast for a batch."""
+    """Random affine (rotation, translation, resized crop, flip), brightness/contrast and gamma for a batch."""
 
     def __init__(self, cfg: AugmentConfig) -> None:
         self.cfg = cfg
@@ -165,7 +171,11 @@ class BatchAugment:
         contrast = uniform(1 - c.contrast, 1 + c.contrast).to(device, batch.dtype).view(b, 1, 1, 1)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = (out - mean) * contrast + mean + brightness
-        return out.clamp_(0.0, 1.0)
+        out = out.clamp_(0.0, 1.0)
+        if c.gamma != (1.0, 1.0):  # drawn only when on, so recipes without it keep their random sequence
+            gamma = torch.exp(uniform(math.log(c.gamma[0]), math.log(c.gamma[1])))
+            out = out.clamp(min=1e-6).pow(gamma.to(device, batch.dtype).view(b, 1, 1, 1))
+        return out
 
 
 def compute_mean_std(images: list[np.ndarray] | np.ndarray, preprocess: Preprocess) -> tuple[float, float]:

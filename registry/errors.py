@@ -10,7 +10,21 @@ class NotFound(RegistryError):
 
 
 class Conflict(RegistryError):
-    """The request contradicts the current state, e.g. cancelling a finished job (409)."""
+    """The request contradicts the current state (409); `code` is the error body's code."""
+
+    code = "conflict"
+
+
+class AlreadyFinished(Conflict):
+    """The job already ended: too late to cancel it (409 `already_finished`)."""
+
+    code = "already_finished"
+
+
+class CancelRequested(Conflict):
+    """A worker may not record a result: the job was cancelled first."""
+
+    code = "cancelled"
 
 
 class IntegrityFailure(RegistryError):

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from registry.errors import Conflict, NotFound
+from registry.errors import AlreadyFinished, CancelRequested, Conflict, NotFound
 from registry.records import JobRecord, VersionRef, to_record
 from registry.tables import Dataset, Job, JobKind, JobStatus, ModelVersion, Run, utcnow
 
@@ -37,7 +37,8 @@ def _record(session: Session, row: Job) -> JobRecord:
 
 
 def _row(session: Session, job_id: int, *, lock: bool = False) -> Job:
-    stmt = select(Job).where(Job.id == job_id)
+    # populate_existing: a conditional UPDATE just issued in this session is seen, not the row as first loaded
+    stmt = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
     if lock:
         stmt = stmt.with_for_update()
     row = session.scalars(stmt).one_or_none()
@@ -82,7 +83,11 @@ def list_jobs(
     stmt = select(Job)
     if kind is not None:
         stmt = stmt.where(Job.kind == JobKind(kind))
-    if status is not None:
+    if status == "cancelling":  # shown for a running job with a cancel accepted
+        stmt = stmt.where(Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(True))
+    elif status == "running":
+        stmt = stmt.where(Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(False))
+    elif status is not None:
         stmt = stmt.where(Job.status == JobStatus(status))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(stmt.order_by(Job.id.desc()).limit(limit).offset(offset))
@@ -123,7 +128,8 @@ def claim_job(session: Session, *, job_id: int, worker: str, device: str, lease_
         update(Job)
         .where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
         .values(status=JobStatus.RUNNING, worker=worker, device=device, attempts=Job.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now,
+                phase="preparing", phase_started_at=now, start_epoch=Job.epoch,
                 started_at=func.coalesce(Job.started_at, now), error=None, error_code=None, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -148,8 +154,49 @@ def heartbeat(session: Session, *, job_id: int, worker: str, lease_seconds: floa
     if row.worker == worker and row.status.finished:
         return False
     _check_holder(row, worker)
-    row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+    now = utcnow()
+    row.lease_expires_at, row.heartbeat_at = now + timedelta(seconds=lease_seconds), now
     return row.cancel_requested
+
+
+PHASES = ("preparing", "training", "evaluating", "publishing")
+
+
+def set_phase(session: Session, *, job_id: int, phase: str, start_epoch: int | None = None) -> None:
+    """The job's holder enters `phase` now (with `start_epoch`: the epochs finished before this attempt)."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase '{phase}'; phases: {', '.join(PHASES)}")
+    values: dict[str, Any] = {"phase": phase, "phase_started_at": utcnow()}
+    if start_epoch is not None:
+        values["start_epoch"] = start_epoch
+    session.execute(update(Job).where(Job.id == job_id).values(**values).execution_options(synchronize_session=False))
+
+
+def is_cancel_requested(session: Session, *, job_id: int) -> bool:
+    """Whether the job was asked to stop: one indexed read, cheap enough to ask every half second."""
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def begin_publishing(session: Session, *, job_id: int, worker: str) -> None:
+    """The first statement of the transaction that records a job's result: it takes the job's row (a row
+    lock on PostgreSQL, the write lock on SQLite) unless a cancel was accepted first, so a cancel and a
+    result cannot both win: CancelRequested if the cancel came first (nothing of the result is written:
+    the caller's transaction rolls back), Conflict if `worker` lost the job; a cancel arriving later
+    waits for this transaction and then finds the job finished (AlreadyFinished).
+    """
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING,
+               Job.cancel_requested.is_(False))
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken:
+        return
+    row = _row(session, job_id)
+    if row.cancel_requested and row.worker == worker and row.status is JobStatus.RUNNING:
+        raise CancelRequested(f"job {job_id} was cancelled before its result was recorded")
+    _check_holder(row, worker)
 
 
 def _check_holder(row: Job, worker: str) -> None:
@@ -185,6 +232,7 @@ def finish_job(
     error_code: str | None = None,
     result: dict[str, Any] | None = None,
     worker: str | None = None,
+    stop_reason: str | None = None,
 ) -> JobRecord:
     """End the job (and its run, if that is still open) as succeeded, failed or cancelled; a failure has
     an `error_code` (short, stable) and an `error` message.
@@ -195,29 +243,50 @@ def finish_job(
     row = _row(session, job_id, lock=True)
     if worker is not None:
         _check_holder(row, worker)
-    _finish(session, row, JobStatus(status), error, error_code)
+    _finish(session, row, JobStatus(status), error, error_code, stop_reason)
     if result is not None:
         row.result = result
     session.flush()
     return _record(session, row)
 
 
-def _finish(session: Session, row: Job, status: JobStatus, error: str | None, error_code: str | None = None) -> None:
+def _finish(session: Session, row: Job, status: JobStatus, error: str | None, error_code: str | None = None,
+            stop_reason: str | None = None) -> None:
     now = utcnow()
     row.status, row.error, row.finished_at, row.lease_expires_at = status, error, now, None
+    row.phase, row.phase_started_at = None, None
+    if status is not JobStatus.SUCCEEDED:
+        row.stop_reason = stop_reason or _default_stop_reason(row, status, error)
     row.error_code = (error_code or "failed") if error is not None else None
     run = session.scalars(select(Run).where(Run.job_id == row.id)).one_or_none()
     if run is not None and not run.status.finished:
         run.status, run.finished_at = status, now
 
 
+def _default_stop_reason(row: Job, status: JobStatus, error: str | None) -> str:
+    where = f" after {row.epoch} of {row.epochs} epochs" if row.epochs and row.started_at else ""
+    if status is JobStatus.CANCELLED:
+        return f"cancelled on request{where}" if row.started_at else "cancelled before it started"
+    return f"failed{where}: {error}" if error else f"{status.value}{where}"
+
+
 def request_cancel(session: Session, *, job_id: int, kind: str | None = None) -> JobRecord:
-    """A queued job is cancelled at once; a running one gets a flag its training loop checks."""
+    """A queued job is cancelled at once; a running one gets a flag its worker reads within a second and
+    shows as `cancelling` until it stops. AlreadyFinished once the job ended.
+
+    The flag is set by one conditional UPDATE on an unfinished job, which serialises with the worker's
+    `begin_publishing`: a cancel accepted here always ends the job `cancelled`, with no result.
+    """
     get_job(session, job_id=job_id, kind=kind)
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .values(cancel_requested=True, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
     row = _row(session, job_id, lock=True)
-    if row.status.finished:
-        raise Conflict(f"job {job_id} already {row.status.value}")
-    row.cancel_requested = True
+    if not taken:
+        raise AlreadyFinished(f"job {job_id} already {row.status.value}: there is nothing to cancel")
     if row.status is JobStatus.QUEUED:
         _finish(session, row, JobStatus.CANCELLED, None)
     session.flush()
@@ -230,7 +299,8 @@ def hand_back(session: Session, *, job_id: int, worker: str) -> None:
     taken = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker == worker)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None, updated_at=utcnow())
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None, phase=None,
+                phase_started_at=None, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
     if not taken:
@@ -240,12 +310,13 @@ def hand_back(session: Session, *, job_id: int, worker: str) -> None:
 def requeue_lapsed(session: Session) -> list[int]:
     """Put running jobs whose lease lapsed (their worker died) back in the queue, unsent.
 
-    One conditional UPDATE, so two sweepers never both take the same job.
+    One conditional UPDATE, so two sweepers never both take the same job. The lapsed lease is kept: the job
+    shows as stalled until a worker takes it again.
     """
     stmt = (
         update(Job)
         .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None)
+        .values(status=JobStatus.QUEUED, worker=None, task_id=None, phase=None, phase_started_at=None)
         .returning(Job.id)
     )
     return sorted(session.execute(stmt).scalars())

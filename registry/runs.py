@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry.errors import NotFound
-from registry.records import ArtifactRecord, CheckpointRecord, MetricRecord, RunRecord, to_record
-from registry.tables import Checkpoint, JobStatus, Run, RunArtifact, RunMetric, finite, utcnow
+from registry.records import ArtifactRecord, CheckpointRecord, MetricRecord, RunRecord, VersionRef, to_record
+from registry.tables import (
+    Checkpoint,
+    Dataset,
+    JobStatus,
+    ModelVersion,
+    Run,
+    RunArtifact,
+    RunMetric,
+    finite,
+    utcnow,
+)
 
 
 def get_or_create_run(
@@ -44,6 +54,46 @@ def _row(session: Session, run_id: int) -> Run:
 
 def get_run(session: Session, *, run_id: int) -> RunRecord:
     return to_record(_row(session, run_id), RunRecord)
+
+
+def list_runs(
+    session: Session,
+    *,
+    model: str | None = None,
+    dataset: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[RunRecord], int]:
+    """A page of runs, newest first, filtered by architecture, dataset name and status, and the total count
+    matching the filter."""
+    stmt = select(Run)
+    if model is not None:
+        stmt = stmt.where(Run.model == model)
+    if dataset is not None:
+        stmt = stmt.join(Dataset, Dataset.id == Run.dataset_id).where(Dataset.name == dataset)
+    if status is not None:
+        stmt = stmt.where(Run.status == JobStatus(status))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(Run.id.desc()).limit(limit).offset(offset))
+    return [to_record(r, RunRecord) for r in rows], total
+
+
+def metrics_of_runs(session: Session, *, run_ids: list[int]) -> dict[int, list[MetricRecord]]:
+    """Each run's metric rows, ordered by epoch (for a page of runs in one query)."""
+    found: dict[int, list[MetricRecord]] = {run_id: [] for run_id in run_ids}
+    rows = session.scalars(select(RunMetric).where(RunMetric.run_id.in_(run_ids))
+                           .order_by(RunMetric.run_id, RunMetric.epoch, RunMetric.split, RunMetric.name))
+    for r in rows:
+        found[r.run_id].append(to_record(r, MetricRecord))
+    return found
+
+
+def versions_of_runs(session: Session, *, run_ids: list[int]) -> dict[int, VersionRef]:
+    """The model version each run produced, for those that produced one."""
+    rows = session.execute(select(ModelVersion.run_id, ModelVersion.name, ModelVersion.version)
+                           .where(ModelVersion.run_id.in_(run_ids)))
+    return {run_id: VersionRef(name=name, version=version) for run_id, name, version in rows}
 
 
 def update_run(session: Session, *, run_id: int, device: str | None = None,

@@ -85,24 +85,45 @@ CARDS: dict[str, dict[str, Any]] = {
         ],
     },
     "pneumonia-kermany": {
-        "title": "Pneumonia vs normal, Kermany pediatric training images at 64 px",
-        "data": "The 5216 Kermany et al. (Cell 2018; CC BY 4.0) pediatric training images as 224x224 JPEGs "
-                "(squashed by the copy's author without keeping the aspect ratio), read at 64x64. Kaggle's "
-                "test split is held back elsewhere and not used here.",
-        "split": "Our own patient-aware split of Kaggle's training images, stratified by class, 70/10/20, "
-                 "seed 0: the patient id comes from the file name (personNNN_ for pneumonia, IM-NNNN or "
-                 "NORMAL2-IM-NNNN for normal) and byte-identical files are grouped too; no patient is in "
-                 "two splits. Normal and pneumonia ids are separate namespaces in the source, so a child "
-                 "with both a normal and a pneumonia image could not be linked.",
-        "intended_use": "Demonstration of a model trained on the larger-resolution source of PneumoniaMNIST.",
+        "title": "Pneumonia vs normal, Kermany pediatric images at 128 px, on Kermany's official test split",
+        "data": "Training: the 5216 Kermany et al. (Cell 2018; CC BY 4.0) pediatric training images as 224x224 "
+                "JPEGs (squashed by the copy's author without keeping the aspect ratio), read at 128x128. Test: "
+                "Kermany's official test split (624 children's images: 234 normal, 390 pneumonia; the same "
+                "copy, `test_224px/`), collected apart from the training images, the set on which Kermany et al. "
+                "report their figures. It was read once for the shipped weights, after the threshold policy was "
+                "fixed in the recipe.",
+        "split": "Our own patient-aware split of Kaggle's training images, stratified by class, 85/15 "
+                 "(train/validation), seed 0: the patient id comes from the file name (personNNN_ for "
+                 "pneumonia, IM-NNNN or NORMAL2-IM-NNNN for normal) and byte-identical files are grouped too. "
+                 "The validation split picks the epoch and the threshold; the test is the official test split. "
+                 "The validation rows all lie in the test split of the earlier 64 px recipe's 70/10/20 split "
+                 "(same seed, same stratified layout), so `python -m tools.kermany_val` compares the two models "
+                 "on rows neither trained on.",
+        "intended_use": "Demonstration of a pediatric pneumonia classifier measured on the benchmark's own test "
+                        "split.",
         "limits": [
-            "Pediatric images from one centre only; 64 px resolution.",
-            ("The figures are on our split of Kaggle's train folder, not on the official test split, "
-            "so they are not comparable with published test-split figures."),
+            "Pediatric images from one centre only; 128 px from 224 px copies squashed to a square.",
+            ("Why a validation split of the training images and not another: Kaggle's official validation folder "
+             "has 16 images (8 + 8; `tools.kermany_val` reports it as a sanity check only), and PneumoniaMNIST's "
+             "official validation images are the same children's images as part of our training pool (at 28 px), "
+             "so neither can pick a threshold. Our split does not show the shift to the test set (validation "
+             "AUROC is about 0.99 where the old 64 px model measured 0.946 on the official test), which is why "
+             "the served policy keeps a margin for specificity: the highest cut that keeps validation "
+             "sensitivity at 0.95, rather than the edge of a nearly separable validation set (Youden), which "
+             "gave the earlier model specificity 0.585 on the official test. That earlier figure (from the "
+             "issue that asked for this model) informed the choice of policy; no threshold was tuned on test."),
+            ("Variants tried (CPU time on 2 cores shared by six jobs was the limit): the same recipe with 24 "
+             "epochs and with 12 epochs, each stopped after its first epoch (validation AUROC 0.975 after epoch 1; "
+             "4.9 and 8.2 minutes of training an epoch on the shared cores, so 12 epochs would have ended past the session's "
+             "deadline); the shipped run has 6 epochs. Not tried for lack of CPU: 160-224 px inputs, longer "
+             "training, an ensemble, and horizontal-flip TTA (flips are off in training: the heart sits left)."),
+            ("The earlier 64 px `simple_cnn` (`recipes/pneumonia-kermany64.toml`), measured on the official test "
+             "by the issue's filer through `/predict`: AUROC 0.946, accuracy 0.837, sensitivity 0.987, "
+             "specificity 0.585 at its Youden threshold 0.270 (not re-measured here)."),
         ],
         "published": [
-            ("Kermany et al. 2018 (transfer learning, full resolution, official test split): accuracy 92.8%, "
-            "sensitivity 93.2%, specificity 90.1% (not comparable: other split and resolution)"),
+            ("Kermany et al. 2018 (ImageNet transfer learning, full resolution, the same official test split): "
+             "accuracy 92.8%, sensitivity 93.2%, specificity 90.1%, AUROC 0.968"),
         ],
     },
     "nih14": {
@@ -116,6 +137,10 @@ CARDS: dict[str, dict[str, Any]] = {
                  "the figures are optimistic even for this subset.",
         "intended_use": "Exercises the 14-label multi-label path end to end on real images; a starting point "
                         "for a ChestMNIST retrain.",
+        "near_chance_why": ("the model learned from 725 training images (4-110 positives per label; Pneumonia 4, "
+                            "Hernia 9) at 28 px, where small findings (nodules, masses, pneumothorax) are a pixel "
+                            "or two; the test split has a handful of positives for several labels, so their "
+                            "intervals are wide. Do not act on these labels' probabilities."),
         "limits": [
             ("Trained on 725 images: weak, with wide intervals. Several labels have 0-3 positives in the "
             "test split: their AUROC is undefined (no positives) or unreliable (a handful), and the "
@@ -226,6 +251,77 @@ def calibration_lines(cal: dict[str, Any] | None) -> list[str]:
             *rows, ""]
 
 
+def _operating_lines(r: dict[str, Any]) -> list[str]:
+    t = r["test"]
+    if "specificity" not in t:
+        return []
+    return ["", (f"At the served threshold {r['thresholds'][0]:.3f}: sensitivity **{t['sensitivity']:.3f}**, "
+                 f"specificity **{t['specificity']:.3f}**, accuracy **{t['accuracy']:.3f}**.")]
+
+
+def near_chance(split: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Labels whose test AUROC interval reaches 0.5 (or, without an interval, AUROC below 0.6), and labels
+    whose AUROC cannot be measured on this test set."""
+    near, unmeasured = [], []
+    for name, c in split["per_class"].items():
+        if c["auroc"] is None or (c["auroc_ci"] is None and c["auroc_note"]):
+            unmeasured.append(name)
+        elif (c["auroc_ci"] and c["auroc_ci"][0] <= 0.5) or (not c["auroc_ci"] and c["auroc"] < 0.6):
+            near.append(name)
+    return near, unmeasured
+
+
+def _near_chance_lines(test: dict[str, Any], facts: dict[str, Any]) -> list[str]:
+    near, unmeasured = near_chance(test)
+    if not near and not unmeasured:
+        return ["", "Every label's test AUROC interval lies above chance (0.5)."]
+    parts = []
+    if near:
+        parts.append(f"**Near chance** (95% interval reaching 0.5): {', '.join(near)}")
+    if unmeasured:
+        parts.append(f"**not measurable here** (no or fewer than 5 test positives): {', '.join(unmeasured)}")
+    why = facts.get("near_chance_why")
+    return ["", "; ".join(parts) + "." + (f" Why: {why}" if why else "")]
+
+
+def _policy_lines(r: dict[str, Any]) -> list[str]:
+    """How each threshold policy, chosen on validation, lands on test (binary models)."""
+    rows = r.get("threshold_policies")
+    if not rows:
+        return []
+    lines = ["", "### Threshold policies: chosen on validation, where they land on test", "",
+             (f"Served: `{r['threshold_policy']}`, fixed in the recipe before the test split was read. The other "
+              "rows use the same probabilities (one read of the test) and show how each policy transfers."), "",
+             ("| policy | threshold | val sensitivity | val specificity | test sensitivity | test specificity | "
+              "test accuracy |"), "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        v, t = row["val"], row["test"]
+        lines.append(f"| {row['policy']} | {row['threshold']:.3f} | {v['sensitivity']:.3f} | {v['specificity']:.3f} | "
+                     f"{t['sensitivity']:.3f} | {t['specificity']:.3f} | {t['accuracy']:.3f} |")
+    return lines
+
+
+def _source_lines(test: dict[str, Any]) -> list[str]:
+    """Per-dataset, per-label test AUROC with intervals (merged datasets)."""
+    if not test.get("by_source"):
+        return []
+    lines = ["", "### Test figures per dataset", "",
+             ("Labels a dataset does not annotate are left out (they are NaN in its rows and masked from every "
+              "metric)."), "", "| dataset | label | AUROC | 95% CI | positives | note |", "|---|---|---|---|---|---|"]
+    for source, f in test["by_source"].items():
+        lines.append(f"| **{source}** | mean | {_fmt(f['mean_auroc'])} | {_ci(f['mean_auroc_ci'])} | n={f['n']} | |")
+        if "three_class" in f:
+            lines.append(f"| {source} | normal/pneumonia/tuberculosis macro-F1 | "
+                         f"{f['three_class']['macro_f1']:.3f} | | n={f['three_class']['n']} | accuracy "
+                         f"{f['three_class']['accuracy']:.3f} |")
+        for name, c in f["per_class"].items():
+            if c.get("annotated") == 0:
+                continue
+            lines.append(f"| {source} | {name} | {_fmt(c['auroc'])} | {_ci(c['auroc_ci'])} | {c['support']} | "
+                         f"{c['auroc_note']} |")
+    return lines
+
+
 def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
     """The markdown card for one `tools.quality` result."""
     facts = CARDS.get(r["name"], {})
@@ -241,7 +337,10 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         policy = {"youden": "maximum Youden's J (sensitivity + specificity - 1, i.e. balanced accuracy)",
                   "youden_mid": "the middle of the cuts within 0.02 of the maximum Youden's J (balanced "
                                 "accuracy within one point of its best)",
-                  "f1": "maximum F1"}.get(r["threshold_policy"], r["threshold_policy"])
+                  "f1": "maximum F1",
+                  "sensitivity": f"the highest cut that keeps validation sensitivity at "
+                                 f"{p.get('threshold_sensitivity', 0.95):.2f} (all the specificity validation "
+                                 f"allows at that sensitivity)"}.get(r["threshold_policy"], r["threshold_policy"])
         thresholds = (f"Per label, chosen on the **validation** split by {policy}, stored in the checkpoint and "
                       f"used unchanged on test: " + ", ".join(
                           f"{n} {t:.3f}" for n, t in zip(r["labels"], r["thresholds"], strict=True)) + ".")
@@ -284,7 +383,10 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         *calibration_lines(r.get("calibration")),
         f"## Test figures (n={test['n']})",
         "",
+        f"Test set: {r.get('test_set', 'the test split of the recipe data')}.",
+        "",
         _summary(test) + ".",
+        *_operating_lines(r),
         "",
         *_metrics_table(test, multiclass),
         "",
@@ -295,6 +397,7 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         header = r["labels"] if multiclass else ["negative", "positive"]
         lines += ["", "Confusion matrix (rows: truth, columns: decision): " + "; ".join(
             f"{h}: {row}" for h, row in zip(header, test["confusion_matrix"], strict=True)) + "."]
+    lines += _near_chance_lines(test, facts) + _policy_lines(r) + _source_lines(test)
     lines += [
         "",
         f"Validation (n={val['n']}, where thresholds and the best epoch were chosen): {_summary(val)}.",

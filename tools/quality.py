@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import time
 import tomllib
@@ -92,9 +91,25 @@ def predict_split(checkpoint: Path, recipe: dict[str, Any], data_root: Path, spl
     tta = bool(loaded.meta.get("train_config", {}).get("params", {}).get("tta", False))
     probs, labels, _ = predict_batches(loaded.model, batches, loaded.preprocess, torch.device("cpu"), None, ds.task,
                                        tta=tta)
+    source = rows.metadata["source"].to_numpy() if "source" in rows.metadata else None
     return {"probs": probs, "labels": labels, "thresholds": loaded.thresholds, "task": ds.task,
             "pathologies": ds.pathologies, "split_sizes": {s: len(ds.split(s)) for s in ds.splits()},
-            "meta": loaded.meta, "data_config": loaded.data_config.model_dump(mode="json"), "tta": tta}
+            "meta": loaded.meta, "data_config": loaded.data_config.model_dump(mode="json"), "tta": tta,
+            "source": source}
+
+
+def test_source(recipe: dict[str, Any], data_root: Path, shared: Path) -> tuple[dict[str, Any], Path, str]:
+    """The recipe and data root that hold the model's test split, and what to call that test set.
+
+    A recipe's `[quality]` table may name another dataset for the test (Kermany's official test split for a
+    model trained on Kermany's training images): `test_dataset`, `test_data_root`, `test_dataset_options`.
+    """
+    q = recipe.get("quality", {})
+    if "test_dataset" not in q:
+        return recipe, data_root, q.get("test_set", f"{recipe['dataset']}: the test split of {recipe['data_root']}")
+    test_recipe = {"dataset": q["test_dataset"], "dataset_options": q.get("test_dataset_options", {})}
+    name = q.get("test_set", f"{q['test_dataset']}: {q['test_data_root']}")
+    return test_recipe, resolve_data_root(q["test_data_root"], shared), name
 
 
 def auroc_with_mean(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -119,7 +134,7 @@ def figures(pred: dict[str, Any], n_resamples: int = N_RESAMPLES, seed: int = BO
     per_class = {}
     for j, name in enumerate(pred["pathologies"]):
         c = dict(report["per_class"][name])
-        c.pop("n", None)
+        c["annotated"] = c.pop("n", None)  # rows where the label is known
         positives = c["support"]
         # With a handful of positives many resamples have none: an interval would look tighter than it is.
         c["auroc_ci"] = None if np.isnan(point[j]) or positives < MIN_POSITIVES else [float(lo[j]), float(hi[j])]
@@ -133,7 +148,81 @@ def figures(pred: dict[str, Any], n_resamples: int = N_RESAMPLES, seed: int = BO
     out["mean_auroc_ci"] = None if np.isnan(point[-1]) else [float(lo[-1]), float(hi[-1])]
     out["per_class"] = per_class
     out["bootstrap"] = {"resamples": n_resamples, "seed": seed, "confidence": 0.95, "method": "percentile"}
+    if str(pred["task"]) == "binary":
+        out |= operating_point(probs[:, 0], labels[:, 0], float(pred["thresholds"][0]))
+    if pred.get("source") is not None and "by_source" not in pred:
+        out["by_source"] = {}
+        for source in sorted(set(pred["source"])):
+            rows = pred["source"] == source
+            sub = pred | {"probs": probs[rows], "labels": labels[rows], "by_source": True}
+            out["by_source"][str(source)] = figures(sub, n_resamples, seed)
+            three = three_class(sub)
+            if three is not None:
+                out["by_source"][str(source)]["three_class"] = three
     return out
+
+
+THREE_CLASS = ("normal", "Pneumonia", "Tuberculosis")
+
+
+def three_class(pred: dict[str, Any]) -> dict[str, Any] | None:
+    """Normal / pneumonia / tuberculosis decisions of a multi-label model, on rows that annotate both labels.
+
+    A row is the label whose probability exceeds its threshold by the larger ratio, or normal when neither
+    does; macro-F1 and accuracy over the three classes (comparable with the 3-class model's figures).
+    """
+    names = list(pred["pathologies"])
+    if "Pneumonia" not in names or "Tuberculosis" not in names:
+        return None
+    cols = [names.index("Pneumonia"), names.index("Tuberculosis")]
+    labels = pred["labels"][:, cols]
+    rows = ~np.isnan(labels).any(axis=1)
+    if not rows.any() or (labels[rows].sum(axis=0) == 0).any():
+        return None
+    labels, probs = labels[rows], pred["probs"][rows][:, cols]
+    thresholds = np.asarray(pred["thresholds"], dtype=np.float64)[cols]
+    truth = np.where(labels[:, 1] > 0.5, 2, np.where(labels[:, 0] > 0.5, 1, 0))
+    ratio = probs / thresholds
+    decision = np.where(ratio.max(axis=1) >= 1, ratio.argmax(axis=1) + 1, 0)
+    f1s = []
+    for k in range(3):
+        tp = float(((decision == k) & (truth == k)).sum())
+        fp = float(((decision == k) & (truth != k)).sum())
+        fn = float(((decision != k) & (truth == k)).sum())
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"n": int(rows.sum()), "classes": list(THREE_CLASS), "macro_f1": float(np.mean(f1s)),
+            "f1": dict(zip(THREE_CLASS, f1s, strict=True)), "accuracy": float((decision == truth).mean())}
+
+
+def operating_point(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Sensitivity, specificity and accuracy of one binary label at `threshold` (known rows only)."""
+    known = ~np.isnan(labels)
+    y, d = labels[known] > 0.5, probs[known] >= threshold
+    return {"sensitivity": float(d[y].mean()) if y.any() else float("nan"),
+            "specificity": float((~d[~y]).mean()) if (~y).any() else float("nan"),
+            "accuracy": float((d == y).mean()) if y.size else float("nan")}
+
+
+POLICIES = (("youden", {}), ("youden_mid", {}), ("f1", {}), ("sensitivity", {"target_sensitivity": 0.90}),
+            ("sensitivity", {"target_sensitivity": 0.95}), ("sensitivity", {"target_sensitivity": 0.97}))
+
+
+def policy_table(val: dict[str, Any], test: dict[str, Any]) -> list[dict[str, Any]]:
+    """For a binary model: each threshold policy's cut chosen on validation, and where it lands on test.
+
+    The served threshold is the one stored in the checkpoint (the recipe's policy); the others show how the
+    policies transfer from validation to a test set (read once, with the served model's probabilities).
+    """
+    from ml.evaluation.metrics import choose_thresholds
+
+    rows = []
+    for policy, kwargs in (*POLICIES, ("fixed 0.5", None)):
+        cut = 0.5 if kwargs is None else float(choose_thresholds(val["probs"], val["labels"], policy, **kwargs)[0])
+        name = policy + (f" {kwargs['target_sensitivity']:.2f}" if kwargs and "target_sensitivity" in kwargs else "")
+        rows.append({"policy": name, "threshold": cut,
+                     "val": operating_point(val["probs"][:, 0], val["labels"][:, 0], cut),
+                     "test": operating_point(test["probs"][:, 0], test["labels"][:, 0], cut)})
+    return rows
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -150,13 +239,14 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     torch.set_num_threads(threads)
     raw = load_checked(recipe_path)
     raw.pop("description", None)
+    raw.pop("quality", None)
     raw["data_root"] = str(data_root)
     config = TrainConfig.parse(raw)
     started = time.perf_counter()
     result = fit(config, run_dir, resume=False)
     seconds = time.perf_counter() - started
     training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
-                "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads,
+                "best_epoch": result.best_epoch, "device": result.device, "threads": threads,
                 "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
@@ -170,7 +260,7 @@ def run_training(run_dir: Path, train_seconds: float | None) -> dict[str, Any] |
     if train_seconds is None:
         return None
     report = json.loads((run_dir / "report.json").read_text())
-    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"] + 1,
+    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"],
             "device": report["device"], "threads": 2, "how": "wall clock of `time cxr train --config RECIPE`",
             "machine": machine()}
 
@@ -193,7 +283,8 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
             retrain(recipe_path, data_root, run_dir, args.threads)
         training = run_training(run_dir, args.train_seconds)
         checkpoint = run_dir / "model.pt"
-    test = predict_split(checkpoint, recipe, data_root, "test")
+    test_recipe, test_root, test_set = test_source(recipe, data_root, args.data)
+    test = predict_split(checkpoint, test_recipe, test_root, "test")
     val = predict_split(checkpoint, recipe, data_root, "val")
     result = {
         "name": name,
@@ -209,13 +300,16 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         "data_config": test["data_config"],
         "model_name": test["meta"]["model_name"],
         "model_kwargs": test["meta"]["model_kwargs"],
-        "best_epoch": (test["meta"]["epoch"] or 0) + 1,
+        "best_epoch": test["meta"]["epoch"],  # counting from 1
         "train_config": test["meta"]["train_config"],
+        "test_set": test_set,
         "test": figures(test, args.resamples),
         "val": figures(val, args.resamples),
         "training": training,
         "calibration": test["meta"].get("calibration"),  # issue 17: from `cxr calibrate` or training
     }
+    if result["task"] == "binary":
+        result["threshold_policies"] = policy_table(val, test)
     print_figures(result)
     if args.ship:
         ship(result, checkpoint, model_dir, entry)
@@ -225,12 +319,43 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
 def ship(result: dict[str, Any], checkpoint: Path, model_dir: Path, entry: dict[str, Any]) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     target = REPO_ROOT / "models" / entry["path"]
-    if checkpoint.resolve() != target.resolve():
-        shutil.copyfile(checkpoint, target)
-        result["checkpoint"] = str(target.relative_to(REPO_ROOT))
+    store_quality(checkpoint, target, quality_of(result))
+    result["checkpoint"] = str(target.relative_to(REPO_ROOT))
+    result["size_bytes"] = target.stat().st_size
     (model_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (model_dir / "CARD.md").write_text(render_card(result, entry))
     print(f"shipped: {target.relative_to(REPO_ROOT)}, {model_dir.relative_to(REPO_ROOT)}/CARD.md")
+
+
+def quality_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The summary a checkpoint stores as `metrics["quality"]` (what GET /models shows as `quality`)."""
+    test = result["test"]
+    q: dict[str, Any] = {
+        "test_set": result["test_set"],
+        "n": test["n"],
+        "per_label_auroc": {k: c["auroc"] for k, c in test["per_class"].items()},
+        "per_label_auroc_ci": {k: c["auroc_ci"] for k, c in test["per_class"].items()},
+        "mean_auroc": test["mean_auroc"],
+        "mean_auroc_ci": test["mean_auroc_ci"],
+        "threshold_policy": result["threshold_policy"],
+        "measured_by": f"python -m tools.quality --model {result['name']}",
+    }
+    for key in ("accuracy", "sensitivity", "specificity", "macro_f1"):
+        if key in test:
+            q[key] = test[key]
+    if "by_source" in test:
+        q["per_dataset_auroc"] = {s: {k: c["auroc"] for k, c in f["per_class"].items() if c["auroc"] is not None}
+                                  for s, f in test["by_source"].items()}
+    return q
+
+
+def store_quality(source: Path, target: Path, summary: dict[str, Any]) -> None:
+    """Write `source`'s checkpoint to `target` with `summary` as its stored test evaluation."""
+    from ml.checkpoint import load_checkpoint, plain, save_checkpoint
+
+    ckpt = load_checkpoint(source)
+    ckpt["metrics"] = dict(ckpt.get("metrics") or {}) | {"quality": plain(summary)}
+    save_checkpoint(ckpt, target)
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -254,6 +379,22 @@ def print_figures(r: dict[str, Any]) -> None:
     if "accuracy_at_0.5" in t:
         line += f"  (accuracy at 0.5: {t['accuracy_at_0.5']:.4f})"
     print(line)
+    print(f"   test set: {r['test_set']}")
+    if "specificity" in t:
+        print(f"   at the served threshold {r['thresholds'][0]:.3f} ({r['threshold_policy']}): sensitivity "
+              f"{t['sensitivity']:.4f}  specificity {t['specificity']:.4f}  accuracy {t['accuracy']:.4f}")
+    for row in r.get("threshold_policies", []):
+        v, te = row["val"], row["test"]
+        print(f"     policy {row['policy']:<18} cut {row['threshold']:.3f}  val sens {v['sensitivity']:.3f} spec "
+              f"{v['specificity']:.3f}  ->  test sens {te['sensitivity']:.3f} spec {te['specificity']:.3f} "
+              f"acc {te['accuracy']:.3f}")
+    for source, f in t.get("by_source", {}).items():
+        aurocs = ", ".join(f"{k} {c['auroc']:.3f} {_ci(c['auroc_ci'])}" for k, c in f["per_class"].items()
+                           if c["auroc"] is not None)
+        print(f"   [{source}] n={f['n']} mean AUROC {f['mean_auroc']:.4f} {_ci(f['mean_auroc_ci'])}: {aurocs}")
+        if "three_class" in f:
+            print(f"   [{source}] normal/pneumonia/tuberculosis: macro-F1 {f['three_class']['macro_f1']:.4f}, "
+                  f"accuracy {f['three_class']['accuracy']:.4f}")
     print(f"   {'label':<20}{'AUROC':>8} {'95% CI':>16}{'P':>7}{'R':>7}{'F1':>7}{'thr':>7}{'pos':>6}")
     for name, c in t["per_class"].items():
         auc = f"{c['auroc']:.4f}" if c["auroc"] is not None else "   n/a"

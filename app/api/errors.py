@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
-    error: str = Field(description="a stable machine-readable code", examples=["not_found"])
-    message: str = Field(description="what is wrong, for a person", examples=["job 42 does not exist"])
+    error: str = Field(description="a stable machine-readable code")
+    message: str = Field(description="what is wrong, for a person")
     details: list[dict[str, Any]] | None = Field(None, description="per-field problems, when there are several")
 
 
@@ -43,9 +43,33 @@ def error_response(status: int, code: str, message: str, *, headers: dict[str, s
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries documenting the error body for `statuses`."""
-    return {status: {"model": ErrorBody} for status in statuses}
+# What the service answers for these statuses on any route (messages copied from where they are raised);
+# statuses whose answer depends on the route (404, 409) take their example from the route.
+EXAMPLES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "Too many files. Maximum number of files is 16."),
+    401: ("unauthorized", "this route needs an API key: send `X-API-Key: KEY` or `Authorization: Bearer KEY`"),
+    403: ("forbidden", "API key 'ci' has scopes predict; this route needs 'train'"),
+    413: ("file_too_large", "'scan.png' is larger than the limit of 33,554,432 bytes per file"),
+    415: ("unsupported_content_type", "the request body is application/json: send the X-ray as "
+          "multipart/form-data in the field 'file'"),
+    422: ("validation_error", "limit: Input should be less than or equal to 200"),
+    503: ("overloaded", "model pneumonia:2 has 64 images waiting (limit 64); try again shortly"),
+}
+
+
+def error_responses(*statuses: int, examples: dict[int, tuple[str, str]] | None = None,
+                    ) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error body for `statuses`, each with an example of what
+    the service really answers: `examples` ({status: (code, message)}) for this route, else `EXAMPLES`."""
+    known = {**EXAMPLES, **(examples or {})}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorBody}
+        if status in known:
+            code, message = known[status]
+            entry["content"] = {"application/json": {"example": {"error": code, "message": message}}}
+        responses[status] = entry
+    return responses
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -89,7 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return error_response(409, "conflict", str(exc))
+        return error_response(409, exc.code, str(exc))
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

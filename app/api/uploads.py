@@ -10,7 +10,12 @@ from app.api.errors import error_responses
 from app.serving.inputs import Upload, read_upload, require_multipart
 
 # The statuses an upload route answers besides 200; `app.api.errors` gives their JSON body.
-UPLOAD_ERRORS = error_responses(400, 404, 409, 413, 415, 422, 503)
+UPLOAD_ERRORS = error_responses(400, 404, 409, 413, 415, 422, 503, examples={
+    404: ("not_found", "no model named 'chest14' (known: pneumonia)"),
+    409: ("integrity_failure", "model pneumonia:2 is refused: artifact 'models/pneumonia/2.pt' has sha256 "
+          "5be1c0d2a9e4..., the registry recorded 9f2c81aa03d7...: the file was changed or replaced"),
+    422: ("invalid_image", "'scan.png': not a recognised image (expected PNG, JPEG, TIFF, BMP or DICOM)"),
+})
 UPLOAD_ERRORS_DOC = """
 Errors (JSON `{"error", "message"}`): **400** malformed multipart or too many files; **404** unknown model;
 **409** the model version cannot be served (its checkpoint was changed or does not load); **413** a file or

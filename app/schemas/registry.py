@@ -1,12 +1,15 @@
-"""Datasets, runs and model versions as the API shows them."""
+"""Datasets, runs and model versions as the API shows them (`ModelQuality`, their `quality`, is defined in
+`app.schemas.quality` and re-exported here)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.jobs import VersionRef
+from app.schemas.quality import ModelQuality
 from app.schemas.serving import ServingInfo
 from app.schemas.text import CallerText
 from registry.records import (
@@ -16,7 +19,10 @@ from registry.records import (
     DatasetRecord,
     MetricRecord,
     ModelVersionRecord,
+    RunRecord,
 )
+from registry.records import VersionRef as VersionRefRecord
+from registry.tables import JobStatus
 from registry.versions import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -146,6 +152,75 @@ class Run(BaseModel):
     artifacts: list[Artifact]
 
 
+KEY_METRICS = (("train", "loss"), ("val", "loss"), ("val", "mean_auroc"))
+
+_EXAMPLE_SUMMARY = {
+    "id": 7, "job_id": 7, "model": "simple_cnn", "dataset": "pneumoniamnist", "status": "succeeded", "device": "cpu",
+    "best_epoch": 2, "epochs": 3, "started_at": "2026-01-05T10:00:01Z", "finished_at": "2026-01-05T10:03:00Z",
+    "key_metrics": {"train.loss": 0.21, "val.loss": 0.25, "val.mean_auroc": 0.95, "test.mean_auroc": 0.94},
+    "model_version": {"name": "pneumoniamnist-simple_cnn", "version": 2}}
+
+
+class RunSummary(BaseModel):
+    """A run as lists show it: what it trained, how it went, and its headline metrics."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_SUMMARY]})
+
+    id: int
+    job_id: int
+    model: str = Field(description="the architecture trained")
+    dataset: str
+    status: str
+    device: str | None
+    best_epoch: int | None
+    epochs: int = Field(description="epochs with recorded metrics")
+    started_at: datetime
+    finished_at: datetime | None
+    key_metrics: dict[str, float | None] = Field(
+        description="`train.loss`, `val.loss` and `val.mean_auroc` at the best epoch (the last one until a "
+                    "best is known), and `test.mean_auroc` from the final report when there is one")
+    model_version: VersionRef | None = Field(description="the model version the run produced, if any")
+
+    @classmethod
+    def of(cls, run: RunRecord, dataset: str, metrics: list[MetricRecord],
+           version: VersionRefRecord | None) -> RunSummary:
+        epochs = sorted({m.epoch for m in metrics})
+        at = run.best_epoch if run.best_epoch in epochs else (epochs[-1] if epochs else None)
+        values = {(m.split, m.name): m.value for m in metrics if m.epoch == at}
+        key = {f"{split}.{name}": values.get((split, name)) for split, name in KEY_METRICS}
+        test = (run.report.get("splits") or {}).get("test") or {}
+        key["test.mean_auroc"] = test.get("mean_auroc") if isinstance(test.get("mean_auroc"), (int, float)) else None
+        return cls(id=run.id, job_id=run.job_id, model=run.model, dataset=dataset, status=run.status,
+                   device=run.device, best_epoch=run.best_epoch, epochs=len(epochs), started_at=run.started_at,
+                   finished_at=run.finished_at, key_metrics=key,
+                   model_version=VersionRef(name=version.name, version=version.version) if version else None)
+
+
+RunStatus = Literal[tuple(s.value for s in JobStatus)]  # type: ignore[valid-type]
+
+
+class RunPage(CallerText):
+    """Query parameters of the run list."""
+
+    model: str | None = Field(None, max_length=100, description="only runs of this architecture",
+                              examples=["simple_cnn"])
+    dataset: str | None = Field(None, max_length=100, description="only runs on this registered dataset",
+                                examples=["pneumoniamnist"])
+    status: RunStatus | None = Field(None, description="only runs with this status")  # type: ignore[valid-type]
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=MAX_INT)
+
+
+class RunList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"items": [_EXAMPLE_SUMMARY], "total": 1, "limit": 50, "offset": 0}]})
+
+    items: list[RunSummary]
+    total: int = Field(description="runs matching the filter, on every page")
+    limit: int
+    offset: int
+
+
 def metric_series(rows: list[MetricRecord]) -> dict[str, dict[str, list[MetricPoint]]]:
     series: dict[str, dict[str, list[MetricPoint]]] = {}
     for m in rows:  # ordered by epoch
@@ -168,6 +243,7 @@ class ModelVersion(BaseModel):
     description: str
     created_at: datetime
     checkpoint: Checkpoint | None
+    quality: ModelQuality = Field(description="its stored test evaluation (null fields when unknown)")
     serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded for serving")
 
     @classmethod
@@ -177,7 +253,7 @@ class ModelVersion(BaseModel):
                    thresholds=record.thresholds, metrics=record.metrics, run_id=record.run_id,
                    description=record.description, created_at=record.created_at,
                    checkpoint=Checkpoint.of(record.checkpoint, viewer) if record.checkpoint else None,
-                   serving=serving)
+                   quality=ModelQuality.of(record.metrics), serving=serving)
 
 
 class ModelVersionList(BaseModel):

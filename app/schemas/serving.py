@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from app.schemas.quality import Quality
+from app.schemas.quality import ModelQuality
 from app.schemas.reading import Reading
 from registry.records import ModelVersionRecord
 
@@ -80,8 +80,16 @@ class PredictResult(Scores, Reading):
 class CamTarget(BaseModel):
     label: str = Field(examples=["Effusion"])
     probability: float = Field(examples=[0.642])
-    overlay_png_base64: str = Field(
-        description="the overlay at the upload's size, PNG, base64", examples=["iVBORw0KGgoAAAANSUhEUgAA..."]
+    overlay_base64: str = Field(
+        description="the overlay at the upload's size reduced to max_side, base64, encoded as overlay_media_type",
+        examples=["/9j/4AAQSkZJRgABAQAAAQABAAD..."],
+    )
+    overlay_media_type: str = Field(description="the overlay's encoding: image/jpeg, image/png or image/webp",
+                                    examples=["image/jpeg"])
+    overlay_png_base64: str | None = Field(
+        None, description="the same text as overlay_base64 when the overlay is PNG (overlay_format=png), else "
+                          "null: kept for clients written before JPEG became the default",
+        examples=[None],
     )
     heatmap: list[list[float]] = Field(
         description="the map averaged to a 16x16 grid, rows top to bottom, in [0, 1]",
@@ -173,10 +181,10 @@ class ModelVersionInfo(BaseModel):
         examples=[{"test": {"mean_auroc": 0.93}}],
     )
     aliases: list[str] = Field(examples=[["production"]])
+    quality: ModelQuality = Field(description="this version's stored test evaluation (null fields when unknown)")
     created_at: datetime
     loaded: bool = Field(description="held in the serving cache now")
     serving: ServingInfo | None = Field(None, description="runtime and batching, when loaded")
-    quality: Quality = Field(description="test AUROC per label and calibration, from the stored evaluation")
 
     @classmethod
     def of(cls, record: ModelVersionRecord, loaded: bool, serving: ServingInfo | None = None) -> ModelVersionInfo:
@@ -190,10 +198,10 @@ class ModelVersionInfo(BaseModel):
             input_size=record.data_config.get("input_size"),
             metrics=record.metrics,
             aliases=list(record.aliases),
+            quality=ModelQuality.of(record.metrics),
             created_at=record.created_at,
             loaded=loaded,
             serving=serving,
-            quality=Quality.of(record.metrics),
         )
 
 
@@ -204,6 +212,7 @@ class ModelInfo(BaseModel):
     labels: list[str] = Field(
         description="labels of the production version (else the newest)", examples=[["Pneumonia"]]
     )
+    quality: ModelQuality = Field(description="the production version's (else the newest's) stored test evaluation")
     versions: list[ModelVersionInfo]
 
 

@@ -6,14 +6,16 @@ if the broker is down the answer is 503 and the row stays queued and unsent, for
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from app.schemas.jobs import EvaluationJobRequest, Job, JobList, JobPage, TrainingJobRequest
+from app.schemas.jobs import EvaluationJobRequest, JobList, JobPage, JobSummary, TrainingJobRequest
 from app.services.errors import InvalidField, JobNotSent
 from app.tasks import QueueUnavailable, TaskQueue
 from ml.models import list_models
+from ml.models.options import ModelOptionError, check_model_kwargs
 from registry.audit import record_event
 from registry.datasets import find_dataset, list_datasets
 from registry.errors import NotFound
@@ -31,11 +33,25 @@ def job_location(job: JobRecord) -> str:
     return f"{JOB_PATHS[job.kind]}/{job.id}"
 
 
+# The whole `params` object of a job, as stored and shown: every field is bounded, and so is the total
+# (a few hundred bytes is usual; model_kwargs cannot make it megabytes).
+MAX_PARAMS_BYTES = 8192
+
+
 def submit_training(session: Session, tasks: TaskQueue, request: TrainingJobRequest, *, actor: str) -> JobRecord:
     if request.model not in list_models():
         raise InvalidField("model", f"unknown model '{request.model}'; known: {', '.join(list_models())}")
-    dataset = _dataset(session, request.dataset)
     p = request.params
+    params = p.model_dump(mode="json", exclude_unset=True)
+    size = len(json.dumps(params, separators=(",", ":")))
+    if size > MAX_PARAMS_BYTES:
+        raise InvalidField("params", f"{size} bytes of parameters; at most {MAX_PARAMS_BYTES} are taken")
+    try:
+        check_model_kwargs(request.model, dict(p.model_kwargs), input_size=p.input_size, in_chans=p.in_chans)
+    except ModelOptionError as exc:
+        raise InvalidField(f"params.model_kwargs.{exc.field}" if exc.field else "params.model_kwargs",
+                           exc.message) from None
+    dataset = _dataset(session, request.dataset)
     if p.pretrained_path is not None:
         raise InvalidField("params.pretrained_path", "cannot be set through the API: workers read pretrained weights "
                                                 "from their own cache (set pretrained: true)")
@@ -50,7 +66,7 @@ def submit_training(session: Session, tasks: TaskQueue, request: TrainingJobRequ
         raise InvalidField("register_as", f"model '{name}' predicts {versions[-1].labels}, dataset '{dataset.name}' has "
                                      f"{dataset.labels}: choose another name")
     job = create_job(session, kind="train", model=request.model, dataset_id=dataset.id,
-                     params=p.model_dump(mode="json", exclude_unset=True), register_as=name, epochs=p.epochs,
+                     params=params, register_as=name, epochs=p.epochs,
                      submitted_by=actor)
     return _send(session, tasks, job)
 
@@ -108,4 +124,4 @@ def _send(session: Session, tasks: TaskQueue, job: JobRecord) -> JobRecord:
 
 def list_page(session: Session, *, kind: str, page: JobPage, viewer: Viewer) -> JobList:
     jobs, total = list_jobs(session, kind=kind, status=page.status, limit=page.limit, offset=page.offset)
-    return JobList(items=[Job.of(j, viewer) for j in jobs], total=total, limit=page.limit, offset=page.offset)
+    return JobList(items=[JobSummary.of(j, viewer) for j in jobs], total=total, limit=page.limit, offset=page.offset)

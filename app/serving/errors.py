@@ -68,3 +68,10 @@ class NotAChestXray(ServingError):
     def __init__(self, message: str, *, details: list[dict[str, object]]) -> None:
         super().__init__(message)
         self.details = details
+
+
+class NotAcceptable(ServingError):
+    """The `Accept` header refuses every encoding the answer could be given in."""
+
+    status = 406
+    code = "not_acceptable"

@@ -3,7 +3,7 @@
 The order of checks is the order of cost: the declared content type, the byte size (the request body as a
 whole is bounded while it is read, see `app.api.limits`), an empty file, the format's signature, then
 `ml.imaging.read_image`, which checks the pixel count and the structure around the pixels (DICOM elements,
-deflate, codestreams, chunks) before it decodes anything, so one upload stays within the budget the README
+deflate, codestreams, chunks) before it decodes anything, so one upload stays within the budget docs/security.md
 states (*Upload decoding budget*). Each refusal is a `ServingError` naming the file. A file name is used in
 messages only, never as a path.
 """
@@ -17,8 +17,8 @@ import numpy as np
 from fastapi import Request, UploadFile
 
 from app.serving.errors import InvalidInput, TooLarge, UnsupportedMedia
+from ml.decoding import Decoded, read_image_for
 from ml.errors import ImageError, ImageTooLargeError, UnsupportedImageError
-from ml.imaging import read_image
 
 # Content types a client may declare for an X-ray; browsers send application/octet-stream for .dcm files.
 ACCEPTED_TYPES = ("image/", "application/dicom", "application/octet-stream")
@@ -80,12 +80,18 @@ def sniff_format(data: bytes) -> str | None:
 
 def decode(upload: Upload, *, max_pixels: int) -> np.ndarray:
     """The upload as a float32 HxW image in [0, 1]; runs on a pool thread (it may take a while)."""
+    return decode_for(upload, max_pixels=max_pixels).image
+
+
+def decode_for(upload: Upload, *, max_pixels: int, short_side: int = 0, long_side: int = 0) -> Decoded:
+    """The upload decoded for a use that needs `short_side` and `long_side` pixels (`ml.decoding`: a JPEG
+    far larger than that decodes reduced), with its full size; runs on a pool thread."""
     if sniff_format(upload.data) is None:
         raise UnsupportedMedia(
             f"'{upload.name}' is not an image: expected {ACCEPTED_FORMATS}", code="not_an_image"
         )
     try:
-        return read_image(upload.data, max_pixels=max_pixels)
+        return read_image_for(upload.data, max_pixels=max_pixels, short_side=short_side, long_side=long_side)
     except ImageTooLargeError as exc:
         raise TooLarge(_named(exc, upload), code="image_too_large") from None
     except UnsupportedImageError as exc:

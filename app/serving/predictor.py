@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -21,14 +23,16 @@ import torch
 
 from app.serving.batching import Ticket
 from app.serving.cache import ModelCache, Resolved
-from app.serving.inputs import Upload, decode
+from app.serving.errors import ServingError
+from app.serving.inputs import Upload, decode_for
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool, set_torch_threads
 from app.serving.served import ServedModel
 from app.serving.targets import check_targets, target_indices
 from app.serving.trust import InputGuard
 from app.settings import AppSettings
-from ml.explain.gradcam import encode_png, heatmap_grid, overlay
+from ml.explain.gradcam import heatmap_grid, overlay
+from ml.explain.overlays import DEFAULT_FORMAT, DEFAULT_MAX_SIDE, OVERLAY_FORMATS, encode_overlay, fit_within
 from ml.inference import Prediction
 from ml.trust import InputCheck
 from registry.artifacts import LocalArtifactStore
@@ -39,7 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Prepared:
-    """One decoded upload: its model input (1, S, S) before normalisation, and the image when kept."""
+    """One decoded upload: its model input (1, S, S) before normalisation, and the image when kept (reduced
+    to the overlay's size: `width` and `height` are the upload's)."""
 
     name: str
     width: int
@@ -62,8 +67,13 @@ class CamImage:
     label: str
     index: int
     probability: float
-    png: bytes
+    overlay: bytes  # encoded as `format`
+    format: str  # a key of `ml.explain.overlays.OVERLAY_FORMATS`
     grid: list[list[float]]
+
+    @property
+    def media_type(self) -> str:
+        return OVERLAY_FORMATS[self.format]
 
 
 @dataclass(frozen=True)
@@ -100,25 +110,27 @@ class Predictor:
         return await self.models.get(reference)
 
     async def prepare(
-        self, served: ServedModel, uploads: list[Upload], *, keep_images: bool = False
+        self, served: ServedModel, uploads: list[Upload], *, keep_side: int | None = None
     ) -> list[Prepared]:
-        """Decode and resize uploads on the pool, in order; the first bad one refuses the request."""
-        return await self.pool.run(self._prepare_all, served, uploads, keep_images)
+        """Decode and resize uploads on the pool, in order; the first bad one refuses the request. With
+        `keep_side`, each image is kept too, reduced to at most that many pixels on its longest side."""
+        return await self.pool.run(self._prepare_all, served, uploads, keep_side)
 
-    def _prepare_all(self, served: ServedModel, uploads: list[Upload], keep_images: bool) -> list[Prepared]:
+    def _prepare_all(self, served: ServedModel, uploads: list[Upload], keep_side: int | None) -> list[Prepared]:
+        short_side = served.loaded.preprocess.source_side
         out = []
         for upload in uploads:
             start = time.perf_counter()
-            image = decode(upload, max_pixels=self.settings.max_image_pixels)
-            check = self.guard.check(upload, image)
-            resized = served.loaded.preprocess.resize(image)
+            decoded = decode_for(upload, max_pixels=self.settings.max_image_pixels, short_side=short_side,
+                                 long_side=keep_side or 0)
+            check = self.guard.check(upload, decoded.image, (decoded.height, decoded.width))
+            resized = served.loaded.preprocess.resize(decoded.image)
             seconds = time.perf_counter() - start
             self.metrics.decode.observe(seconds)
-            height, width = image.shape
-            out.append(
-                Prepared(upload.name, width, height, resized, seconds * 1000, image if keep_images else None,
-                         check)
-            )
+            kept = None if keep_side is None else fit_within(decoded.image, keep_side)
+            width, height = decoded.width, decoded.height
+            del decoded  # a large upload's full-size image is freed before the CAM runs
+            out.append(Prepared(upload.name, width, height, resized, seconds * 1000, kept, check))
         return out
 
     def admit(self, served: ServedModel, images: int) -> Ticket:
@@ -136,11 +148,25 @@ class Predictor:
         self, served: ServedModel, uploads: list[Upload]
     ) -> tuple[list[Prepared], np.ndarray, float]:
         """Decode, resize and run the uploads as one batch in one pool job (an idle model's fast path)."""
-        prepared = self._prepare_all(served, uploads, False)
+        prepared = self._prepare_all(served, uploads, None)
         probs, ms = served.timed_forward([p.resized for p in prepared])
         return prepared, probs, ms
 
+    @contextmanager
+    def _errors_counted(self, served: ServedModel, kind: str) -> Iterator[None]:
+        """Count a refusal of a request for `served` (a bad image, a full queue, an unknown target) by its code."""
+        try:
+            yield
+        except ServingError as exc:
+            self.metrics.inference_errors.labels(*served.metric_labels, kind, exc.code).inc()
+            raise
+
     async def predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
+        """Probabilities for each upload (refusals counted per model)."""
+        with self._errors_counted(served, "predict"):
+            return await self._predict(served, uploads)
+
+    async def _predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
         """Probabilities for each upload. When the model is idle the request runs as one pool job of its own;
         otherwise it decodes, then joins the model's micro-batch queue."""
         with self.admit(served, len(uploads)) as ticket:
@@ -156,19 +182,29 @@ class Predictor:
         ]
 
     async def gradcam(
-        self, served: ServedModel, upload: Upload, targets: list[str], method: str
+        self, served: ServedModel, upload: Upload, targets: list[str], method: str, *,
+        max_side: int = DEFAULT_MAX_SIDE, fmt: str = DEFAULT_FORMAT,
     ) -> CamResult:
-        """Probabilities for one upload, and an overlay at its size for each target (`top`: the most
-        probable). Grad-CAM on a model that can be cut takes one forward pass of the trunk (in the model's
-        runtime) for both; otherwise the probabilities come from the batched forward and the maps from
-        pytorch-grad-cam's forward and backward."""
+        """`_gradcam`, its refusals counted per model."""
+        with self._errors_counted(served, "gradcam"):
+            return await self._gradcam(served, upload, targets, method, max_side=max_side, fmt=fmt)
+
+    async def _gradcam(
+        self, served: ServedModel, upload: Upload, targets: list[str], method: str, *,
+        max_side: int = DEFAULT_MAX_SIDE, fmt: str = DEFAULT_FORMAT,
+    ) -> CamResult:
+        """Probabilities for one upload, and an overlay for each target (`top`: the most probable) at the
+        upload's size reduced to `max_side` on its longest side, encoded as `fmt`. Grad-CAM on a model that
+        can be cut takes one forward pass of the trunk (in the model's runtime) for both; otherwise the
+        probabilities come from the batched forward and the maps from pytorch-grad-cam's forward and
+        backward."""
         check_targets(served.labels, targets)
         split = None
         if method == "gradcam":
             built = served.cam_info.path != "not built"
             split = served.split if built else await self.pool.run(served.build_split)
         with self.admit(served, 1) as ticket:
-            [prepared] = await self.prepare(served, [upload], keep_images=True)
+            [prepared] = await self.prepare(served, [upload], keep_side=max_side)
             if split is None:
                 probs, inference_ms = await self.infer(ticket, [prepared.resized])
                 row, values = probs[0], None
@@ -184,15 +220,15 @@ class Predictor:
                 maps = served.cams(served.loaded.preprocess.finish(prepared.resized[None]), indices, method)
             else:
                 maps = served.split_maps(values, indices, tuple(prepared.resized.shape[-2:]))
-            self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
+            self.metrics.inference.labels(*served.metric_labels, "gradcam").observe(time.perf_counter() - start)
             assert prepared.image is not None
             cams = [
-                CamImage(served.labels[i], i, float(row[i]), encode_png(overlay(prepared.image, m)),
+                CamImage(served.labels[i], i, float(row[i]), encode_overlay(overlay(prepared.image, m), fmt), fmt,
                          heatmap_grid(m))
                 for i, m in zip(indices, maps, strict=True)
             ]
             return cams, (time.perf_counter() - start) * 1000
 
         cams, cam_ms = await self.pool.run(explain)
-        prepared.image = None  # the full-size image is no longer needed
+        prepared.image = None  # the overlay's image is no longer needed
         return CamResult(prepared, served.loaded.explain_probabilities(row), cams, inference_ms, cam_ms)

@@ -20,14 +20,15 @@ class InputGuard:
         self.mode = mode
         self.gate = gate or InputGate.load()
 
-    def check(self, upload: Upload, image: np.ndarray) -> InputCheck:
-        """The check of one decoded upload; raises `NotAChestXray` when flagged in reject mode. Blocking (about
-        a millisecond, more for a colour file): call it on the pool."""
+    def check(self, upload: Upload, image: np.ndarray, size: tuple[int, int] | None = None) -> InputCheck:
+        """The check of one decoded upload (`size`: its height and width when `image` was decoded reduced);
+        raises `NotAChestXray` when flagged in reject mode. Blocking (about a millisecond, more for a colour
+        file): call it on the pool."""
         try:
             colour = colour_fraction(upload.data)
         except (ImageError, OSError, ValueError):  # decoded once already; a header the probe dislikes is no reason
             colour = None
-        check = self.gate.check(image, colour)
+        check = self.gate.check(image, colour, size)
         if not check.in_distribution:
             log.info("input gate flags '%s': %s", upload.name, "; ".join(check.reasons))
             if self.mode == "reject":

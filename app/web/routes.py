@@ -28,7 +28,7 @@ router = APIRouter()
 class Sample(BaseModel):
     name: str = Field(examples=["nih_cxr_1024.png"])
     url: str = Field(examples=["/samples/nih_cxr_1024.png"])
-    size_bytes: int = Field(examples=[612345])
+    size_bytes: int = Field(examples=[455175])  # the shipped nih_cxr_1024.png
 
 
 def _samples(folder: Path) -> dict[str, Path]:
@@ -57,7 +57,8 @@ def list_samples(settings: SettingsDep) -> list[Sample]:
     "/samples/{name}",
     response_class=FileResponse,
     tags=["web"],
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **error_responses(404)},
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **error_responses(
+        404, examples={404: ("not_found", "no sample named 'x.png': GET /samples lists them")})},
 )
 def get_sample(name: str, settings: SettingsDep) -> FileResponse:
     """Download one bundled sample X-ray by the name `/samples` lists."""

@@ -7,7 +7,7 @@ adapter is one file, plus its line here. (The registry-by-decorator idea follows
 from __future__ import annotations
 
 # the adapters, each registering itself
-from ml.data import chexpert, folder, medmnist, nih  # noqa: F401
+from ml.data import chexpert, folder, medmnist, merged, nih  # noqa: F401
 from ml.data.base import ArrayImages, CXRDataset, DataPath, FileImages, ImageSource, NamesPath, Task
 from ml.data.factory import (
     create_dataset,

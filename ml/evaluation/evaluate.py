@@ -110,6 +110,7 @@ def calibrate_checkpoint(
         figures["auroc"] = {name: c["auroc"] for name, c in rep["per_class"].items()}
         cal = {k: v for k, v in stored["splits"][split].items() if k != "n"}
         metrics[split] = {**(metrics.get(split) or {}), **figures, **cal}
+    metrics["calibration"] = {"method": stored["method"], **stored["splits"]["test"]}  # GET /models `quality`
     ckpt.update(thresholds=[float(t) for t in thresholds], calibration=stored, metrics=metrics)
     save_checkpoint(ckpt, out or checkpoint)
     report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": policy, "splits": splits,

@@ -83,13 +83,17 @@ def _downsample(fpr: np.ndarray, tpr: np.ndarray, points: int = 200) -> tuple[li
 YOUDEN_MID_TOLERANCE = 0.02  # in Youden's J, i.e. one point of balanced accuracy
 
 
-def choose_thresholds(probs: np.ndarray, labels: np.ndarray, policy: str = "f1") -> np.ndarray:
+def choose_thresholds(
+    probs: np.ndarray, labels: np.ndarray, policy: str = "f1", target_sensitivity: float = 0.95
+) -> np.ndarray:
     """Per-label operating threshold; 0.5 if undecidable.
 
     'f1': max F1. 'youden': max Youden's J (the highest cut reaching it). 'youden_mid': the median of
     the cuts whose J is within `YOUDEN_MID_TOLERANCE` of the max: on a nearly separable validation set
     many cuts are about as good, and the one in the middle of that range keeps a margin on both sides
-    instead of sitting on the edge of the validation scores.
+    instead of sitting on the edge of the validation scores. 'sensitivity': the highest cut whose
+    sensitivity reaches `target_sensitivity`: all the specificity the validation set allows at that
+    sensitivity, a margin that transfers when a test set collected apart scores its negatives higher.
     """
     out = np.full(labels.shape[1], 0.5)
     for j in range(labels.shape[1]):
@@ -104,6 +108,9 @@ def choose_thresholds(probs: np.ndarray, labels: np.ndarray, policy: str = "f1")
         last_of_value = np.r_[p_sorted[1:] != p_sorted[:-1], True]  # cut only between distinct scores
         tp, fp, cut = tp[last_of_value], fp[last_of_value], p_sorted[last_of_value]
         pos, neg = y.sum(), (1 - y).sum()
+        if policy == "sensitivity":
+            out[j] = float(cut[int(np.argmax(tp / pos >= target_sensitivity - 1e-12))])
+            continue
         if policy in ("youden", "youden_mid"):
             score = tp / pos - fp / neg
         else:

@@ -61,6 +61,7 @@ def evaluate_splits(
     threshold_policy: str,
     tta: bool,
     thresholds: np.ndarray | None = None,
+    target_sensitivity: float = 0.95,
     calibrate: bool = True,
 ) -> dict[str, Any]:
     """Reports per split; thresholds chosen on 'val' unless given. Choosing them on 'val' first fits
@@ -76,7 +77,8 @@ def evaluate_splits(
             from ml.evaluation.calibration import can_shift
 
             outputs, calibration = calibrate_outputs(outputs, dataset.task, shift=can_shift(model.head()))
-        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy)
+        thresholds = choose_thresholds(outputs["val"][0], outputs["val"][1], threshold_policy,
+                                       target_sensitivity)
     splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
               for name, (probs, labels, _) in outputs.items()}
     report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,

@@ -6,6 +6,11 @@ operating thresholds and evaluation metrics: what gets served), `report.json` an
 
 Read `fit` top to bottom; each numbered step is a small function below it. Side effects reach the
 outside only through the `Reporter`. (The shape follows nanoGPT's `train.py`.)
+
+Under data parallelism (`ml.training.distributed` starts one process per device and initialises the
+process group before calling `fit`), every rank trains on its share of each global batch (`batch_size`
+stays the global batch), gradients are averaged by `DistributedDataParallel`, training and validation
+metrics are reduced across ranks, and only rank 0 writes the run folder and talks to the reporter.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ml.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from ml.checkpoint import build_checkpoint, checkpoint_epoch, load_checkpoint, save_checkpoint
 from ml.config import DataConfig, TrainConfig
 from ml.data import CXRDataset, create_dataset
 from ml.data.base import Task
 from ml.data.batches import Batches, fits_in_memory, limit_rows
+from ml.data.prepared import prepare
 from ml.device import autocast, resolve_amp, resolve_device
 from ml.errors import ConfigError, TrainingCancelled
 from ml.evaluation.plots import save_plots
@@ -56,24 +62,33 @@ class _State:
 
     epoch: int = 0  # epochs completed
     best_metric: float | None = None
-    best_epoch: int = -1
+    best_epoch: int = 0  # counting from 1, like every epoch a person reads; 0: none yet
     stale_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = None, resume: bool = True) -> FitResult:
+def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = None, resume: bool = True, *,
+        cache_dir: str | Path | None = None) -> FitResult:
     """Train `config.model` on `config.dataset`, evaluate the best epoch, write the run folder.
 
     With `resume=True` an existing `last.pt` in `run_dir` is continued exactly (same weights as an
-    uninterrupted run on the same device). Raises `TrainingCancelled` when the reporter asks to stop.
+    uninterrupted run on the same device). With `cache_dir`, each split's resized images come from the
+    prepared cache there (`ml.data.prepared`), written on first use. Raises `TrainingCancelled` when the
+    reporter asks to stop.
     """
     p = config.params
-    reporter = reporter or Reporter()
+    rank, world = _rank_world()
+    main = rank == 0
+    reporter = (reporter or Reporter()) if main else Reporter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if p.batch_size % world:
+        raise ConfigError(f"batch_size {p.batch_size} must be a multiple of the {world} devices (it is the global batch)")
 
     # 1. Device and numeric precision.
     device = resolve_device(p.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", torch.cuda.current_device())  # set per rank by the launcher
     amp_dtype = resolve_amp(p.amp, device)
     torch.manual_seed(p.seed)
 
@@ -98,10 +113,16 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     preprocess = Preprocess(data_cfg)
     augment = BatchAugment(p.augment)
 
-    # 4. Batches: decoded once into memory when they fit, else a DataLoader with workers.
-    train_batches = _batches(train_ds, preprocess, p, device, train=True)
-    val_batches = _batches(val_ds, preprocess, p, device, train=False)
-    test_batches = _batches(test_ds, preprocess, p, device, train=False) if test_ds is not None else None
+    # 4. Batches: from the prepared cache, else decoded once into memory when they fit, else a DataLoader
+    #    with workers. Each rank draws its share; the test split is only evaluated by rank 0.
+    def batches(ds: CXRDataset, split: str, *, train: bool, shard: tuple[int, int] = (rank, world)) -> Batches:
+        # ranks build a sharded split's cache together (rank 0 writes, then the others open it)
+        prepared = _prepared(config, ds, split, data_cfg, cache_dir, p.num_workers, main, shard[1])
+        return _batches(ds, preprocess, p, device, train=train, prepared=prepared, shard=shard)
+
+    train_batches = batches(train_ds, "train", train=True)
+    val_batches = batches(val_ds, "val", train=False)
+    test_batches = batches(test_ds, "test", train=False, shard=(0, 1)) if test_ds is not None and main else None
 
     # 5. Loss, optimiser, scheduler, gradient scaler.
     loss_fn = build_loss(
@@ -117,77 +138,96 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     scheduler = _scheduler(optimizer, p.scheduler, p.epochs, p.plateau_factor, p.plateau_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
-    # 6. Resume from the last checkpoint when one exists.
+    # 6. Resume from the last checkpoint when one exists (every rank reads it).
     state = _State()
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.exists():
         state = _restore(last_path, config, model, optimizer, scheduler, scaler)
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
-    else:
+    elif main:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    _write_json(run_dir / "config.json", {"train_config": config.model_dump(mode="json"),
-                                          "data_config": data_cfg.model_dump(mode="json"), "device": str(device)})
+    if main:
+        _write_json(run_dir / "config.json", {"train_config": config.model_dump(mode="json"),
+                                              "data_config": data_cfg.model_dump(mode="json"),
+                                              "device": str(device), "devices": world})
+    trained = _data_parallel(model, device) if world > 1 else model
     reporter.on_start(start_epoch=state.epoch, epochs=p.epochs, steps_per_epoch=len(train_batches), device=str(device))
+    reporter.on_phase(phase="training")
 
     def checkpoint(**extra: Any) -> dict[str, Any]:
         return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
                                 data_config=data_cfg, train_config=config.model_dump(mode="json"), **extra)
 
-    # 7. Epochs: train, validate, schedule, checkpoint, stop early.
+    # 7. Epochs: train, validate, schedule, checkpoint, stop early. `epoch` indexes the RNG streams (from 0);
+    # `number` is the epoch as metrics, checkpoints, reports and logs name it (from 1).
     while state.epoch < p.epochs and state.stale_epochs < (p.early_stopping_patience or math.inf):
         epoch = state.epoch
+        number = epoch + 1
         if p.freeze_epochs:
             model.freeze_backbone(epoch < p.freeze_epochs)
         _seed_epoch(p.seed, epoch)
         generator = torch.Generator().manual_seed(_epoch_seed(p.seed, epoch))
-        train_metrics = _train_epoch(model, train_batches, augment, preprocess, loss_fn, optimizer, scaler,
+        train_metrics = _train_epoch(trained, train_batches, augment, preprocess, loss_fn, optimizer, scaler,
                                      device, amp_dtype, p, epoch, generator, reporter)
         val_metrics = _validate(model, val_batches, preprocess, loss_fn, device, amp_dtype, dataset.task)
         score = val_metrics["mean_auroc"] if val_metrics["mean_auroc"] is not None else -val_metrics["loss"]
         _step_scheduler(scheduler, score)
 
-        state.epoch = epoch + 1
+        state.epoch = number
         improved = state.best_metric is None or score > state.best_metric
         if improved:
-            state.best_metric, state.best_epoch, state.stale_epochs = score, epoch, 0
+            state.best_metric, state.best_epoch, state.stale_epochs = score, number, 0
         else:
             state.stale_epochs += 1
         metrics = {"train": train_metrics, "val": val_metrics}
-        state.history.append({"epoch": epoch, **metrics})
-        _append_metrics(run_dir / "metrics.jsonl", epoch, metrics)
+        state.history.append({"epoch": number, **metrics})
+        if main:
+            _append_metrics(run_dir / "metrics.jsonl", number, metrics)
+            training_state = _training_state(state, optimizer, scheduler, scaler)
+            save_checkpoint(checkpoint(epoch=number, metrics=metrics, best_metric=state.best_metric,
+                                       training_state=training_state), last_path)
+            reporter.on_checkpoint(path=last_path, kind="last", epoch=number, metrics=metrics)
+            if improved:
+                save_checkpoint(checkpoint(epoch=number, metrics=metrics, best_metric=score), best_path)
+                reporter.on_checkpoint(path=best_path, kind="best", epoch=number, metrics=metrics)
+            reporter.on_epoch_end(epoch=number, metrics=metrics)
+        if _any_rank(reporter.should_stop(), world):
+            raise TrainingCancelled(f"cancelled after epoch {number}")
 
-        training_state = _training_state(state, optimizer, scheduler, scaler)
-        save_checkpoint(checkpoint(epoch=epoch, metrics=metrics, best_metric=state.best_metric,
-                                   training_state=training_state), last_path)
-        reporter.on_checkpoint(path=last_path, kind="last", epoch=epoch, metrics=metrics)
-        if improved:
-            save_checkpoint(checkpoint(epoch=epoch, metrics=metrics, best_metric=score), best_path)
-            reporter.on_checkpoint(path=best_path, kind="best", epoch=epoch, metrics=metrics)
-        reporter.on_epoch_end(epoch=epoch, metrics=metrics)
-        if reporter.should_stop():
-            raise TrainingCancelled(f"cancelled after epoch {epoch + 1}")
+    if not main:  # rank 0 alone evaluates and publishes; the others are done
+        return FitResult(run_dir, run_dir / "model.pt", str(device), state.best_epoch, state.best_metric,
+                         state.history)
 
     # 8. Evaluate the best epoch: thresholds from validation, then the test split.
+    if reporter.should_stop():
+        raise TrainingCancelled(f"cancelled after epoch {state.epoch}")
+    reporter.on_phase(phase="evaluating")
     best = load_checkpoint(best_path)
+    best_epoch = checkpoint_epoch(best) or 0
     model.load_state_dict(best["state_dict"])
+    if world > 1:  # rank 0 alone: the whole validation split
+        val_batches = batches(val_ds, "val", train=False, shard=(0, 1))
     report = evaluate_splits(model, preprocess, dataset, {"val": val_batches, "test": test_batches},
-                             device, amp_dtype, p.threshold_policy, p.tta)
+                             device, amp_dtype, p.threshold_policy, p.tta,
+                             target_sensitivity=p.threshold_sensitivity)
     for split, split_report in report["splits"].items():
         reporter.on_evaluation(split=split, report=split_report)
     summary = {split: _summary(r) for split, r in report["splits"].items()}
     calibration = calibration_for_checkpoint(report["calibration"]) if "calibration" in report else None
-    for split, figures in (calibration or {}).get("splits", {}).items():  # read by GET /models as `quality`
+    for split, figures in (calibration or {}).get("splits", {}).items():
         summary[split].update({k: v for k, v in figures.items() if k != "n"})
+    if calibration and "test" in calibration["splits"]:  # GET /models shows these in `quality`
+        summary["calibration"] = {"method": calibration["method"], **calibration["splits"]["test"]}
     model_path = save_checkpoint(
-        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
+        checkpoint(epoch=best_epoch, thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
                    calibration=calibration),
         run_dir / "model.pt",
     )
-    reporter.on_checkpoint(path=model_path, kind="final", epoch=best["epoch"], metrics=summary)
-    report.update(best_epoch=best["epoch"], epochs_run=state.epoch, device=str(device), pathologies=dataset.pathologies)
+    reporter.on_checkpoint(path=model_path, kind="final", epoch=best_epoch, metrics=summary)
+    report.update(best_epoch=best_epoch, epochs_run=state.epoch, device=str(device), pathologies=dataset.pathologies)
     _write_json(run_dir / "report.json", report)
     save_plots(run_dir, state.history, report, dataset.pathologies)
-    return FitResult(run_dir, model_path, str(device), best["epoch"], state.best_metric, state.history, report)
+    return FitResult(run_dir, model_path, str(device), best_epoch, state.best_metric, state.history, report)
 
 
 # --- 2-4. data -----------------------------------------------------------------------------------
@@ -214,11 +254,72 @@ def _data_config(config: TrainConfig, model: CXRModel, train_ds: CXRDataset) -> 
     return resolve_data_config(model_cfg, normalization="dataset", mean=(mean,), std=(std,), **common)
 
 
-def _batches(ds: CXRDataset, preprocess: Preprocess, p: Any, device: torch.device, *, train: bool) -> Batches:
+def _prepared(config: TrainConfig, ds: CXRDataset, split: str, data_cfg: DataConfig, cache_dir: str | Path | None,
+              workers: int, main: bool, world: int) -> torch.Tensor | None:
+    """The split's prepared cache as a uint8 tensor (rank 0 builds it; the others then open it)."""
+    if cache_dir is None:
+        return None
+    for turn in ("build", "open") if world > 1 else ("build",):
+        if (turn == "build") == main:
+            cached = prepare(f"{config.dataset}-{split}", ds.images, data_cfg, cache_dir, workers=workers)
+        if world > 1:
+            torch.distributed.barrier()
+    return cached.tensor()
+
+
+def _batches(ds: CXRDataset, preprocess: Preprocess, p: Any, device: torch.device, *, train: bool,
+             prepared: torch.Tensor | None = None, shard: tuple[int, int] = (0, 1)) -> Batches:
     in_memory = p.cache_images and fits_in_memory(len(ds), preprocess.cfg.input_size)
+    # An adapter may weight its rows (a merged dataset mixes its members so); training then samples by them.
+    weights = ds.metadata["sample_weight"].to_numpy() if train and "sample_weight" in ds.metadata else None
     return Batches(ds, preprocess, batch_size=p.batch_size, shuffle=train, drop_last=train, in_memory=in_memory,
                    num_workers=p.num_workers, pin_memory=device.type == "cuda",
-                   persistent_workers=device.type == "cuda")
+                   persistent_workers=device.type == "cuda", prepared=prepared, shard=shard,
+                   sample_weights=weights)
+
+
+# --- data parallelism ----------------------------------------------------------------------------
+
+
+def _rank_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _data_parallel(model: CXRModel, device: torch.device) -> torch.nn.Module:
+    """DDP around `model` (rank 0's weights are broadcast). On GPUs BatchNorm becomes SyncBatchNorm, so its
+    batch statistics are the global batch's as in one process (same parameter names: checkpoints load into
+    the plain model); on the CPU (gloo, where PyTorch has no SyncBatchNorm) they stay per rank."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the children in place
+        return DistributedDataParallel(model, device_ids=[device.index])
+    return DistributedDataParallel(model)
+
+
+def _collective_device() -> torch.device:
+    """Where a collective's tensors live: NCCL reduces CUDA tensors only, gloo CPU ones."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _any_rank(flag: bool, world: int) -> bool:
+    """True on every rank when `flag` is true on any (so all ranks stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _sum_ranks(*values: float) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+    torch.distributed.all_reduce(t)
+    return t.tolist()
 
 
 # --- 5. optimisation ---------------------------------------------------------------------------
@@ -282,7 +383,10 @@ def _restore(path: Path, config: TrainConfig, model: CXRModel, optimizer: Any, s
         scheduler.load_state_dict(ts["scheduler"])
     scaler.load_state_dict(ts["scaler"])
     torch.set_rng_state(ts["rng"]["torch"])
-    return _State(ts["epoch"], ts["best_metric"], ts["best_epoch"], ts["stale_epochs"], list(ts["history"]))
+    history, best_epoch = list(ts["history"]), ts["best_epoch"]
+    if ckpt.get("epochs_from") != 1:  # written before epochs counted from 1: name them as now
+        history, best_epoch = [{**h, "epoch": h["epoch"] + 1} for h in history], best_epoch + 1
+    return _State(ts["epoch"], ts["best_metric"], best_epoch, ts["stale_epochs"], history)
 
 
 # --- 7. one epoch ------------------------------------------------------------------------------
@@ -301,7 +405,7 @@ def _seed_epoch(seed: int, epoch: int) -> None:
 
 
 def _train_epoch(
-    model: CXRModel,
+    model: torch.nn.Module,
     batches: Batches,
     augment: BatchAugment,
     preprocess: Preprocess,
@@ -316,6 +420,7 @@ def _train_epoch(
     reporter: Reporter,
 ) -> dict[str, float | None]:
     model.train()
+    world = _rank_world()[1]
     steps = len(batches)
     total_loss, seen, started = 0.0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
@@ -339,10 +444,12 @@ def _train_epoch(
             raise FloatingPointError(f"loss became {batch_loss} at epoch {epoch + 1} step {step}; lower the lr")
         total_loss += batch_loss * len(images)
         seen += len(images)
-        reporter.on_step(epoch=epoch, step=step, steps=steps, loss=batch_loss)
-        if step % p.cancel_check_every == 0 and reporter.should_stop():
+        reporter.on_step(epoch=epoch + 1, step=step, steps=steps, loss=batch_loss)
+        if step % p.cancel_check_every == 0 and _any_rank(reporter.should_stop(), world):
             raise TrainingCancelled(f"cancelled at epoch {epoch + 1} step {step}")
     elapsed = time.perf_counter() - started
+    if world > 1:
+        total_loss, seen = _sum_ranks(total_loss, seen)
     return {"loss": total_loss / max(seen, 1), "lr": optimizer.param_groups[0]["lr"],
             "images_per_s": seen / elapsed if elapsed > 0 else None}
 
@@ -352,6 +459,13 @@ def _validate(model: CXRModel, batches: Batches, preprocess: Preprocess, loss_fn
     from ml.evaluation.metrics import per_class_auroc
 
     probs, labels, loss = predict_batches(model, batches, preprocess, device, amp_dtype, task, loss_fn=loss_fn)
+    world = _rank_world()[1]
+    if world > 1:  # every rank predicted a block of rows: gather them in rank order
+        parts: list[Any] = [None] * world
+        torch.distributed.all_gather_object(parts, (probs, labels, (loss or 0.0) * len(labels), len(labels)))
+        probs = np.concatenate([part[0] for part in parts])
+        labels = np.concatenate([part[1] for part in parts])
+        loss = sum(part[2] for part in parts) / max(sum(part[3] for part in parts), 1)
     auroc = per_class_auroc(probs, labels)
     known = auroc[~np.isnan(auroc)]
     return {"loss": loss, "mean_auroc": float(known.mean()) if known.size else None}

@@ -24,15 +24,16 @@ _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _COLOUR_DECODE_PIXELS = 4_000_000  # beyond this, a non-JPEG colour file is not decoded a second time
 
 
-def cheap_reasons(image: np.ndarray, colour: float | None = None) -> list[str]:
-    """Reasons `image` (H, W in [0, 1]) is not a usable chest X-ray; `colour`: `colour_fraction` of its file."""
+def cheap_reasons(image: np.ndarray, colour: float | None = None, size: tuple[int, int] | None = None) -> list[str]:
+    """Reasons `image` (H, W in [0, 1]) is not a usable chest X-ray; `colour`: `colour_fraction` of its file;
+    `size`: the file's (height, width) when `image` was decoded reduced."""
     reasons = []
-    h, w = image.shape
+    h, w = size or image.shape
+    sample = image[:: max(1, image.shape[0] // 256), :: max(1, image.shape[1] // 256)]
     if min(h, w) < MIN_SIDE:
         reasons.append(f"image too small ({w}x{h} pixels; a radiograph needs at least {MIN_SIDE} on each side)")
     elif max(h, w) / min(h, w) > MAX_ASPECT:
         reasons.append(f"implausible shape for a chest X-ray ({w}x{h}, {max(h, w) / min(h, w):.1f}:1)")
-    sample = image[:: max(1, h // 256), :: max(1, w // 256)]
     low, high = np.percentile(sample, [0.5, 99.5])
     if high - low < MIN_SPREAD:
         reasons.append("image is (nearly) uniform: no anatomy to read")

@@ -97,9 +97,11 @@ class InputGate:
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))[:, None]
         return torch.softmax(self.net(x), dim=1).numpy()
 
-    def check(self, image: np.ndarray, colour: float | None = None) -> InputCheck:
-        """Check one decoded image (H, W in [0, 1]); `colour`: `ml.trust.colour_fraction` of its file."""
-        reasons = cheap_reasons(image, colour)
+    def check(self, image: np.ndarray, colour: float | None = None, size: tuple[int, int] | None = None
+              ) -> InputCheck:
+        """Check one decoded image (H, W in [0, 1]); `colour`: `ml.trust.colour_fraction` of its file; `size`:
+        the file's (height, width) when the image was decoded reduced."""
+        reasons = cheap_reasons(image, colour, size)
         probs = self.scores(gate_input(image)[None])[0]
         score = float(probs[0])
         if score < self.threshold:

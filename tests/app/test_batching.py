@@ -156,7 +156,8 @@ def test_a_request_is_alone_only_while_nothing_else_is_admitted_waiting_or_runni
                     await second.run_alone(lambda: asyncio.sleep(0))
             assert first.alone
         running = asyncio.create_task(request(batcher, [1.0]))
-        await asyncio.sleep(0.003)  # its batch is in its forward pass now
+        while not forward.running:  # until its batch is in its forward pass (a condition, not a guess)
+            await asyncio.sleep(0)
         with batcher.ticket(1) as third:
             assert not third.alone
         await running

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from ml.decoding import read_image_for
 from ml.explain.gradcam import compute_cams, heatmap_grid
 from ml.imaging import read_image
 from ml.inference import LoadedModel
@@ -99,9 +100,12 @@ def test_concurrent_requests_are_batched_and_answer_what_each_alone_would(
         assert response.json()["probabilities"] == pytest.approx(alone[i % 3], abs=1e-5)
     assert after["images"] - before["images"] == 6
     assert after["batches"] - before["batches"] < 6  # some requests shared a forward pass
-    # and what the library computes in this process (eager), within the runtime tolerance
+    # and what the library computes in this process (eager), within the runtime tolerance, from the image
+    # decoded as serving decodes it (a JPEG far larger than the model's input: reduced, `ml.decoding`)
     loaded = LoadedModel.from_checkpoint(checkpoints[name])
-    expected = loaded.predict_images([read_image(samples_dir / s) for s in SAMPLES])
+    side = loaded.preprocess.source_side
+    images = [read_image_for((samples_dir / s).read_bytes(), short_side=side).image for s in SAMPLES]
+    expected = loaded.predict_images(images)
     for row, probs in zip(expected, alone, strict=True):
         assert list(probs.values()) == pytest.approx(row.tolist(), abs=1e-4)
 

@@ -32,15 +32,19 @@ def _upload(data: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("file", ("xray.jpeg", data, "image/jpeg"))]
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
+def _image_size(data: bytes, fmt: str = "PNG") -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as im:
-        assert im.format == "PNG" and im.mode == "RGB"
+        assert im.format == fmt and im.mode == "RGB"
         return im.size
 
 
-def _pixels(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as im:
-        return np.asarray(im, dtype=np.int16)
+def _png_size(data: bytes) -> tuple[int, int]:
+    return _image_size(data, "PNG")
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.int16)
 
 
 @pytest.mark.parametrize("architecture", list_models())
@@ -52,7 +56,8 @@ def test_gradcam_for_every_model_gives_an_overlay_of_the_upload_size_that_depend
     model = f"zoo-{architecture}"
     labels = published[model].labels
 
-    png = client.post("/gradcam", params={"model": model, "target": labels[0]}, files=_upload(small_jpeg))
+    png = client.post("/gradcam", params={"model": model, "target": labels[0], "format": "png"},
+                      files=_upload(small_jpeg))
     assert png.status_code == 200, png.text
     assert png.headers["content-type"] == "image/png"
     assert png.headers["x-model"] == published[model].ref and png.headers["x-target"] == labels[0]
@@ -60,7 +65,7 @@ def test_gradcam_for_every_model_gives_an_overlay_of_the_upload_size_that_depend
 
     body = client.post(
         "/gradcam",
-        params={"model": model, "target": f"{labels[0]},{labels[2]}", "format": "json"},
+        params={"model": model, "target": f"{labels[0]},{labels[2]}", "format": "json", "overlay_format": "png"},
         files=_upload(small_jpeg),
     )
     assert body.status_code == 200, body.text
@@ -72,6 +77,8 @@ def test_gradcam_for_every_model_gives_an_overlay_of_the_upload_size_that_depend
     assert first.shape == second.shape == (16, 16)
     assert first.min() >= 0 and first.max() <= 1
     assert np.abs(first - second).max() > 0.05, "the heat maps of two targets should differ"
+    assert all(t["overlay_png_base64"] == t["overlay_base64"] for t in result["targets"])
+    assert {t["overlay_media_type"] for t in result["targets"]} == {"image/png"}
     overlays = [base64.b64decode(t["overlay_png_base64"]) for t in result["targets"]]
     assert [_png_size(o) for o in overlays] == [size, size]
     # the same target gives the same overlay in either format (up to rounding: one CAM batch or two)
@@ -98,15 +105,68 @@ def test_top_targets_the_most_probable_label_and_every_method_works(
         assert np.array(result["targets"][0]["heatmap"]).max() > 0
 
 
-def test_a_full_size_radiograph_gets_a_full_size_overlay(client: httpx.Client, samples_dir: Path) -> None:
+def test_a_full_size_radiograph_gets_a_jpeg_overlay_of_its_size_by_default(
+    client: httpx.Client, samples_dir: Path
+) -> None:
     with Image.open(samples_dir / SAMPLE) as im:
         size = im.size
+    assert max(size) <= 1024  # within the default max_side: kept at the upload's size
     response = client.post(
         "/gradcam", files=_upload((samples_dir / SAMPLE).read_bytes())
     )  # the default model
     assert response.status_code == 200, response.text
-    assert response.headers["x-target"] == "Pneumonia" and _png_size(response.content) == size
+    assert response.headers["content-type"] == "image/jpeg" and response.headers["vary"] == "Accept"
+    assert response.headers["x-target"] == "Pneumonia" and _image_size(response.content, "JPEG") == size
     assert 0 <= float(response.headers["x-probability"]) <= 1
+
+
+def test_max_side_reduces_the_overlay_and_never_enlarges_it(client: httpx.Client, small_jpeg: bytes) -> None:
+    with Image.open(io.BytesIO(small_jpeg)) as im:
+        width, height = im.size  # 339 x 219
+    params = {"model": "zoo-simple_cnn", "target": "Effusion"}
+    reduced = client.post("/gradcam", params={**params, "max_side": 100, "format": "png"},
+                          files=_upload(small_jpeg))
+    assert reduced.status_code == 200, reduced.text
+    assert _png_size(reduced.content) == (100, round(height * 100 / width))
+    kept = client.post("/gradcam", params={**params, "max_side": 4096}, files=_upload(small_jpeg))
+    assert _image_size(kept.content, "JPEG") == (width, height)
+    body = client.post("/gradcam", params={**params, "max_side": 100, "format": "json"}, files=_upload(small_jpeg))
+    result = body.json()
+    assert (result["width"], result["height"]) == (width, height)  # the upload's size, as before
+    [target] = result["targets"]
+    assert target["overlay_media_type"] == "image/jpeg" and target["overlay_png_base64"] is None
+    assert _image_size(base64.b64decode(target["overlay_base64"]), "JPEG")[0] == 100
+    for bad in (0, 4097, "x"):
+        refused = client.post("/gradcam", params={**params, "max_side": bad}, files=_upload(small_jpeg))
+        assert refused.status_code == 422 and "max_side" in refused.json()["message"], refused.text
+
+
+def test_the_encoding_follows_the_query_then_accept(client: httpx.Client, small_jpeg: bytes) -> None:
+    params = {"model": "zoo-simple_cnn", "target": "Effusion"}
+
+    def post(accept: str | None = None, **query: str) -> httpx.Response:
+        headers = {"Accept": accept} if accept else {}
+        return client.post("/gradcam", params={**params, **query}, headers=headers, files=_upload(small_jpeg))
+
+    answers = {
+        "webp by query": (post(format="webp"), "image/webp", "WEBP"),
+        "png by Accept": (post("image/png"), "image/png", "PNG"),
+        "webp by Accept": (post("image/webp;q=0.9, image/png;q=0.5"), "image/webp", "WEBP"),
+        "the query over Accept": (post("image/webp", format="jpeg"), "image/jpeg", "JPEG"),
+    }
+    pixels = {}
+    for case, (response, media, fmt) in answers.items():
+        assert response.status_code == 200, (case, response.text)
+        assert response.headers["content-type"] == media, case
+        _image_size(response.content, fmt)
+        pixels[case] = _pixels(response.content)
+    # the same overlay in each encoding, within the lossy encoders' rounding
+    for case, values in pixels.items():
+        assert np.abs(values - pixels["png by Accept"]).mean() < 3, case
+    refused = post("image/*;q=0")
+    assert refused.status_code == 406 and refused.json()["error"] == "not_acceptable", refused.text
+    conflict = post(format="png", overlay_format="jpeg")
+    assert conflict.status_code == 422 and conflict.json()["error"] == "conflicting_formats", conflict.text
 
 
 def test_gradcam_refuses_what_it_cannot_explain(client: httpx.Client, small_jpeg: bytes) -> None:
@@ -132,10 +192,10 @@ def test_gradcam_refuses_what_it_cannot_explain(client: httpx.Client, small_jpeg
 def test_a_1x1_upload_gets_a_1x1_overlay(client: httpx.Client) -> None:
     out = io.BytesIO()
     Image.new("L", (1, 1), 128).save(out, format="PNG")
-    png = client.post("/gradcam", files=[("file", ("dot.png", out.getvalue(), "image/png"))])
-    assert png.status_code == 200, png.text
-    assert _png_size(png.content) == (1, 1)
-    body = client.post("/gradcam", params={"format": "json"},
+    jpeg = client.post("/gradcam", files=[("file", ("dot.png", out.getvalue(), "image/png"))])
+    assert jpeg.status_code == 200, jpeg.text
+    assert _image_size(jpeg.content, "JPEG") == (1, 1)
+    body = client.post("/gradcam", params={"format": "json", "overlay_format": "png"},
                        files=[("file", ("dot.png", out.getvalue(), "image/png"))])
     assert (body.json()["width"], body.json()["height"]) == (1, 1)
     [target] = body.json()["targets"]

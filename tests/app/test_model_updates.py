@@ -56,6 +56,21 @@ class Hammer:
         raise AssertionError(f"version {version} never served: {self.answers[-5:]}")
 
 
+def _metric(client: httpx.Client, series: str) -> float:
+    """A Prometheus series' value from /metrics (0 while it does not exist)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _wait(condition, message: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def image(samples_dir: Path) -> bytes:
     return (samples_dir / "nih_cxr_1024.png").read_bytes()
@@ -100,16 +115,17 @@ def test_a_checkpoint_whose_bytes_changed_is_refused_and_the_old_version_keeps_s
     assert refused.json()["error"] == "integrity_failure"
     assert "guarded:2 is refused" in refused.json()["message"] and "sha256" in refused.json()["message"]
 
+    failures = f'cxr_model_load_failures_total{{model="guarded",reason="integrity_failure",version="{bad.version}"}}'
+    refused_before = _metric(client, failures)
     with Hammer(server, "guarded", image) as hammer:
         hammer.wait_for(good.version)
         with registry.db.session() as session:
             set_alias(session, name="guarded", alias="production", version=bad.version)
-        time.sleep(2.0)  # several refresh periods (0.3 s): the new version is tried, refused, not switched to
+        # the refresh tries the new version and refuses it; then a few more answers, all from the old one
+        _wait(lambda: _metric(client, failures) > refused_before, "the moved alias was never tried")
+        tried_at = len(hammer.answers)
+        _wait(lambda: len(hammer.answers) >= tried_at + 5, "no answers after the refusal")
     assert hammer.answers and {a for a in hammer.answers} == {(200, good.version)}, hammer.answers[-5:]
-    assert (
-        'cxr_model_load_failures_total{model="guarded",reason="integrity_failure"}'
-        in client.get("/metrics").text
-    )
 
 
 def test_the_cache_keeps_the_most_recently_used_models(

@@ -96,6 +96,14 @@ def test_models_lists_versions_aliases_labels_and_metrics(
     first = pneumonia["versions"][0]
     assert first["architecture"] == "simple_cnn" and first["input_size"] == 28
     assert first["metrics"]["test"]["mean_auroc"] > 0.7  # evaluated on the real test split while training
+    # `quality`: the AUROC part from the run's own test evaluation; calibration unknown here, so null
+    production = next(v for v in pneumonia["versions"] if "production" in v["aliases"])
+    quality = pneumonia["quality"]
+    assert quality == production["quality"]
+    assert quality["per_label_auroc"] == production["metrics"]["test"]["auroc"]
+    assert quality["mean_auroc"] == production["metrics"]["test"]["mean_auroc"]
+    assert quality["test_set"] == "the test split of its training dataset"
+    assert all(quality[k] is None for k in ("ece_before", "ece_after", "brier_before", "brier_after"))
     assert by_name["zoo-densenet121"]["labels"] == published["zoo-densenet121"].labels
     assert any(v["loaded"] for v in pneumonia["versions"])  # held in the serving cache
 
@@ -118,8 +126,9 @@ def test_metrics_count_requests_by_route_template_and_time_models(
     assert 'cxr_http_requests_total{method="GET",route="/samples/{name}",status="404"}' in text
     assert "no-such-file" not in text  # raw paths never become labels
     assert 'cxr_http_request_duration_seconds_bucket{le="0.1",method="POST",route="/predict"}' in text
-    assert 'cxr_model_load_seconds_count{model="pneumonia"}' in text
-    assert 'cxr_inference_seconds_count{kind="predict",model="pneumonia"}' in text
+    version = next(m for m in client.get("/models").json()["items"] if m["name"] == "pneumonia")["aliases"]["production"]
+    assert f'cxr_model_load_seconds_count{{model="pneumonia",version="{version}"}}' in text
+    assert f'cxr_inference_seconds_count{{kind="predict",model="pneumonia",version="{version}"}}' in text
 
 
 def test_inference_does_not_block_the_event_loop(client: httpx.Client, samples_dir: Path, server) -> None:

@@ -103,8 +103,7 @@ def test_redis_down_predictions_go_on_and_a_refused_submission_is_kept_and_run_o
         saved = r.headers["location"]
         assert client.get(saved).json()["status"] == "queued"
     finally:
-        redis.start()
-    time.sleep(1)
+        redis.start()  # returns once it answers PING
     again = submit(client, epochs=1, max_train_samples=64, max_eval_samples=64)
     for location in (saved, again):  # the saved one is sent by a worker's sweep, the other at once
         job, _ = watch_job(client, location, finished, timeout=120)
@@ -152,7 +151,7 @@ def test_sigterm_to_a_worker_hands_its_job_back_and_another_resumes_it(stack):
     assert run["resumed_from_epoch"] >= 1, run["resumed_from_epoch"]  # from the kept checkpoint
     for split, names in run["metrics"].items():
         for name, points in names.items():
-            assert [p["epoch"] for p in points] == list(range(epochs)), (split, name)
+            assert [p["epoch"] for p in points] == list(range(1, epochs + 1)), (split, name)
     assert counts(stack["env"]["CXR_DATABASE_URL"], job["id"]) == (1, 1, 0)
 
 
@@ -162,12 +161,12 @@ def test_sigterm_to_the_api_answers_the_request_in_flight_first(stack):
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{SAMPLE.name}\"\r\n"
             "Content-Type: image/jpeg\r\n\r\n").encode()
     image, tail = SAMPLE.read_bytes(), f"\r\n--{boundary}--\r\n".encode()
-    started = threading.Event()
+    started, refusing = threading.Event(), threading.Event()
 
     def slow_body() -> Iterator[bytes]:
         yield head + image[:1000]
         started.set()
-        time.sleep(2)  # SIGTERM arrives while the body is still being sent
+        refusing.wait(60)  # the rest is sent once the API, told to stop, refuses new connections
         yield image[1000:] + tail
 
     answer: dict[str, Any] = {}
@@ -179,12 +178,17 @@ def test_sigterm_to_the_api_answers_the_request_in_flight_first(stack):
     thread = threading.Thread(target=send)
     thread.start()
     assert started.wait(30)
-    time.sleep(0.3)
     api.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    with pytest.raises(httpx.TransportError):  # shutting down: no new connections, while the upload goes on
-        httpx.get(stack["client"].base_url.join("/health/live"), timeout=2)
+    deadline = time.monotonic() + 20
+    while True:  # shutting down: no new connections, while the upload goes on
+        try:
+            httpx.get(stack["client"].base_url.join("/health/live"), timeout=2)
+        except httpx.TransportError:
+            break
+        assert time.monotonic() < deadline, "the API still takes new connections 20 s after SIGTERM"
+        time.sleep(0.05)
     assert thread.is_alive()
+    refusing.set()
     thread.join(60)
     assert answer["r"].status_code == 200, answer["r"].text
     assert answer["r"].json()["model"]["name"] == "pneumonia"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,6 +102,57 @@ def test_an_evaluation_job_reports_on_a_split(stack):
     assert {"report.json", "roc_val.png"} <= {a["name"] for a in run["artifacts"]}
 
 
+def test_a_cancel_accepted_before_the_end_always_wins_and_one_after_it_is_409(stack):
+    """Cancels at spread-out moments of short jobs (a second or two of work each): whatever the moment, an
+    accepted cancel ends `cancelled` with no model version, and a refused one (409 already_finished)
+    comes from a job that succeeded with its version. The spread is not a wait: any timing must hold."""
+    client = stack["client"]
+    outcomes = []
+    for delay in (0.0, 0.3, 0.8, 1.5, 2.5):
+        location = submit(client, epochs=1, max_train_samples=64, max_eval_samples=64)
+        watch_job(client, location, lambda j: j["status"] != "queued", timeout=120)
+        time.sleep(delay)
+        asked = time.monotonic()
+        r = client.post(f"{location}/cancel")
+        job, _ = watch_job(client, location, finished, timeout=120)
+        if r.status_code == 200:
+            assert r.json()["status"] in ("cancelling", "cancelled"), r.text
+            assert job["status"] == "cancelled" and job["model_version"] is None, job
+            if job["run_id"] is not None:  # a cancel before the worker began leaves no run
+                assert client.get(f"/runs/{job['run_id']}").json()["status"] == "cancelled"
+            outcomes.append(("cancelled", round(time.monotonic() - asked, 2)))
+        else:
+            assert r.status_code == 409 and r.json()["error"] == "already_finished", r.text
+            assert job["status"] == "succeeded" and job["model_version"] is not None, job
+            outcomes.append(("too late", None))
+        db = Database(stack["db_url"])
+        with db.session() as s:
+            versions = s.execute(text("SELECT count(*) FROM model_versions mv JOIN runs r ON mv.run_id = r.id "
+                                      "WHERE r.job_id = :j"), {"j": job["id"]}).scalar()
+        db.dispose()
+        assert versions == (1 if job["status"] == "succeeded" else 0), (job, versions)
+    print(f"cancel outcomes by delay after the job started (seconds to stop when accepted): {outcomes}")
+    assert outcomes[0][0] == "cancelled"  # asked as it starts: it cannot have finished its work yet
+
+    again = client.post(f"{location}/cancel")  # the last job has ended, one way or the other
+    assert again.status_code == 409 and again.json()["error"] == "already_finished", again.text
+
+
+def test_a_running_job_shows_cancelling_and_stops_within_seconds(stack):
+    client = stack["client"]
+    location = submit(client, epochs=20, max_train_samples=1024)
+    watch_job(client, location, lambda j: j["progress"]["step"] >= 1 or finished(j), timeout=180)
+    asked = time.monotonic()
+    r = client.post(f"{location}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelling" and r.json()["cancel_requested"], r.text
+    job, seen = watch_job(client, location, finished, timeout=60)
+    latency = time.monotonic() - asked
+    assert job["status"] == "cancelled" and job["model_version"] is None, job
+    assert job["progress"]["epoch"] < 20
+    print(f"cancelled {latency:.2f} s after the request; states seen: {[s['status'] for s in seen]}")
+    assert latency < 10, latency  # read every half second, checked every step (not at the 15 s heartbeat)
+
+
 def test_a_worker_killed_mid_job_is_replaced_and_the_job_resumes(stack):
     client, epochs = stack["client"], 5
     location = submit(client, epochs=epochs, max_train_samples=512)
@@ -121,7 +173,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_resumes(stack):
     assert run["resumed_from_epoch"] >= 2, run["resumed_from_epoch"]  # from the last checkpoint, not from scratch
     for split, names in run["metrics"].items():
         for name, points in names.items():
-            assert [p["epoch"] for p in points] == list(range(epochs)), (split, name)
+            assert [p["epoch"] for p in points] == list(range(1, epochs + 1)), (split, name)
     final = next(c for c in run["checkpoints"] if c["kind"] == "final")
     assert hashlib.sha256(file_of(final["uri"]).read_bytes()).hexdigest() == final["sha256"]
 

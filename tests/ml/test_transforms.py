@@ -146,3 +146,20 @@ def test_a_tall_strip_squashed_is_resized_long_axis_first(monkeypatch):
     transposed = pre.resize(strip)
     assert torch.allclose(transposed, direct, atol=1e-6)
     assert torch.all(transposed[0, 1:, 0] > transposed[0, :-1, 0])  # still dark at the top, bright below
+
+
+def test_gamma_bends_intensities_per_image_and_keeps_order_and_range():
+    batch = torch.linspace(0, 1, 32 * 32).view(1, 1, 32, 32).repeat(4, 1, 1, 1)
+    still = {"rotation": 0, "translate": 0, "scale": (1, 1), "ratio": (1, 1), "brightness": 0, "contrast": 0}
+    out = BatchAugment(AugmentConfig(**still, gamma=(0.5, 2.0)))(batch, torch.Generator().manual_seed(0))
+    assert out.min() >= 0 and out.max() <= 1
+    flat = out.flatten(1)
+    assert (flat.diff(dim=1) >= -1e-6).all()  # monotone: gamma never reorders intensities
+    mids = out[:, 0, 16, 16]
+    assert mids.max() - mids.min() > 0.05  # each image gets its own gamma
+    # off by default: the random sequence (and so every older recipe's training) is unchanged
+    plain = BatchAugment(AugmentConfig())(batch, torch.Generator().manual_seed(5))
+    explicit = BatchAugment(AugmentConfig(gamma=(1.0, 1.0)))(batch, torch.Generator().manual_seed(5))
+    assert torch.equal(plain, explicit)
+    with pytest.raises(ValueError, match="gamma"):
+        AugmentConfig(gamma=(1.5, 1.0))

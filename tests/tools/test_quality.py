@@ -55,6 +55,7 @@ def test_each_shipped_model_has_its_recipe_card_and_small_weights(name: str) -> 
     entry = SHIPPED[name]
     raw = tomllib.loads((quality.REPO_ROOT / entry["recipe"]).read_text())
     raw.pop("description")
+    raw.pop("quality", None)
     assert TrainConfig.parse(raw).params.seed == 0
     weights = quality.REPO_ROOT / "models" / entry["path"]
     assert weights.stat().st_size < 5_000_000
@@ -69,3 +70,73 @@ def test_it_measures_a_shipped_model_end_to_end(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "test n=177" in out and "Hernia" in out and "undefined: no positives" in out
     assert (tmp_path / "quality-nih14.json").exists()
+
+
+def _binary(seed: int, shift: float = 0.0) -> dict:
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(400) < 250).astype(np.float32)[:, None]
+    probs = np.clip(0.35 * labels + rng.random((400, 1)) * 0.65 + shift * (1 - labels), 0, 1)
+    return {"probs": probs.astype(np.float32), "labels": labels, "thresholds": np.array([0.5]),
+            "task": Task.BINARY, "pathologies": ["Pneumonia"]}
+
+
+def test_binary_figures_give_the_operating_point_and_policies_transfer_from_val_to_test() -> None:
+    val, test = _binary(0), _binary(1, shift=0.15)  # test negatives score higher, as on Kermany's test
+    out = quality.figures(val, n_resamples=50)
+    y, d = val["labels"][:, 0] > 0.5, val["probs"][:, 0] >= 0.5
+    assert out["sensitivity"] == pytest.approx(d[y].mean()) and out["specificity"] == pytest.approx((~d[~y]).mean())
+    rows = {r["policy"]: r for r in quality.policy_table(val, test)}
+    assert {"youden", "youden_mid", "f1", "sensitivity 0.95", "fixed 0.5"} <= set(rows)
+    assert rows["sensitivity 0.95"]["val"]["sensitivity"] >= 0.95
+    assert rows["sensitivity 0.90"]["threshold"] >= rows["sensitivity 0.97"]["threshold"]
+    assert rows["fixed 0.5"]["threshold"] == 0.5
+    assert rows["youden"]["test"]["specificity"] < rows["youden"]["val"]["specificity"]  # the shift shows
+
+
+def test_figures_per_dataset_leave_out_what_a_dataset_does_not_annotate() -> None:
+    pred = _prediction()
+    pred["labels"][60:, 0] = np.nan  # the second dataset does not annotate A
+    pred["source"] = np.array(["one"] * 60 + ["two"] * 60)
+    out = quality.figures(pred, n_resamples=50)
+    assert set(out["by_source"]) == {"one", "two"}
+    assert out["by_source"]["one"]["per_class"]["A"]["annotated"] == 60
+    assert out["by_source"]["two"]["per_class"]["A"]["annotated"] == 0
+    assert out["by_source"]["two"]["per_class"]["A"]["auroc"] is None
+    assert out["per_class"]["A"]["annotated"] == 60
+
+
+def test_a_recipe_may_name_its_own_test_set(tmp_path: Path) -> None:
+    recipe = {"dataset": "folder", "data_root": "../shared/data/train", "quality": {
+        "test_dataset": "folder", "test_data_root": "../shared/data/test", "test_dataset_options": {"task": "binary"}}}
+    test_recipe, root, name = quality.test_source(recipe, tmp_path / "train", tmp_path)
+    assert test_recipe == {"dataset": "folder", "dataset_options": {"task": "binary"}} and root == tmp_path / "test"
+    assert name == "folder: ../shared/data/test"
+    plain = {"dataset": "pneumoniamnist", "data_root": "data/p.npz"}
+    assert quality.test_source(plain, tmp_path, tmp_path)[0] is plain
+
+
+def test_shipping_stores_the_quality_summary_in_the_checkpoint(tmp_path: Path) -> None:
+    from app.schemas.quality import ModelQuality
+    from ml.checkpoint import load_checkpoint
+
+    source = quality.REPO_ROOT / "models" / "pneumonia" / "model.pt"
+    result = {"name": "pneumonia", "test_set": "PneumoniaMNIST official test", "threshold_policy": "youden_mid",
+              "test": quality.figures(_binary(2), n_resamples=50)}
+    summary = quality.quality_of(result)
+    quality.store_quality(source, tmp_path / "model.pt", summary)
+    ckpt = load_checkpoint(tmp_path / "model.pt")
+    assert ckpt["metrics"]["quality"]["per_label_auroc"] == summary["per_label_auroc"]
+    assert ckpt["metrics"]["test"] == load_checkpoint(source)["metrics"]["test"]  # the rest is kept
+    shown = ModelQuality.of(ckpt["metrics"])
+    assert shown.test_set == "PneumoniaMNIST official test" and shown.per_label_auroc["Pneumonia"] > 0.5
+
+
+def test_three_class_figures_from_a_multi_label_model() -> None:
+    # truth: 2 normal, 2 pneumonia, 2 tuberculosis; the last tuberculosis row is called pneumonia
+    labels = np.array([[0, 0], [0, 0], [1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    probs = np.array([[0.1, 0.1], [0.2, 0.3], [0.9, 0.2], [0.6, 0.1], [0.3, 0.9], [0.8, 0.5]], dtype=np.float32)
+    pred = {"labels": labels, "probs": probs, "thresholds": [0.5, 0.5], "pathologies": ["Pneumonia", "Tuberculosis"]}
+    out = quality.three_class(pred)
+    assert out["n"] == 6 and out["accuracy"] == pytest.approx(5 / 6)
+    assert out["f1"]["normal"] == 1.0 and out["f1"]["Tuberculosis"] == pytest.approx(2 / 3)
+    assert quality.three_class(pred | {"pathologies": ["Pneumonia", "Effusion"]}) is None

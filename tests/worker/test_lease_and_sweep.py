@@ -3,12 +3,15 @@ SQLAlchemy transport on a SQLite file, the embedded default)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
+import pytest
 from celery import Celery
 from kombu import Connection
 
-from registry.jobs import claim_job, finish_job, get_job, request_cancel
+from registry.errors import AlreadyFinished, CancelRequested
+from registry.jobs import begin_publishing, claim_job, finish_job, get_job, request_cancel
 from registry.queue import celery_config, queue_names
 from tests.worker.support import new_job
 from worker.lease import Lease
@@ -91,3 +94,58 @@ def test_the_sweep_sends_orphans_once_and_retries_when_the_broker_is_down(ctx, p
     with ctx.db.session() as s:
         back = get_job(s, job_id=dead)
     assert (back.status, back.worker) == ("queued", None) and back.task_id is not None
+
+
+def test_the_cancel_flag_is_read_between_heartbeats(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia)
+    with ctx.db.session() as s:
+        claim_job(s, job_id=job_id, worker=ctx.name, device="cpu", lease_seconds=600)
+    # the next heartbeat is ten minutes away: only the half-second poll can bring the cancel back
+    with Lease(ctx.db, job_id=job_id, worker=ctx.name, lease_seconds=600, interval=300, poll=0.1) as lease:
+        with ctx.db.session() as s:
+            request_cancel(s, job_id=job_id)
+        assert _wait(lease.should_stop, timeout=30) and lease.cancel_requested.is_set()
+    with ctx.db.session() as s:
+        finish_job(s, job_id=job_id, status="cancelled", worker=ctx.name)
+
+
+def test_a_cancel_accepted_first_keeps_the_worker_from_recording_a_result(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia)
+    with ctx.db.session() as s:
+        claim_job(s, job_id=job_id, worker=ctx.name, device="cpu", lease_seconds=600)
+    with ctx.db.session() as s:
+        assert request_cancel(s, job_id=job_id).cancel_requested
+    with pytest.raises(CancelRequested), ctx.db.session() as s:
+        begin_publishing(s, job_id=job_id, worker=ctx.name)
+        finish_job(s, job_id=job_id, status="succeeded", worker=ctx.name, result={"model_version": "x:1"})
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+    assert (job.status, job.cancel_requested, job.result) == ("running", True, {})
+
+
+def test_a_cancel_racing_a_result_being_recorded_waits_for_it_and_is_told_it_is_too_late(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia)
+    with ctx.db.session() as s:
+        claim_job(s, job_id=job_id, worker=ctx.name, device="cpu", lease_seconds=600)
+    answer: dict[str, object] = {}
+
+    def cancel() -> None:
+        try:
+            with ctx.db.session() as s:
+                request_cancel(s, job_id=job_id)
+            answer["outcome"] = "accepted"
+        except AlreadyFinished as exc:
+            answer["outcome"] = exc
+
+    thread = threading.Thread(target=cancel)
+    with ctx.db.session() as s:  # the worker's publishing transaction is open while the cancel arrives
+        begin_publishing(s, job_id=job_id, worker=ctx.name)
+        thread.start()
+        thread.join(0.5)  # the cancel is blocked on the publishing transaction, however long it waits
+        assert thread.is_alive()
+        finish_job(s, job_id=job_id, status="succeeded", worker=ctx.name, result={"model_version": "x:1"})
+    thread.join(30)
+    assert isinstance(answer["outcome"], AlreadyFinished) and "already succeeded" in str(answer["outcome"])
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+    assert (job.status, job.cancel_requested) == ("succeeded", False)

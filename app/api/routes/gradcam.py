@@ -1,4 +1,5 @@
-"""`POST /gradcam`: where the model looked, as an overlay at the upload's size."""
+"""`POST /gradcam`: where the model looked, as an overlay at the upload's size (at most `max_side` pixels on its
+longest side) in JPEG, PNG or WebP (`app.api.negotiation` says which)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,29 @@ import base64
 import time
 from typing import Annotated, Literal
 
-from fastapi import File, Query, Request, UploadFile
+from fastapi import File, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from app.api.auth import PREDICT_KEY_DOC
 from app.api.deps import ModelQuery, PredictorDep, SettingsDep
+from app.api.errors import error_responses
+from app.api.negotiation import overlay_encoding
 from app.api.uploads import UPLOAD_ERRORS_DOC, upload_router
 from app.schemas.reading import reading
 from app.schemas.serving import CamTarget, GradcamResult, GradcamTiming, ModelIdentity
 from app.serving.errors import InvalidInput, ServingError
 from app.serving.inputs import read_upload
+from app.serving.predictor import CamImage
 from app.serving.targets import split_targets
 from ml.explain.gradcam import CAM_METHODS
+from ml.explain.overlays import DEFAULT_MAX_SIDE, OVERLAY_FORMATS
 from ml.trust import InputCheck
 
 router = upload_router()
 
 CamMethod = Literal[tuple(CAM_METHODS)]  # type: ignore[valid-type]
+OverlayFormat = Literal["jpeg", "png", "webp"]
+MAX_SIDE_LIMIT = 4096  # the largest overlay asked for: 4096 px of RGB is 48 MiB per buffer
 
 
 @router.post(
@@ -30,15 +37,22 @@ CamMethod = Literal[tuple(CAM_METHODS)]  # type: ignore[valid-type]
     response_model=GradcamResult,
     responses={
         200: {
-            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "PNG overlay (default), or JSON with `format=json`",
-        }
+            "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                        for media in OVERLAY_FORMATS.values()},
+            "description": "the overlay (JPEG unless the query or `Accept` asks for PNG or WebP), or JSON "
+                           "with `format=json`",
+        },
+        406: {**error_responses(406)[406], "description": "`Accept` refuses JPEG, PNG and WebP alike"},
     },
-    description="`format=png` (default) answers the overlay of one target as `image/png` at the upload's "
-    "size, with headers `X-Model`, `X-Target`, `X-Probability` and `X-Input-Check` (`pass` or `flag`: the input "
-    "gate's verdict). `format=json` answers the probabilities "
-    "and, for each target, the overlay as base64 PNG and the heat map as a 16x16 grid." + UPLOAD_ERRORS_DOC
-    + PREDICT_KEY_DOC,
+    description="Without `format`, or with `format=jpeg|png|webp`, answers the overlay of one target at the "
+    "upload's size reduced to `max_side` pixels on its longest side (never enlarged), with headers `X-Model`, "
+    "`X-Target`, `X-Probability` and `X-Input-Check` (`pass` or `flag`: the input gate's verdict, also on the "
+    "JSON answer). The encoding is `format`'s, else the best of image/jpeg, image/png and "
+    "image/webp by the `Accept` header, else JPEG (quality 90: a tenth of the PNG's encode time and size for "
+    "a 1024 px overlay). `format=json` answers the probabilities and, for each target, the overlay in base64 "
+    "(`overlay_base64`, its type in `overlay_media_type`; `overlay_format` picks the encoding, JPEG by "
+    "default; with `overlay_format=png` the same text is also in `overlay_png_base64`, as before) and the heat "
+    "map as a 16x16 grid." + UPLOAD_ERRORS_DOC + PREDICT_KEY_DOC,
 )
 async def gradcam(
     request: Request,
@@ -59,15 +73,31 @@ async def gradcam(
         ),
     ] = ["top"],  # noqa: B006 - FastAPI copies defaults
     method: Annotated[CamMethod, Query(description="the CAM algorithm")] = "gradcam",
-    format_: Annotated[Literal["png", "json"], Query(alias="format", description="png or json")] = "png",
+    format_: Annotated[
+        Literal["jpeg", "png", "webp", "json"] | None,
+        Query(alias="format", description="the overlay itself in this encoding, or json; default: the overlay "
+                                          "in the encoding `Accept` prefers (JPEG if it names none)"),
+    ] = None,
+    overlay_format: Annotated[
+        OverlayFormat | None,
+        Query(description="the encoding of the overlays in format=json (default jpeg)"),
+    ] = None,
+    max_side: Annotated[
+        int,
+        Query(ge=1, le=MAX_SIDE_LIMIT, description="the overlay's longest side in pixels at most; a smaller "
+                                                   "upload keeps its size"),
+    ] = DEFAULT_MAX_SIDE,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
     model: ModelQuery = None,
 ) -> Response | GradcamResult:
     """Explain a prediction with a class activation map over the X-ray."""
     start = time.perf_counter()
     targets = split_targets(target)
-    if format_ == "png" and len(targets) > 1:
+    as_json = format_ == "json"
+    encoding = overlay_encoding(format_, overlay_format, accept)
+    if not as_json and len(targets) > 1:
         raise InvalidInput(
-            f"format=png gives one overlay; {len(targets)} targets were asked for: use format=json "
+            f"an image answer gives one overlay; {len(targets)} targets were asked for: use format=json "
             "for several",
             code="too_many_targets",
         )
@@ -77,17 +107,18 @@ async def gradcam(
                            code="too_many_files")
     resolved = await predictor.get(model)
     upload = await read_upload(file, index=0, max_bytes=settings.max_upload_bytes)
-    result = await predictor.gradcam(resolved.served, upload, targets, method)
-    if format_ == "png":
+    result = await predictor.gradcam(resolved.served, upload, targets, method, max_side=max_side, fmt=encoding)
+    if not as_json:
         [cam] = result.cams
         return Response(
-            cam.png,
-            media_type="image/png",
+            cam.overlay,
+            media_type=cam.media_type,
             headers={
                 "X-Model": resolved.served.record.ref,
                 "X-Target": cam.label,
                 "X-Probability": f"{cam.probability:.6f}",
                 "X-Input-Check": input_check_header(result.prepared.input_check),
+                "Vary": "Accept",
             },
         )
     prep = result.prepared
@@ -102,15 +133,7 @@ async def gradcam(
         thresholds=result.prediction.thresholds,
         positive=result.prediction.positive,
         **reading(resolved.served, result.prediction, prep.input_check),
-        targets=[
-            CamTarget(
-                label=c.label,
-                probability=c.probability,
-                heatmap=c.grid,
-                overlay_png_base64=base64.b64encode(c.png).decode("ascii"),
-            )
-            for c in result.cams
-        ],
+        targets=[_cam_target(c) for c in result.cams],
         timing_ms=GradcamTiming(
             decode=round(prep.decode_ms, 2),
             inference=round(result.inference_ms, 2),
@@ -122,3 +145,9 @@ async def gradcam(
 
 def input_check_header(check: InputCheck | None) -> str:
     return "flag" if check is not None and not check.in_distribution else "pass"
+
+
+def _cam_target(cam: CamImage) -> CamTarget:
+    text = base64.b64encode(cam.overlay).decode("ascii")
+    return CamTarget(label=cam.label, probability=cam.probability, heatmap=cam.grid, overlay_base64=text,
+                     overlay_media_type=cam.media_type, overlay_png_base64=text if cam.format == "png" else None)

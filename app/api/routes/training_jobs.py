@@ -16,10 +16,16 @@ from registry.records import MAX_INT
 
 router = APIRouter(prefix="/training-jobs", tags=["training jobs"])
 
+JOB_EXAMPLES = {404: ("not_found", "train job 7 does not exist"),
+                409: ("conflict", "job 7 already succeeded")}
+SUBMIT_EXAMPLES = {503: ("queue_unavailable", "the task queue is unreachable (connection refused); job 7 is "
+                         "saved as queued and will be sent automatically when the queue is back: do not submit "
+                         "it again")}
 JobId = Annotated[int, Path(ge=1, le=MAX_INT, description="the job's id", examples=[7])]
 
 
-@router.post("", status_code=202, response_model=Job, responses={**AUTH_ERRORS, **error_responses(422, 503)})
+@router.post("", status_code=202, response_model=Job,
+             responses={**AUTH_ERRORS, **error_responses(422, 503, examples=SUBMIT_EXAMPLES)})
 def submit(body: TrainingJobRequest, session: SessionDep, tasks: TasksDep, response: Response,
            caller: TrainKey, viewer: ViewerDep) -> Job:
     """Queue a training job."""
@@ -34,13 +40,14 @@ def list_training_jobs(session: SessionDep, page: Annotated[JobPage, Query()], v
     return list_page(session, kind="train", page=page, viewer=viewer)
 
 
-@router.get("/{job_id}", response_model=Job, responses=error_responses(404, 422))
+@router.get("/{job_id}", response_model=Job, responses=error_responses(404, 422, examples=JOB_EXAMPLES))
 def show(job_id: JobId, session: SessionDep, viewer: ViewerDep) -> Job:
     """Show a training job's status, progress, metrics and results."""
     return Job.of(get_job(session, job_id=job_id, kind="train"), viewer)
 
 
-@router.post("/{job_id}/cancel", response_model=Job, responses={**AUTH_ERRORS, **error_responses(404, 409, 422)})
+@router.post("/{job_id}/cancel", response_model=Job,
+             responses={**AUTH_ERRORS, **error_responses(404, 409, 422, examples=JOB_EXAMPLES)})
 def cancel(job_id: JobId, session: SessionDep, caller: TrainKey, viewer: ViewerDep) -> Job:
     """Cancel a training job."""
     return Job.of(cancel_job(session, job_id=job_id, kind="train", actor=caller.name), viewer)

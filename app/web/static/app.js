@@ -3,7 +3,27 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, result: null, previewUrl: null, overlayUrl: null };
+// Every answer is tied to the user action that asked for it: a new file or model starts a new generation
+// (aborting what is in flight), a Grad-CAM click a new CAM request; an answer for anything but the latest is
+// dropped, so the page never shows bars, an overlay or a caption of an image or model no longer chosen.
+const state = {
+  file: null, result: null, previewUrl: null, overlayUrl: null, previewFile: null, previewCaption: "",
+  generation: 0, controller: null,  // the current file + model
+  cam: 0, camController: null,  // the current overlay request
+  pick: 0,  // the latest sample click (its download may come back late)
+};
+
+function newGeneration() {
+  state.generation += 1;
+  if (state.controller) state.controller.abort();
+  if (state.camController) state.camController.abort();
+  state.controller = new AbortController();
+  state.cam += 1;
+  return { generation: state.generation, signal: state.controller.signal };
+}
+
+const isCurrent = (generation) => generation === state.generation;
+const isAbort = (error) => error && error.name === "AbortError";
 
 // fetch that sends the API key when one is given (a service with open_predict off asks for it) and turns
 // the API's JSON errors ({"error", "message"}) into exceptions with that message
@@ -45,38 +65,82 @@ function query(extra = {}) {
 
 // -- the image and its prediction -------------------------------------------------------------------
 
-function showPreview(file) {
+const BROWSER_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+function needsServerPreview(file) {
+  return /\.dcm$/i.test(file.name) || !BROWSER_IMAGES.includes(file.type);
+}
+
+function setImage(url, caption) {
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-  state.previewUrl = URL.createObjectURL(file);
-  $("overlay").hidden = true;
+  state.previewUrl = url;
+  state.previewCaption = caption;
   const preview = $("preview");
   preview.hidden = false;
-  preview.onerror = () => { preview.hidden = true; $("caption").textContent = `${file.name} (no preview for this format)`; };
-  preview.src = state.previewUrl;
+  preview.src = url;
+  $("caption").textContent = caption;
+}
+
+// the browser shows PNG and JPEG itself; DICOM (or anything it cannot decode) is rendered by the server
+async function showPreview(file, generation) {
+  hideOverlay();
+  if (state.previewFile === file && $("preview").getAttribute("src")) {  // same image, another model
+    $("caption").textContent = state.previewCaption;
+    return;
+  }
+  state.previewFile = file;
+  $("preview").hidden = true;
+  $("preview").removeAttribute("src");
   $("caption").textContent = file.name;
+  const fromServer = async () => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    try {
+      const response = await api("/preview", { method: "POST", body: form, signal: state.controller.signal });
+      const blob = await response.blob();
+      if (!isCurrent(generation)) return;
+      setImage(URL.createObjectURL(blob), `${file.name} (preview rendered by the server, ` +
+        `${response.headers.get("X-Image-Width")}×${response.headers.get("X-Image-Height")} px)`);
+    } catch (error) {
+      if (isCurrent(generation) && !isAbort(error)) $("caption").textContent = `${file.name} (no preview: ${error.message})`;
+    }
+  };
+  if (needsServerPreview(file)) return fromServer();
+  $("preview").onerror = () => { if (isCurrent(generation)) fromServer(); };
+  setImage(URL.createObjectURL(file), file.name);
+}
+
+function clearResult() {
+  state.result = null;
+  $("bars").replaceChildren();
+  $("model-used").textContent = "";
+  clearReading();
 }
 
 async function useFile(file) {
   state.file = file;
-  showPreview(file);
   await predict();
 }
 
 async function predict() {
   if (!state.file) return;
+  const file = state.file;
+  const { generation, signal } = newGeneration();
+  clearResult();
+  showPreview(file, generation);
   const form = new FormData();
-  form.append("file", state.file, state.file.name);
-  setStatus(`Classifying ${state.file.name}…`);
-  $("bars").replaceChildren();
-  clearReading();
+  form.append("file", file, file.name);
+  setStatus(`Classifying ${file.name}…`);
   try {
-    const response = await api(`/predict?${query()}`, { method: "POST", body: form });
-    state.result = await response.json();
-    renderBars(state.result);
-    renderReading(state.result);
-    setStatus(`Done in ${state.result.timing_ms.total.toFixed(0)} ms.`);
+    const response = await api(`/predict?${query()}`, { method: "POST", body: form, signal });
+    const result = await response.json();
+    if (!isCurrent(generation)) return;  // a newer file or model was chosen meanwhile
+    state.result = result;
+    renderBars(result);
+    renderReading(result);
+    setStatus(`Done in ${result.timing_ms.total.toFixed(0)} ms.`);
   } catch (error) {
-    setStatus(error.message, true);
+    if (isCurrent(generation) && !isAbort(error)) setStatus(error.message, true);
   }
 }
 
@@ -101,44 +165,71 @@ function renderBars(result) {
     `${result.width}×${result.height} px`;
 }
 
+// -- the Grad-CAM overlay: stacked over the image, with an opacity slider and a toggle to the original ---
+
+function hideOverlay() {
+  $("overlay").hidden = true;
+  $("overlay").removeAttribute("src");
+  $("overlay-controls").hidden = true;
+  for (const bar of document.querySelectorAll(".bar")) bar.setAttribute("aria-pressed", "false");
+}
+
+function applyOverlayView() {
+  const original = $("show-original").checked;
+  $("overlay").style.opacity = String(Number($("opacity").value) / 100);
+  $("overlay").hidden = original || !$("overlay").getAttribute("src");
+}
+
 async function showCam(label, bar) {
-  if (!state.file) return;
+  if (!state.file || !state.result) return;
+  const generation = state.generation;
+  const cam = ++state.cam;
+  if (state.camController) state.camController.abort();
+  state.camController = new AbortController();
   for (const other of document.querySelectorAll(".bar")) other.setAttribute("aria-pressed", String(other === bar));
   const method = $("method").value;
   const form = new FormData();
   form.append("file", state.file, state.file.name);
   setStatus(`Computing ${method} for ${label}…`);
   try {
-    const response = await api(`/gradcam?${query({ target: label, method })}`, { method: "POST", body: form });
+    const response = await api(`/gradcam?${query({ target: label, method })}`,
+                               { method: "POST", body: form, signal: state.camController.signal });
     const blob = await response.blob();
+    if (!isCurrent(generation) || cam !== state.cam) return;  // another image, model or bar since
     if (state.overlayUrl) URL.revokeObjectURL(state.overlayUrl);
     state.overlayUrl = URL.createObjectURL(blob);
     const overlay = $("overlay");
+    const probability = Number(response.headers.get("X-Probability")).toFixed(3);
     overlay.onload = () => {
-      $("preview").hidden = true;
-      overlay.hidden = false;
-      $("caption").textContent = `${method} for ${label} (p = ${Number(response.headers.get("X-Probability")).toFixed(3)})`;
+      if (!isCurrent(generation) || cam !== state.cam) return;
+      $("show-original").checked = false;
+      applyOverlayView();
+      $("overlay-controls").hidden = false;
+      $("caption").textContent = `${method} for ${label} (p = ${probability}) on ${state.file.name}`;
       setStatus(`Overlay for ${label} ready.`);
     };
     overlay.src = state.overlayUrl;
   } catch (error) {
-    setStatus(error.message, true);
+    if (isCurrent(generation) && cam === state.cam && !isAbort(error)) setStatus(error.message, true);
   }
 }
 
 // -- inputs -----------------------------------------------------------------------------------------
 
 function wireInputs() {
-  $("file").addEventListener("change", (event) => { if (event.target.files[0]) useFile(event.target.files[0]); });
+  const pickFile = (file) => { state.pick += 1; useFile(file); };
+  $("file").addEventListener("change", (event) => { if (event.target.files[0]) pickFile(event.target.files[0]); });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    if (event.dataTransfer.files[0]) useFile(event.dataTransfer.files[0]);
+    if (event.dataTransfer.files[0]) pickFile(event.dataTransfer.files[0]);
   });
   $("model").addEventListener("change", predict);
+  $("opacity").addEventListener("input", applyOverlayView);
+  $("show-original").addEventListener("change", applyOverlayView);
 }
 
 async function loadSamples() {
@@ -147,8 +238,9 @@ async function loadSamples() {
     $("samples").replaceChildren(...samples.map((s) => {
       const button = el("button", { type: "button", "data-sample": s.name }, s.name);
       button.addEventListener("click", async () => {
+        const pick = ++state.pick;
         const blob = await (await api(s.url)).blob();
-        await useFile(new File([blob], s.name, { type: blob.type }));
+        if (pick === state.pick) await useFile(new File([blob], s.name, { type: blob.type }));
       });
       return button;
     }));
@@ -188,16 +280,45 @@ async function loadModels() {
 
 let jobsTimer = null;
 
+// "95 s", "4 min", "2.5 h": a duration as a person reads it
+function duration(seconds) {
+  if (seconds == null) return "";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// How a job is doing: phase, epochs done, time spent and left, and how long ago its worker last spoke
+function jobLiveness(job) {
+  const p = job.progress || {};
+  const parts = [];
+  if (p.phase) parts.push(p.phase);
+  if (p.epochs) parts.push(`epoch ${(p.epoch ?? 0)}/${p.epochs}, step ${(p.step ?? 0)}/${p.steps ?? "?"}`);
+  if (p.elapsed_s != null) parts.push(`${duration(p.elapsed_s)} elapsed`);
+  if (p.eta_s != null) parts.push(`about ${duration(p.eta_s)} left`);
+  if (job.heartbeat_at && !["succeeded", "failed", "cancelled"].includes(job.status)) {
+    const ago = Math.max(0, (Date.now() - Date.parse(job.heartbeat_at)) / 1000);
+    parts.push(`worker seen ${duration(ago)} ago`);
+  }
+  if (job.device) parts.push(job.device);
+  return parts.join(" · ");
+}
+
 async function loadJobs() {
   try {
     const body = await (await api("/training-jobs?limit=10")).json();
     const items = (body.items || []).map((job) => {
       const p = job.progress || {};
       const fraction = Math.max(0, Math.min(1, p.fraction ?? 0));
-      const where = p.epochs ? `epoch ${(p.epoch ?? 0)}/${p.epochs}, step ${(p.step ?? 0)}/${p.steps ?? "?"}` : "";
+      const badges = [el("span", { class: "badge" }, job.status)];
+      if (job.stalled) {
+        badges.push(" ", el("span", { class: "badge stalled", title: "its worker stopped renewing its lease: it " +
+          "resumes from its last checkpoint when a worker takes it again" }, "stalled"));
+      }
       return el("li", { "data-job": String(job.id) },
-        el("strong", {}, `#${job.id} ${job.model}`), ` on ${job.dataset} `, el("span", { class: "badge" }, job.status),
-        el("div", { class: "muted" }, [where, job.device].filter(Boolean).join(" · ")),
+        el("strong", {}, `#${job.id} ${job.model}`), ` on ${job.dataset} `, ...badges,
+        el("div", { class: "muted" }, jobLiveness(job)),
+        job.stop_reason ? el("div", { class: "muted" }, job.stop_reason) : "",
         el("div", { class: "progress", title: `${(100 * fraction).toFixed(0)}%` },
           el("div", { style: `width:${(100 * fraction).toFixed(1)}%` })));
     });

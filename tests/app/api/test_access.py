@@ -142,7 +142,7 @@ def test_predict_is_open_by_default_and_needs_a_predict_key_when_closed(settings
     assert r.status_code not in (401, 403), r.text  # open: the request reaches the route
     closed = settings.model_copy(update={"open_predict": False})
     with TestClient(create_app(closed)) as c:
-        for path in ("/predict", "/gradcam"):
+        for path in ("/predict", "/gradcam", "/preview"):
             r = c.post(path, files={"file": ("x.png", b"not an image", "image/png")})
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", path
             r = c.post(path, files={"file": ("x.png", b"not an image", "image/png")},

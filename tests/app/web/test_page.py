@@ -40,14 +40,28 @@ def test_upload_shows_bars_and_a_click_shows_the_overlay(
         bars.filter(has_text="Effusion").click()
         overlay = page.locator("#overlay")
         expect(overlay).to_be_visible(timeout=30_000)
-        expect(page.locator("#preview")).to_be_hidden()  # the overlay takes the upload's place
         expect(page.locator("#caption")).to_contain_text("gradcam for Effusion")
         natural = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        # the overlay lies exactly over the upload, with its colour scale, opacity and a way back
+        preview_box, overlay_box = page.locator("#preview").bounding_box(), overlay.bounding_box()
+        assert preview_box and overlay_box
+        assert all(abs(preview_box[k] - overlay_box[k]) < 1.5 for k in ("x", "y", "width", "height"))
+        expect(page.locator("#overlay-controls .legend .scale")).to_be_visible()
+        page.locator("#opacity").fill("40")
+        assert overlay.evaluate("img => getComputedStyle(img).opacity") == "0.4"
+        page.locator("#show-original").check()
+        expect(overlay).to_be_hidden()
+        expect(page.locator("#preview")).to_be_visible()
+        page.locator("#show-original").uncheck()
+        expect(overlay).to_be_visible()
         page.screenshot(path=str(artifacts / "page-upload-overlay.png"), full_page=True)
 
-        # a bundled sample goes through the same path
+        # a bundled sample goes through the same path, and the old overlay and caption go with the old image
         page.locator("#samples button", has_text="nih_cxr_1024.png").click()
         expect(page.locator("#model-used")).to_contain_text("1024×1024")
+        expect(overlay).to_be_hidden()
+        expect(page.locator("#overlay-controls")).to_be_hidden()
+        expect(page.locator("#caption")).to_have_text("nih_cxr_1024.png")
         browser.close()
 
     from PIL import Image
@@ -65,7 +79,10 @@ JOBS = {
             "model": "densenet121",
             "dataset": "nih-sample",
             "device": "cpu",
-            "progress": {"epoch": 2, "epochs": 5, "step": 10, "steps": 40, "fraction": 0.45},
+            "progress": {"phase": "training", "epoch": 2, "epochs": 5, "step": 10, "steps": 40, "fraction": 0.45,
+                         "elapsed_s": 300.0, "eta_s": 420.0},
+            "heartbeat_at": "2026-01-05T10:01:35Z", "lease_expires_at": "2026-01-05T10:03:35Z", "stalled": True,
+            "stop_reason": None,
         },
         {
             "id": 6,
@@ -73,10 +90,19 @@ JOBS = {
             "model": "simple_cnn",
             "dataset": "pneumoniamnist",
             "device": "cuda:0",
-            "progress": {"epoch": 3, "epochs": 3, "step": 40, "steps": 40, "fraction": 1.0},
+            "progress": {"phase": None, "epoch": 3, "epochs": 3, "step": 40, "steps": 40, "fraction": 1.0,
+                         "elapsed_s": 75.0, "eta_s": None},
+            "heartbeat_at": "2026-01-05T09:01:35Z", "lease_expires_at": None, "stalled": False, "stop_reason": None,
+        },
+        {
+            "id": 5, "status": "cancelled", "model": "simple_cnn", "dataset": "pneumoniamnist", "device": "cpu",
+            "progress": {"phase": None, "epoch": 1, "epochs": 3, "step": 0, "steps": 40, "fraction": 0.32,
+                         "elapsed_s": 40.0, "eta_s": None},
+            "heartbeat_at": None, "lease_expires_at": None, "stalled": False,
+            "stop_reason": "cancelled on request after 1 of 3 epochs",
         },
     ],
-    "total": 2,
+    "total": 3,
     "limit": 10,
     "offset": 0,
 }
@@ -93,13 +119,20 @@ def test_training_jobs_show_their_progress(web_server: Server, chromium_path: Pa
         running = page.locator('#jobs li[data-job="7"]')
         expect(running).to_contain_text("densenet121")
         expect(running).to_contain_text("running")
-        expect(running).to_contain_text("epoch 2/5, step 10/40")
+        expect(running).to_contain_text("training · epoch 2/5, step 10/40 · 5 min elapsed · about 7 min left")
+        expect(running).to_contain_text("worker seen")
+        expect(running.locator(".badge.stalled")).to_have_text("stalled")
         bar = running.locator(".progress div")
         fraction = bar.evaluate(
             "el => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width"
         )
         assert abs(fraction - 0.45) < 0.02
-        expect(page.locator('#jobs li[data-job="6"]')).to_contain_text("succeeded")
+        done = page.locator('#jobs li[data-job="6"]')
+        expect(done).to_contain_text("succeeded")
+        expect(done).to_contain_text("75 s elapsed")
+        expect(done).not_to_contain_text("worker seen")
+        expect(done.locator(".badge.stalled")).to_have_count(0)
+        expect(page.locator('#jobs li[data-job="5"]')).to_contain_text("cancelled on request after 1 of 3 epochs")
         browser.close()
 
 

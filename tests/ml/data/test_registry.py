@@ -10,7 +10,7 @@ import pytest
 from ml.data import create_dataset, describe_dataset, list_datasets
 from ml.errors import DatasetError
 
-NAMES = ["chestmnist", "chexpert", "folder", "medmnist", "nih", "pneumoniamnist"]
+NAMES = ["chestmnist", "chexpert", "folder", "medmnist", "merged", "nih", "pneumoniamnist"]
 
 
 def test_every_adapter_is_registered_with_a_description() -> None:

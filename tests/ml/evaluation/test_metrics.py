@@ -116,3 +116,23 @@ def test_rank_auroc_equals_the_torchmetrics_auroc_with_ties_and_unknowns():
     ours, ref = rank_auroc(p, y), per_class_auroc(p, y)
     np.testing.assert_allclose(ours[:2], ref[:2], atol=1e-6)
     assert np.isnan(ours[2]) and np.isnan(ref[2])
+
+
+def test_sensitivity_policy_takes_the_highest_cut_reaching_the_target():
+    # 20 positives scored 0.30..0.97, 20 negatives 0.0..0.38: the cut keeping 95% (19 of 20) of positives
+    pos = np.linspace(0.30, 0.97, 20)
+    neg = np.linspace(0.0, 0.38, 20)
+    p = np.r_[pos, neg][:, None]
+    y = np.r_[np.ones(20), np.zeros(20)][:, None]
+    t = choose_thresholds(p, y, "sensitivity", target_sensitivity=0.95)[0]
+    assert t == pytest.approx(pos[1])
+    assert (pos >= t).mean() == pytest.approx(0.95)
+    assert choose_thresholds(p, y, "sensitivity", target_sensitivity=1.0)[0] == pytest.approx(pos[0])
+
+
+def test_report_counts_only_annotated_rows():
+    y = np.array([[1, np.nan], [0, 1], [1, 0], [0, np.nan]], dtype=np.float64)
+    p = np.array([[0.9, 0.9], [0.2, 0.8], [0.7, 0.1], [0.1, 0.99]])
+    report = classification_report(p, y, "multilabel", ["a", "b"], np.array([0.5, 0.5]))
+    assert report["per_class"]["b"]["n"] == 2 and report["per_class"]["b"]["support"] == 1
+    assert report["per_class"]["b"]["precision"] == 1.0 and report["per_class"]["b"]["auroc"] == 1.0

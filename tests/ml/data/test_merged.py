@@ -1,0 +1,135 @@
+"""The `merged` adapter on a tiny copy of the shared data layout: real Kermany sample JPEGs, small synthetic
+3-class and NIH members, the label mapping, NaN for labels a member does not annotate, mixing weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from ml.data import create_dataset
+from ml.data._util import CHESTXRAY14_LABELS
+from ml.data.base import Task
+from ml.data.batches import Batches
+from ml.data.merged import VOCABULARY
+from ml.data.options import validate_options
+from ml.errors import DatasetError
+from ml.models import get_model_config
+from ml.transforms import Preprocess, resolve_data_config
+from tests.ml.data.merged_layout import build_shared_layout
+
+
+@pytest.fixture(scope="module")
+def shared(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_shared_layout(tmp_path_factory.mktemp("shared"), data_dir)
+
+
+def _known(ds, source: str) -> np.ndarray:
+    rows = ds.labels[(ds.metadata["source"] == source).to_numpy()]
+    return ~np.isnan(rows)
+
+
+def test_members_share_one_vocabulary_and_mark_what_they_do_not_annotate(shared: Path) -> None:
+    ds = create_dataset("merged", shared)
+    assert ds.task is Task.MULTILABEL and ds.pathologies == [*CHESTXRAY14_LABELS, "Tuberculosis"]
+    pneumonia, tb = VOCABULARY.index("Pneumonia"), VOCABULARY.index("Tuberculosis")
+    assert set(ds.metadata["source"]) == {"kermany", "cxr3class", "nih"}
+
+    known = _known(ds, "kermany")  # Pneumonia only
+    assert known[:, pneumonia].all() and known.sum() == known.shape[0]
+    known = _known(ds, "cxr3class")  # Pneumonia and Tuberculosis only
+    assert known[:, [pneumonia, tb]].all() and known.sum() == 2 * known.shape[0]
+    known = _known(ds, "nih")  # the 14 NIH labels, not Tuberculosis
+    assert known[:, :14].all() and not known[:, tb].any()
+
+    meta = ds.metadata
+    kermany = ds.labels[(meta["source"] == "kermany").to_numpy(), pneumonia]
+    is_pneumonia = meta.loc[meta["source"] == "kermany", "class"].eq("PNEUMONIA").to_numpy()
+    np.testing.assert_array_equal(kermany, is_pneumonia.astype(np.float32))
+    cxr = meta["source"].eq("cxr3class").to_numpy()
+    cls = meta.loc[cxr, "class"].to_numpy()
+    np.testing.assert_array_equal(ds.labels[cxr][:, tb], (cls == "tuberculosis").astype(np.float32))
+    np.testing.assert_array_equal(ds.labels[cxr][:, pneumonia], (cls == "pneumonia").astype(np.float32))
+    assert (ds.labels[cxr][cls == "normal"][:, [pneumonia, tb]] == 0).all()
+
+
+def test_each_member_keeps_its_split_and_kermany_tests_on_the_official_test_folder(shared: Path) -> None:
+    ds = create_dataset("merged", shared)
+    meta = ds.metadata
+    kermany_test = meta[(meta["source"] == "kermany") & (meta["split"] == "test")]
+    assert len(kermany_test) == 6 and kermany_test["path"].str.contains("test_224px").all()
+    assert not meta.loc[(meta["source"] == "kermany") & (meta["split"] != "test"), "path"].str.contains(
+        "test_224px").any()
+    nih = meta[meta["source"] == "nih"]
+    assert nih["split"].value_counts().to_dict() == {"train": 8, "val": 4, "test": 4}
+    assert all(name.startswith(split) for name, split in zip(nih["name"], nih["split"], strict=True))
+    image, _ = ds[int(np.flatnonzero(meta["source"].eq("nih").to_numpy())[0])]
+    assert image.shape == (64, 64) and image.dtype == np.float32
+
+
+def test_weights_give_each_member_its_share_of_every_split(shared: Path) -> None:
+    ds = create_dataset("merged", shared, members=["kermany", "nih"], weights={"kermany": 1.0, "nih": 3.0})
+    assert set(ds.metadata["source"]) == {"kermany", "nih"}
+    share = ds.metadata.groupby(["split", "source"])["sample_weight"].sum().unstack()
+    np.testing.assert_allclose(share["nih"] / share["kermany"], 3.0)
+
+
+def test_weighted_batches_draw_members_in_proportion(shared: Path) -> None:
+    ds = create_dataset("merged", shared, members=["kermany", "nih"], weights={"kermany": 1.0, "nih": 3.0})
+    train = ds.split("train")
+    preprocess = Preprocess(resolve_data_config(get_model_config("simple_cnn"), input_size=16))
+    batches = Batches(train, preprocess, batch_size=8, shuffle=True,
+                      sample_weights=train.metadata["sample_weight"].to_numpy())
+    generator = torch.Generator().manual_seed(0)
+    drawn_nih = drawn = 0
+    is_nih = torch.from_numpy(train.metadata["source"].eq("nih").to_numpy())
+    for _ in range(200):
+        order = torch.multinomial(batches.sample_weights, len(train), replacement=True, generator=generator)
+        drawn_nih += int(is_nih[order].sum())
+        drawn += len(order)
+    # nih holds 8 of ~24 training rows (a third) but 3/4 of the weight
+    assert 0.70 < drawn_nih / drawn < 0.80
+    # and an epoch of the batches follows the same sampler
+    seen = sum(len(labels) for _, labels in batches.epoch(torch.Generator().manual_seed(1)))
+    assert seen == len(train)
+
+
+def test_bad_members_and_weights_are_refused(shared: Path) -> None:
+    with pytest.raises(DatasetError, match="unknown member"):
+        create_dataset("merged", shared, members=["kermany", "chexpert"])
+    with pytest.raises(DatasetError, match="weights"):
+        create_dataset("merged", shared, members=["kermany"], weights={"nih": 1.0})
+    with pytest.raises(DatasetError, match="weights"):
+        create_dataset("merged", shared, members=["kermany"], weights={"kermany": 0.0})
+    with pytest.raises(DatasetError, match="once"):
+        create_dataset("merged", shared, members=["nih", "nih"])
+
+
+def test_options_are_validated_like_any_adapter_s() -> None:
+    assert validate_options("merged", {"members": ["kermany", "nih"], "weights": {"nih": 2}}) == {
+        "members": ["kermany", "nih"], "weights": {"nih": 2.0}}
+    for bad in ({"members": "kermany", "extra": 1}, {"weights": {"nih": "heavy"}}, {"weights": {"nih": float("inf")}}):
+        with pytest.raises(ValidationError):
+            validate_options("merged", bad)
+
+
+def test_fit_trains_on_the_merged_dataset_and_masks_what_members_lack(shared: Path, tmp_path: Path) -> None:
+    from ml.config import TrainConfig
+    from ml.training.loop import fit
+
+    config = TrainConfig.parse({"model": "simple_cnn", "dataset": "merged", "data_root": str(shared),
+                                "dataset_options": {"weights": {"nih": 2.0}},
+                                "params": {"epochs": 1, "batch_size": 16, "input_size": 32, "pos_weight": True}})
+    result = fit(config, tmp_path / "run")
+    meta = create_dataset("merged", shared).split("test").metadata
+    test = result.report["splits"]["test"]
+    assert test["n"] == len(meta)  # every member's test rows
+    per_class = test["per_class"]
+    # each label is scored on the rows that annotate it: Tuberculosis on the 3-class rows, Hernia on NIH's
+    assert per_class["Tuberculosis"]["n"] == int((meta["source"] == "cxr3class").sum())
+    assert per_class["Hernia"]["n"] == int((meta["source"] == "nih").sum()) == 4
+    assert per_class["Pneumonia"]["n"] == int((meta["source"] != "nih").sum()) + 4
+    assert np.isfinite(result.history[0]["train"]["loss"])
