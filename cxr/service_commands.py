@@ -192,7 +192,7 @@ def api_argv(settings: AppSettings) -> list[str]:
 # are mapped fresh from the kernel and given back on every request, so each request faults those pages in
 # again: ~1,700 minor page faults per decode on a pool thread, none with these settings, and the 28 px
 # model's /predict ~4-6 ms faster on this machine. Blocks under 64 MB come from the heap, and up to 256 MB of
-# free heap is kept rather than trimmed (resident memory stays flat: see README, Performance). A variable
+# free heap is kept rather than trimmed (resident memory stays flat: see docs/performance.md). A variable
 # already in the environment wins.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
 

@@ -298,17 +298,24 @@ def _data_parallel(model: CXRModel, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model)
 
 
+def _collective_device() -> torch.device:
+    """Where a collective's tensors live: NCCL reduces CUDA tensors only, gloo CPU ones."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _any_rank(flag: bool, world: int) -> bool:
     """True on every rank when `flag` is true on any (so all ranks stop at the same step)."""
     if world == 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return bool(t.item())
 
 
 def _sum_ranks(*values: float) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     torch.distributed.all_reduce(t)
     return t.tolist()
 

@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 // (aborting what is in flight), a Grad-CAM click a new CAM request; an answer for anything but the latest is
 // dropped, so the page never shows bars, an overlay or a caption of an image or model no longer chosen.
 const state = {
-  file: null, result: null, previewUrl: null, overlayUrl: null,
+  file: null, result: null, previewUrl: null, overlayUrl: null, previewFile: null, previewCaption: "",
   generation: 0, controller: null,  // the current file + model
   cam: 0, camController: null,  // the current overlay request
   pick: 0,  // the latest sample click (its download may come back late)
@@ -74,6 +74,7 @@ function needsServerPreview(file) {
 function setImage(url, caption) {
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = url;
+  state.previewCaption = caption;
   const preview = $("preview");
   preview.hidden = false;
   preview.src = url;
@@ -83,6 +84,11 @@ function setImage(url, caption) {
 // the browser shows PNG and JPEG itself; DICOM (or anything it cannot decode) is rendered by the server
 async function showPreview(file, generation) {
   hideOverlay();
+  if (state.previewFile === file && $("preview").getAttribute("src")) {  // same image, another model
+    $("caption").textContent = state.previewCaption;
+    return;
+  }
+  state.previewFile = file;
   $("preview").hidden = true;
   $("preview").removeAttribute("src");
   $("caption").textContent = file.name;
