@@ -83,6 +83,11 @@ class ServedModel:
     def labels(self) -> list[str]:
         return self.loaded.labels
 
+    @property
+    def metric_labels(self) -> tuple[str, str]:
+        """The model and version labels of its metric series."""
+        return self.record.name, str(self.record.version)
+
     def forward(self, resized: list[torch.Tensor]) -> np.ndarray:
         """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime; blocking."""
         x = self.loaded.preprocess.finish(torch.stack(resized)).to(self.loaded.device)
@@ -96,8 +101,8 @@ class ServedModel:
         start = time.perf_counter()
         probs = self.forward(resized)
         seconds = time.perf_counter() - start
-        self.metrics.inference.labels(self.record.name, "predict").observe(seconds)
-        self.metrics.batch_size.observe(len(resized))
+        self.metrics.inference.labels(*self.metric_labels, "predict").observe(seconds)
+        self.metrics.batch_size.labels(*self.metric_labels).observe(len(resized))
         return probs, seconds * 1000
 
     def choose_runtime(self, candidates: list[str], threads: int | None) -> None:
@@ -105,7 +110,8 @@ class ServedModel:
         try:
             with TRACE_GUARD.running():
                 choice = choose_runtime(
-                    self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
+                    self.loaded.model, [x.to(self.loaded.device) for x in example_inputs(self.input_shape)],
+                    self._to_probabilities,
                     candidates=candidates, tolerance=1e-4, threads=threads,
                 )
         except Exception as exc:  # eager keeps serving
