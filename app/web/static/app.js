@@ -278,15 +278,8 @@ async function loadModels() {
 
 let jobsTimer = null;
 
-// "95 s", "4 min", "2.5 h": a duration as a person reads it
-function duration(seconds) {
-  if (seconds == null) return "";
-  if (seconds < 90) return `${Math.round(seconds)} s`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
-}
-
 // How a job is doing: phase, epochs done, time spent and left, and how long ago its worker last spoke
+// (`duration` is the page's one way of writing seconds, in runs.js)
 function jobLiveness(job) {
   const p = job.progress || {};
   const parts = [];
