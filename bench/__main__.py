@@ -1,6 +1,7 @@
 """Every benchmark side by side in one run: `make bench`, or
 
     python -m bench [--quick] [PART ...]        parts: floor serving runtimes training (default: all)
+    python -m bench gpu [--device cuda] [--tiny]    the GPU suite (bench/gpu.py), on its own
 
 Each part prints its table; the raw numbers go to bench/results/<part>.json (gitignored) and a summary of
 every figure against its target to bench/results/summary.json. The API benchmarks start `cxr api` as a
@@ -64,6 +65,11 @@ def _targets(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu"]:
+        from bench import gpu
+
+        return gpu.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("parts", nargs="*", default=[], metavar="PART",
                         help=f"which benchmarks ({', '.join(PARTS)}; default: all)")

@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = fit(config, out, reporter=reporter, resume=not args.no_resume, cache_dir=cache)
     minutes = (time.perf_counter() - started) / 60
     print(f"run folder: {result.run_dir}  (device {result.device}, {minutes:.1f} min)")
-    print(f"best epoch: {result.best_epoch + 1}; model: {result.model_path}")
+    print(f"best epoch: {result.best_epoch}; model: {result.model_path}")
     for split, rep in result.report["splits"].items():
         print(f"{split}: {format_summary(rep)}")
     return 0
@@ -144,7 +144,7 @@ def format_summary(report: dict[str, Any]) -> str:
 
 
 class _ProgressReporter(Reporter):
-    """tqdm progress per epoch and one line of metrics after each (hooks it does not define are no-ops)."""
+    """tqdm progress per epoch and one line of metrics after each."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -163,7 +163,7 @@ class _ProgressReporter(Reporter):
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=sys.stderr)
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", leave=False, file=sys.stderr)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
@@ -173,8 +173,8 @@ class _ProgressReporter(Reporter):
             self.bar = None
         train, val = metrics["train"], metrics["val"]
         auc = val.get("mean_auroc")
-        print(f"epoch {epoch + 1}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
-              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch + 1}: val loss {val['loss']:.4f}",
+        print(f"epoch {epoch}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
+              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch}: val loss {val['loss']:.4f}",
               file=sys.stderr)
 
     def on_checkpoint(self, **_: Any) -> None:

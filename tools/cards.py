@@ -293,6 +293,10 @@ def _source_lines(test: dict[str, Any]) -> list[str]:
               "metric)."), "", "| dataset | label | AUROC | 95% CI | positives | note |", "|---|---|---|---|---|---|"]
     for source, f in test["by_source"].items():
         lines.append(f"| **{source}** | mean | {_fmt(f['mean_auroc'])} | {_ci(f['mean_auroc_ci'])} | n={f['n']} | |")
+        if "three_class" in f:
+            lines.append(f"| {source} | normal/pneumonia/tuberculosis macro-F1 | "
+                         f"{f['three_class']['macro_f1']:.3f} | | n={f['three_class']['n']} | accuracy "
+                         f"{f['three_class']['accuracy']:.3f} |")
         for name, c in f["per_class"].items():
             if c.get("annotated") == 0:
                 continue

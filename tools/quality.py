@@ -156,7 +156,42 @@ def figures(pred: dict[str, Any], n_resamples: int = N_RESAMPLES, seed: int = BO
             rows = pred["source"] == source
             sub = pred | {"probs": probs[rows], "labels": labels[rows], "by_source": True}
             out["by_source"][str(source)] = figures(sub, n_resamples, seed)
+            three = three_class(sub)
+            if three is not None:
+                out["by_source"][str(source)]["three_class"] = three
     return out
+
+
+THREE_CLASS = ("normal", "Pneumonia", "Tuberculosis")
+
+
+def three_class(pred: dict[str, Any]) -> dict[str, Any] | None:
+    """Normal / pneumonia / tuberculosis decisions of a multi-label model, on rows that annotate both labels.
+
+    A row is the label whose probability exceeds its threshold by the larger ratio, or normal when neither
+    does; macro-F1 and accuracy over the three classes (comparable with the 3-class model's figures).
+    """
+    names = list(pred["pathologies"])
+    if "Pneumonia" not in names or "Tuberculosis" not in names:
+        return None
+    cols = [names.index("Pneumonia"), names.index("Tuberculosis")]
+    labels = pred["labels"][:, cols]
+    rows = ~np.isnan(labels).any(axis=1)
+    if not rows.any() or (labels[rows].sum(axis=0) == 0).any():
+        return None
+    labels, probs = labels[rows], pred["probs"][rows][:, cols]
+    thresholds = np.asarray(pred["thresholds"], dtype=np.float64)[cols]
+    truth = np.where(labels[:, 1] > 0.5, 2, np.where(labels[:, 0] > 0.5, 1, 0))
+    ratio = probs / thresholds
+    decision = np.where(ratio.max(axis=1) >= 1, ratio.argmax(axis=1) + 1, 0)
+    f1s = []
+    for k in range(3):
+        tp = float(((decision == k) & (truth == k)).sum())
+        fp = float(((decision == k) & (truth != k)).sum())
+        fn = float(((decision != k) & (truth == k)).sum())
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"n": int(rows.sum()), "classes": list(THREE_CLASS), "macro_f1": float(np.mean(f1s)),
+            "f1": dict(zip(THREE_CLASS, f1s, strict=True)), "accuracy": float((decision == truth).mean())}
 
 
 def operating_point(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -211,7 +246,7 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     result = fit(config, run_dir, resume=False)
     seconds = time.perf_counter() - started
     training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
-                "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads,
+                "best_epoch": result.best_epoch, "device": result.device, "threads": threads,
                 "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
@@ -225,7 +260,7 @@ def run_training(run_dir: Path, train_seconds: float | None) -> dict[str, Any] |
     if train_seconds is None:
         return None
     report = json.loads((run_dir / "report.json").read_text())
-    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"] + 1,
+    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"],
             "device": report["device"], "threads": 2, "how": "wall clock of `time cxr train --config RECIPE`",
             "machine": machine()}
 
@@ -265,7 +300,7 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         "data_config": test["data_config"],
         "model_name": test["meta"]["model_name"],
         "model_kwargs": test["meta"]["model_kwargs"],
-        "best_epoch": (test["meta"]["epoch"] or 0) + 1,
+        "best_epoch": test["meta"]["epoch"],  # counting from 1
         "train_config": test["meta"]["train_config"],
         "test_set": test_set,
         "test": figures(test, args.resamples),
@@ -356,6 +391,9 @@ def print_figures(r: dict[str, Any]) -> None:
         aurocs = ", ".join(f"{k} {c['auroc']:.3f} {_ci(c['auroc_ci'])}" for k, c in f["per_class"].items()
                            if c["auroc"] is not None)
         print(f"   [{source}] n={f['n']} mean AUROC {f['mean_auroc']:.4f} {_ci(f['mean_auroc_ci'])}: {aurocs}")
+        if "three_class" in f:
+            print(f"   [{source}] normal/pneumonia/tuberculosis: macro-F1 {f['three_class']['macro_f1']:.4f}, "
+                  f"accuracy {f['three_class']['accuracy']:.4f}")
     print(f"   {'label':<20}{'AUROC':>8} {'95% CI':>16}{'P':>7}{'R':>7}{'F1':>7}{'thr':>7}{'pos':>6}")
     for name, c in t["per_class"].items():
         auc = f"{c['auroc']:.4f}" if c["auroc"] is not None else "   n/a"

@@ -278,16 +278,45 @@ async function loadModels() {
 
 let jobsTimer = null;
 
+// "95 s", "4 min", "2.5 h": a duration as a person reads it
+function duration(seconds) {
+  if (seconds == null) return "";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// How a job is doing: phase, epochs done, time spent and left, and how long ago its worker last spoke
+function jobLiveness(job) {
+  const p = job.progress || {};
+  const parts = [];
+  if (p.phase) parts.push(p.phase);
+  if (p.epochs) parts.push(`epoch ${(p.epoch ?? 0)}/${p.epochs}, step ${(p.step ?? 0)}/${p.steps ?? "?"}`);
+  if (p.elapsed_s != null) parts.push(`${duration(p.elapsed_s)} elapsed`);
+  if (p.eta_s != null) parts.push(`about ${duration(p.eta_s)} left`);
+  if (job.heartbeat_at && !["succeeded", "failed", "cancelled"].includes(job.status)) {
+    const ago = Math.max(0, (Date.now() - Date.parse(job.heartbeat_at)) / 1000);
+    parts.push(`worker seen ${duration(ago)} ago`);
+  }
+  if (job.device) parts.push(job.device);
+  return parts.join(" · ");
+}
+
 async function loadJobs() {
   try {
     const body = await (await api("/training-jobs?limit=10")).json();
     const items = (body.items || []).map((job) => {
       const p = job.progress || {};
       const fraction = Math.max(0, Math.min(1, p.fraction ?? 0));
-      const where = p.epochs ? `epoch ${(p.epoch ?? 0)}/${p.epochs}, step ${(p.step ?? 0)}/${p.steps ?? "?"}` : "";
+      const badges = [el("span", { class: "badge" }, job.status)];
+      if (job.stalled) {
+        badges.push(" ", el("span", { class: "badge stalled", title: "its worker stopped renewing its lease: it " +
+          "resumes from its last checkpoint when a worker takes it again" }, "stalled"));
+      }
       return el("li", { "data-job": String(job.id) },
-        el("strong", {}, `#${job.id} ${job.model}`), ` on ${job.dataset} `, el("span", { class: "badge" }, job.status),
-        el("div", { class: "muted" }, [where, job.device].filter(Boolean).join(" · ")),
+        el("strong", {}, `#${job.id} ${job.model}`), ` on ${job.dataset} `, ...badges,
+        el("div", { class: "muted" }, jobLiveness(job)),
+        job.stop_reason ? el("div", { class: "muted" }, job.stop_reason) : "",
         el("div", { class: "progress", title: `${(100 * fraction).toFixed(0)}%` },
           el("div", { style: `width:${(100 * fraction).toFixed(1)}%` })));
     });
