@@ -293,7 +293,8 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         "size_bytes": checkpoint.stat().st_size,
         "labels": test["pathologies"],
         "task": str(test["task"]),
-        "split_sizes": test["split_sizes"],
+        # the recipe's splits; the test count from the test set actually read (it may be another dataset)
+        "split_sizes": val["split_sizes"] | {"test": len(test["probs"])},
         "thresholds": [float(t) for t in test["thresholds"]],
         "threshold_policy": test["meta"]["train_config"]["params"].get("threshold_policy"),
         "tta": test["tta"],
