@@ -36,7 +36,7 @@ class AppSettings(RegistrySettings):
     max_request_bytes: int = Field(
         64 * 2**20, ge=1024, description="largest request body (files and framing), refused while read"
     )
-    # 40M: the decoding budget of one upload (README, "Upload decoding budget") holds for the costliest
+    # 40M: the decoding budget of one upload (docs/security.md, "Upload decoding budget") holds for the costliest
     # legal image at this size (a 40M-pixel RGBA PNG: ~330 MB above idle); the largest chest detectors
     # give ~18M pixels (4320 x 4320)
     max_image_pixels: int = Field(

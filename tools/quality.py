@@ -4,6 +4,7 @@
     python -m tools.quality --model cxr3class        # one model
     python -m tools.quality --model pneumonia --retrain --ship   # train from the recipe (fixed seed), ship it
     python -m tools.quality --data /elsewhere/shared/data         # where the large sources live
+    python -m tools.quality --recipe recipes/all-cxr-merged.toml --run runs/all-cxr --val-only   # a candidate
 
 Figures per model: per-class AUROC with a 95% percentile-bootstrap interval (1000 resamples of the test
 rows, seed 0), accuracy, macro/micro F1 and precision/recall at the operating thresholds stored in the
@@ -156,7 +157,42 @@ def figures(pred: dict[str, Any], n_resamples: int = N_RESAMPLES, seed: int = BO
             rows = pred["source"] == source
             sub = pred | {"probs": probs[rows], "labels": labels[rows], "by_source": True}
             out["by_source"][str(source)] = figures(sub, n_resamples, seed)
+            three = three_class(sub)
+            if three is not None:
+                out["by_source"][str(source)]["three_class"] = three
     return out
+
+
+THREE_CLASS = ("normal", "Pneumonia", "Tuberculosis")
+
+
+def three_class(pred: dict[str, Any]) -> dict[str, Any] | None:
+    """Normal / pneumonia / tuberculosis decisions of a multi-label model, on rows that annotate both labels.
+
+    A row is the label whose probability exceeds its threshold by the larger ratio, or normal when neither
+    does; macro-F1 and accuracy over the three classes (comparable with the 3-class model's figures).
+    """
+    names = list(pred["pathologies"])
+    if "Pneumonia" not in names or "Tuberculosis" not in names:
+        return None
+    cols = [names.index("Pneumonia"), names.index("Tuberculosis")]
+    labels = pred["labels"][:, cols]
+    rows = ~np.isnan(labels).any(axis=1)
+    if not rows.any() or (labels[rows].sum(axis=0) == 0).any():
+        return None
+    labels, probs = labels[rows], pred["probs"][rows][:, cols]
+    thresholds = np.asarray(pred["thresholds"], dtype=np.float64)[cols]
+    truth = np.where(labels[:, 1] > 0.5, 2, np.where(labels[:, 0] > 0.5, 1, 0))
+    ratio = probs / thresholds
+    decision = np.where(ratio.max(axis=1) >= 1, ratio.argmax(axis=1) + 1, 0)
+    f1s = []
+    for k in range(3):
+        tp = float(((decision == k) & (truth == k)).sum())
+        fp = float(((decision == k) & (truth != k)).sum())
+        fn = float(((decision != k) & (truth == k)).sum())
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"n": int(rows.sum()), "classes": list(THREE_CLASS), "macro_f1": float(np.mean(f1s)),
+            "f1": dict(zip(THREE_CLASS, f1s, strict=True)), "accuracy": float((decision == truth).mean())}
 
 
 def operating_point(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -211,7 +247,7 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     result = fit(config, run_dir, resume=False)
     seconds = time.perf_counter() - started
     training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
-                "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads,
+                "best_epoch": result.best_epoch, "device": result.device, "threads": threads,
                 "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
@@ -225,7 +261,7 @@ def run_training(run_dir: Path, train_seconds: float | None) -> dict[str, Any] |
     if train_seconds is None:
         return None
     report = json.loads((run_dir / "report.json").read_text())
-    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"] + 1,
+    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"],
             "device": report["device"], "threads": 2, "how": "wall clock of `time cxr train --config RECIPE`",
             "machine": machine()}
 
@@ -248,9 +284,12 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
             retrain(recipe_path, data_root, run_dir, args.threads)
         training = run_training(run_dir, args.train_seconds)
         checkpoint = run_dir / "model.pt"
-    test_recipe, test_root, test_set = test_source(recipe, data_root, args.data)
-    test = predict_split(checkpoint, test_recipe, test_root, "test")
     val = predict_split(checkpoint, recipe, data_root, "val")
+    if args.val_only:  # a candidate that is not shipped: its figures come from validation, the test stays unread
+        test, test_set = val, "VALIDATION split (--val-only: the test split was not read)"
+    else:
+        test_recipe, test_root, test_set = test_source(recipe, data_root, args.data)
+        test = predict_split(checkpoint, test_recipe, test_root, "test")
     result = {
         "name": name,
         "recipe": entry["recipe"],
@@ -258,14 +297,15 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         "size_bytes": checkpoint.stat().st_size,
         "labels": test["pathologies"],
         "task": str(test["task"]),
-        "split_sizes": test["split_sizes"],
+        # the recipe's splits; the test count from the test set actually read (it may be another dataset)
+        "split_sizes": val["split_sizes"] | {"test": len(test["probs"])},
         "thresholds": [float(t) for t in test["thresholds"]],
         "threshold_policy": test["meta"]["train_config"]["params"].get("threshold_policy"),
         "tta": test["tta"],
         "data_config": test["data_config"],
         "model_name": test["meta"]["model_name"],
         "model_kwargs": test["meta"]["model_kwargs"],
-        "best_epoch": (test["meta"]["epoch"] or 0) + 1,
+        "best_epoch": test["meta"]["epoch"],  # counting from 1
         "train_config": test["meta"]["train_config"],
         "test_set": test_set,
         "test": figures(test, args.resamples),
@@ -356,6 +396,9 @@ def print_figures(r: dict[str, Any]) -> None:
         aurocs = ", ".join(f"{k} {c['auroc']:.3f} {_ci(c['auroc_ci'])}" for k, c in f["per_class"].items()
                            if c["auroc"] is not None)
         print(f"   [{source}] n={f['n']} mean AUROC {f['mean_auroc']:.4f} {_ci(f['mean_auroc_ci'])}: {aurocs}")
+        if "three_class" in f:
+            print(f"   [{source}] normal/pneumonia/tuberculosis: macro-F1 {f['three_class']['macro_f1']:.4f}, "
+                  f"accuracy {f['three_class']['accuracy']:.4f}")
     print(f"   {'label':<20}{'AUROC':>8} {'95% CI':>16}{'P':>7}{'R':>7}{'F1':>7}{'thr':>7}{'pos':>6}")
     for name, c in t["per_class"].items():
         auc = f"{c['auroc']:.4f}" if c["auroc"] is not None else "   n/a"
@@ -377,9 +420,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "quality", help="run folders for --retrain")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for --retrain")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES, help="bootstrap resamples")
+    parser.add_argument("--recipe", type=Path, help="with --run: a model that is not in the manifest, by its recipe")
+    parser.add_argument("--val-only", action="store_true",
+                        help="figures on the validation split only, the test split unread (a candidate, not shipped)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     models = shipped_models()
+    if args.recipe:
+        if not args.run or args.ship:
+            parser.error("--recipe needs --run and cannot --ship (add the model to models/manifest.toml to ship it)")
+        name = args.run.name
+        models = {name: {"name": name, "recipe": str(args.recipe), "path": f"{name}/model.pt"}}
+        args.model = [name]
+    if args.val_only and args.ship:
+        parser.error("--val-only figures cannot ship: a shipped model's card reports its test split")
     names = args.model or list(models)
     unknown = [n for n in names if n not in models]
     if unknown:

@@ -17,7 +17,7 @@ from ml.errors import ConfigError, TrainingCancelled
 from ml.training.distributed import launch
 from ml.training.loop import FitResult, fit
 from registry.datasets import get_dataset
-from registry.jobs import begin_publishing, finish_job
+from registry.jobs import begin_publishing, finish_job, set_phase
 from registry.publish import publish_checkpoint
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
@@ -54,6 +54,8 @@ def train(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
     name = job.register_as or default_model_name(dataset.name, job.model)
     if lease.cancel_requested.is_set():  # asked during the final evaluation
         raise TrainingCancelled("cancelled before publishing")
+    with ctx.db.session() as s:
+        set_phase(s, job_id=job.id, phase="publishing")
     with ctx.db.session() as s:
         begin_publishing(s, job_id=job.id, worker=ctx.name)  # a cancel accepted before this wins
         record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder, paths=ctx.paths)

@@ -31,6 +31,7 @@ from app.serving.device import serving_plan
 from app.serving.errors import InvalidInput, ModelUnavailable, ServingError
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool
+from app.serving.reduced import load_variants
 from app.serving.served import RuntimeInfo, ServedModel
 from app.settings import AppSettings
 from ml.errors import ModelError
@@ -166,10 +167,11 @@ class ModelCache:
             lambda resized: self.pool.run(served.timed_forward, resized), max_size=self.plan.batch_max_size,
             max_wait_s=self.plan.batch_max_wait_ms / 1000, queue_limit=s.inference_queue_limit,
             concurrency=self.pool.workers, name=served.record.ref,
+            on_wait=self.metrics.queue_wait.labels(*served.metric_labels).observe,
         )
         self._cache[version_id] = served
         candidates = self.plan.candidates
-        if candidates:
+        if candidates or served.variants:  # admitted reduced-precision variants are timed by the trial too
             served.runtime_info = RuntimeInfo(state="choosing")  # from now on, not once the thread starts
             task = asyncio.create_task(self._choose_runtime(served, candidates), name=f"cxr-runtime-{version_id}")
             self._choosing.add(task)
@@ -179,8 +181,10 @@ class ModelCache:
         while len(self._cache) > self.settings.model_cache_size:
             _, evicted = self._cache.popitem(last=False)
             log.info("evicted %s from the model cache", evicted.record.ref)
+            self.metrics.model_loaded.remove(*evicted.metric_labels, evicted.record.architecture)
         self._loaded = dict(self._cache)
         self.metrics.models_loaded.set(len(self._cache))
+        self.metrics.model_loaded.labels(*served.metric_labels, served.record.architecture).set(1)
         return served
 
     def _load(self, version_id: int) -> ServedModel:
@@ -191,13 +195,15 @@ class ModelCache:
         try:
             loaded = self._build(record)
         except ModelUnavailable as exc:
-            self.metrics.model_load_failures.labels(record.name, exc.code).inc()
+            self.metrics.model_load_failures.labels(record.name, str(record.version), exc.code).inc()
             log.error("%s", exc)
             raise
         seconds = time.perf_counter() - start
-        self.metrics.model_load.labels(record.name).observe(seconds)
+        self.metrics.model_load.labels(record.name, str(record.version)).observe(seconds)
         log.info("loaded %s (%s) in %.2f s", record.ref, record.architecture, seconds)
-        return ServedModel(record, loaded, seconds, self.metrics)
+        served = ServedModel(record, loaded, seconds, self.metrics)
+        served.variants = load_variants(record, self.artifacts)
+        return served
 
     def _build(self, record: ModelVersionRecord) -> LoadedModel:
         if record.checkpoint is None:

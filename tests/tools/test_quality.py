@@ -129,3 +129,29 @@ def test_shipping_stores_the_quality_summary_in_the_checkpoint(tmp_path: Path) -
     assert ckpt["metrics"]["test"] == load_checkpoint(source)["metrics"]["test"]  # the rest is kept
     shown = ModelQuality.of(ckpt["metrics"])
     assert shown.test_set == "PneumoniaMNIST official test" and shown.per_label_auroc["Pneumonia"] > 0.5
+
+
+def test_three_class_figures_from_a_multi_label_model() -> None:
+    # truth: 2 normal, 2 pneumonia, 2 tuberculosis; the last tuberculosis row is called pneumonia
+    labels = np.array([[0, 0], [0, 0], [1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    probs = np.array([[0.1, 0.1], [0.2, 0.3], [0.9, 0.2], [0.6, 0.1], [0.3, 0.9], [0.8, 0.5]], dtype=np.float32)
+    pred = {"labels": labels, "probs": probs, "thresholds": [0.5, 0.5], "pathologies": ["Pneumonia", "Tuberculosis"]}
+    out = quality.three_class(pred)
+    assert out["n"] == 6 and out["accuracy"] == pytest.approx(5 / 6)
+    assert out["f1"]["normal"] == 1.0 and out["f1"]["Tuberculosis"] == pytest.approx(2 / 3)
+    assert quality.three_class(pred | {"pathologies": ["Pneumonia", "Effusion"]}) is None
+
+
+def test_a_candidate_outside_the_manifest_is_measured_on_validation_only(capsys, monkeypatch, tmp_path) -> None:
+    import shutil
+
+    monkeypatch.setattr("bench.common.RESULTS", tmp_path)
+    run = tmp_path / "nih-candidate"
+    run.mkdir()
+    shutil.copy(quality.REPO_ROOT / "models" / "nih14" / "model.pt", run / "model.pt")
+    assert quality.main(["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run), "--val-only",
+                         "--resamples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "test n=94" in out and "VALIDATION split" in out  # the 94 validation rows, not the 177 test rows
+    with pytest.raises(SystemExit):
+        quality.main(["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run), "--ship"])

@@ -63,6 +63,8 @@ function runsQuery() {
   return params.toString();
 }
 
+const filtered = () => ["model", "dataset", "status"].some((f) => $(`runs-${f}`).value.trim());
+
 async function loadRuns() {
   const seq = ++runsView.seq;
   try {
@@ -86,7 +88,8 @@ async function loadRuns() {
         el("td", { class: "num" }, fmt(k["test.mean_auroc"])), el("td", {}, version));
     });
     $("runs-body").replaceChildren(...(rows.length ? rows
-      : [el("tr", {}, el("td", { colspan: "12", class: "muted" }, "no runs match"))]));
+      : [el("tr", {}, el("td", { colspan: "12", class: "muted" }, filtered()
+          ? "no runs match" : "no runs yet: a training job makes one (POST /training-jobs)"))]));
     const { offset, limit } = runsView.page;
     $("runs-count").textContent = body.total
       ? `${offset + 1}–${offset + body.items.length} of ${body.total}` : "0 runs";

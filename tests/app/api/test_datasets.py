@@ -52,3 +52,22 @@ def test_bad_paths_and_adapters_are_refused(client, settings, body, status, text
 def test_an_unknown_dataset_is_404(client):
     r = client.get("/datasets/nope")
     assert r.status_code == 404 and "not registered" in r.json()["message"]
+
+
+def test_a_merged_dataset_registers_with_its_members_and_weights_and_trains_by_name(client, settings, data_dir):
+    from tests.ml.data.merged_layout import build_shared_layout
+
+    build_shared_layout(settings.data_roots[1] / "shared-tiny", data_dir)
+    body = {"name": "all-cxr", "kind": "merged", "path": "shared-tiny",
+            "options": {"members": ["kermany", "nih"], "weights": {"kermany": 1, "nih": 2}}}
+    r = client.post("/datasets", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["labels"][-1] == "Tuberculosis" and len(r.json()["labels"]) == 15
+    assert r.json()["task"] == "multilabel" and r.json()["splits"]["test"] == 6 + 4
+    r = client.post("/training-jobs", json={"model": "simple_cnn", "dataset": "all-cxr", "params": {"epochs": 1}})
+    assert r.status_code == 202, r.text
+    for options, text in (({"members": ["kermany", "chexpert"]}, "unknown member"),
+                          ({"weights": {"kermany": "heavy"}}, "options.weights.kermany"),
+                          ({"members": ["kermany"], "weights": {"nih": 1}}, "weights")):
+        r = client.post("/datasets", json={**body, "name": "bad-merged", "options": options})
+        assert r.status_code == 422 and text in r.json()["message"], r.text

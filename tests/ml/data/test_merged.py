@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from pydantic import ValidationError
 
 from ml.data import create_dataset
@@ -22,44 +19,12 @@ from ml.data.options import validate_options
 from ml.errors import DatasetError
 from ml.models import get_model_config
 from ml.transforms import Preprocess, resolve_data_config
-
-
-def _png(path: Path, seed: int, size: int = 64) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(path)
+from tests.ml.data.merged_layout import build_shared_layout
 
 
 @pytest.fixture(scope="module")
 def shared(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The three members' files, laid out as in shared/data, a handful of images each."""
-    root = tmp_path_factory.mktemp("shared")
-    kermany = root / "kermany-pediatric-pneumonia"
-    shutil.copytree(data_dir / "kermany-sample", kermany / "full_224px_waliatushar" / "train")
-    for cls in ("NORMAL", "PNEUMONIA"):
-        for f in sorted((data_dir / "kermany-sample" / cls).iterdir())[:3]:
-            target = kermany / "test_224px" / cls / f.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, target)
-    tb = root / "cxr3class-normal-pneumonia-tb" / "parth261204_256px"
-    for k, cls in enumerate(("normal", "pneumonia", "tuberculosis")):
-        for i in range(10):
-            _png(tb / cls / f"{cls}-{i}.png", seed=100 * k + i)
-    nih = root / "nih-chestxray14"
-    rows, arrays, seed = [], {}, 1000
-    for split, n in (("train", 8), ("val", 4), ("test", 4)):
-        names = [f"{split}{i:03d}_000.png" for i in range(n)]
-        labels = np.random.default_rng(seed).integers(0, 2, (n, 14)).astype(np.uint8)
-        arrays |= {f"{split}_names": np.array(names), f"{split}_labels": labels,
-                   f"{split}_images": np.zeros((n, 28, 28), np.uint8)}
-        for i, name in enumerate(names):
-            _png(nih / "nih1000_64px_dinbe0527" / split / name, seed=seed + i)
-            rows.append({"path": f"{split}/{name}", "image": name, "patient_id": seed + i, "age": 50, "sex": "F",
-                         "view": "PA"})
-        seed += 100
-    pd.DataFrame(rows).to_csv(nih / "nih1000_64px_dinbe0527" / "labels.csv", index=False)
-    np.savez(nih / "nih1000_chestmnist_format_28.npz", **arrays)
-    return root
+    return build_shared_layout(tmp_path_factory.mktemp("shared"), data_dir)
 
 
 def _known(ds, source: str) -> np.ndarray:
