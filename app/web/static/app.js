@@ -278,8 +278,14 @@ async function loadModels() {
 
 let jobsTimer = null;
 
+// "45 s", "1 min 15 s", "2 h 5 min": seconds as a person reads them (as the job view in runs.js writes them)
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h ? `${h} h ${m} min` : m ? `${m} min ${r} s` : `${r} s`;
+}
+
 // How a job is doing: phase, epochs done, time spent and left, and how long ago its worker last spoke
-// (`duration` is the page's one way of writing seconds, in runs.js)
 function jobLiveness(job) {
   const p = job.progress || {};
   const parts = [];
