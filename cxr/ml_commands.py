@@ -11,6 +11,7 @@ from typing import Any
 
 from ml.config import load_recipe
 from ml.errors import ConfigError
+from ml.training.reporter import Reporter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -146,8 +147,8 @@ def format_summary(report: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-class _ProgressReporter:
-    """tqdm progress per epoch and one line of metrics after each."""
+class _ProgressReporter(Reporter):
+    """tqdm progress per epoch and one line of metrics after each (other hooks: `Reporter`'s no-ops)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
