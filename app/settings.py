@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -35,7 +36,7 @@ class AppSettings(RegistrySettings):
     max_request_bytes: int = Field(
         64 * 2**20, ge=1024, description="largest request body (files and framing), refused while read"
     )
-    # 40M: the decoding budget of one upload (README, "Upload decoding budget") holds for the costliest
+    # 40M: the decoding budget of one upload (docs/security.md, "Upload decoding budget") holds for the costliest
     # legal image at this size (a 40M-pixel RGBA PNG: ~330 MB above idle); the largest chest detectors
     # give ~18M pixels (4320 x 4320)
     max_image_pixels: int = Field(
@@ -64,6 +65,24 @@ class AppSettings(RegistrySettings):
     runtime_candidates: list[str] = Field(
         default_factory=lambda: ["channels_last", "onnxruntime"],
         description="runtimes tried against eager in the background when a model loads ([]: serve eager)",
+    )
+    # GPU serving (issue 22): see app/serving/device.py
+    serve_device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="where models are served: cpu, cuda (refused at start-up without a GPU), or auto (the "
+                           "GPU when there is one)"
+    )
+    gpu_batch_max_size: int = Field(
+        32, ge=1, le=256, description="on a GPU: images one forward pass may gather (replaces batch_max_size)"
+    )
+    gpu_batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="on a GPU: how long a batch waits for more requests (replaces "
+                                        "batch_max_wait_ms)"
+    )
+    gpu_runtime_candidates: list[str] = Field(
+        default_factory=lambda: ["channels_last", "cuda_graphs", "onnxruntime_tensorrt", "onnxruntime_cuda"],
+        description="on a GPU: runtimes tried against eager when a model loads (those the machine lacks are "
+                    "listed as skipped, with the reason); bf16 autocast serves when `cxr quantize` admitted a "
+                    "bf16 variant",
     )
     alias_refresh_seconds: float = Field(5.0, gt=0, description="how often served aliases are re-resolved")
     samples_dir: Path = Field(REPO_ROOT / "data" / "samples", description="X-rays the web page offers")

@@ -9,7 +9,7 @@ deflate RGB TIFF, a deflated 12-bit DICOM and a lossless 12-bit JPEG 2000 DICOM 
 shipped 1024 px sample, enlarged, with a little noise, so the codestream is not trivially small). Each is
 decoded by `read_image` and resized to 224 px in a fresh process, which reports its peak resident memory
 above its state after imports (VmHWM reset through /proc/self/clear_refs) and its CPU time. These are the
-figures the upload budget (README, "Upload decoding budget") is set from. Writes
+figures the upload budget (docs/security.md, "Upload decoding budget") is set from. Writes
 bench/results/decode_budget.json.
 """
 

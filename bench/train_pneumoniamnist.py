@@ -28,7 +28,7 @@ def main() -> int:
         report = json.loads((out / "report.json").read_text())
     test = report["splits"]["test"]
     figures = {"command": "cxr " + " ".join(COMMAND), "wall_minutes": round(minutes, 2),
-               "epochs": report["epochs_run"], "best_epoch": report["best_epoch"] + 1,
+               "epochs": report["epochs_run"], "best_epoch": report["best_epoch"],
                "test_auroc": test["mean_auroc"], "test_accuracy_at_0.5": test["accuracy_at_0.5"],
                "test_accuracy_at_val_threshold": test["accuracy"], "val_auroc": report["splits"]["val"]["mean_auroc"]}
     path = write_result("train_pneumoniamnist", figures)

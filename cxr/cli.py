@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 
 # Command modules; each exposes `register(subparsers)` which adds its commands and sets `func`.
-COMMAND_MODULES = ("cxr.ml_commands", "cxr.data_commands", "cxr.registry_commands", "cxr.service_commands")
+COMMAND_MODULES = ("cxr.ml_commands", "cxr.model_commands", "cxr.data_commands", "cxr.registry_commands",
+                   "cxr.service_commands", "cxr.quantize_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

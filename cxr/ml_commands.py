@@ -1,4 +1,5 @@
-"""Commands over the ML library: train, evaluate, predict, gradcam, models, datasets."""
+"""Commands over the ML library: train, evaluate, gradcam, architectures, datasets (`cxr predict`, which also
+reads the registry, is in `cxr.model_commands`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ml.training.reporter import Reporter
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model; writes a run folder")
     p.add_argument("--config", type=Path, help="a TOML recipe (model, dataset, data_root, [dataset_options], [params])")
-    p.add_argument("--model", help="model name (see `cxr models`)")
+    p.add_argument("--model", help="architecture (see `cxr architectures`)")
     p.add_argument("--dataset", help="dataset adapter name (see `cxr datasets`)")
     p.add_argument("--data", help="dataset root: a folder or file")
     p.add_argument("--out", type=Path, help="run folder (default runs/<model>-<dataset>-<time>)")
@@ -48,12 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="per-pathology probabilities for images")
-    p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_predict)
-
     p = sub.add_parser("gradcam", help="write a Grad-CAM overlay PNG for one image")
     p.add_argument("image", type=Path)
     p.add_argument("--checkpoint", required=True, type=Path)
@@ -62,8 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_gradcam)
 
-    p = sub.add_parser("models", help="list registered models")
-    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("architectures", help="list the model architectures you can train (registered models: "
+                                             "`cxr models`)")
+    p.set_defaults(func=cmd_architectures)
     p = sub.add_parser("datasets", help="list dataset adapters")
     p.set_defaults(func=cmd_datasets)
 
@@ -133,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = fit(config, out, reporter=reporter, resume=not args.no_resume, cache_dir=cache)
     minutes = (time.perf_counter() - started) / 60
     print(f"run folder: {result.run_dir}  (device {result.device}, {minutes:.1f} min)")
-    print(f"best epoch: {result.best_epoch + 1}; model: {result.model_path}")
+    print(f"best epoch: {result.best_epoch}; model: {result.model_path}")
     for split, rep in result.report["splits"].items():
         print(f"{split}: {format_summary(rep)}")
     return 0
@@ -148,7 +144,7 @@ def format_summary(report: dict[str, Any]) -> str:
 
 
 class _ProgressReporter(Reporter):
-    """tqdm progress per epoch and one line of metrics after each (other hooks: `Reporter`'s no-ops)."""
+    """tqdm progress per epoch and one line of metrics after each."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -167,7 +163,7 @@ class _ProgressReporter(Reporter):
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, file=sys.stderr)
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", leave=False, file=sys.stderr)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
@@ -177,8 +173,8 @@ class _ProgressReporter(Reporter):
             self.bar = None
         train, val = metrics["train"], metrics["val"]
         auc = val.get("mean_auroc")
-        print(f"epoch {epoch + 1}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
-              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch + 1}: val loss {val['loss']:.4f}",
+        print(f"epoch {epoch}/{self.epochs}: train loss {train['loss']:.4f}  val loss {val['loss']:.4f}  "
+              f"val AUROC {auc:.4f}" if auc is not None else f"epoch {epoch}: val loss {val['loss']:.4f}",
               file=sys.stderr)
 
     def on_checkpoint(self, **_: Any) -> None:
@@ -211,27 +207,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from ml.imaging import read_image
-    from ml.inference import LoadedModel
-
-    loaded = LoadedModel.from_checkpoint(args.checkpoint)
-    images = [read_image(path) for path in args.images]
-    probs = loaded.predict_images(images)
-    results = []
-    for path, row in zip(args.images, probs, strict=True):
-        pred = loaded.explain_probabilities(row)
-        results.append({"image": str(path), "probabilities": pred.probabilities, "positive": pred.positive})
-        if not args.json:
-            print(f"{path}:")
-            for label, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
-                mark = "*" if label in pred.positive else " "
-                print(f"  {mark} {label:<20} {p:.4f}  (threshold {pred.thresholds[label]:.3f})")
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return 0
-
-
 def cmd_gradcam(args: argparse.Namespace) -> int:
     from ml.explain.gradcam import compute_cams, encode_png, overlay
     from ml.imaging import read_image
@@ -254,7 +229,7 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def cmd_architectures(args: argparse.Namespace) -> int:
     from ml.models import get_model_config, list_models
 
     for name in list_models():

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,25 +59,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"API on http://{settings.host}:{settings.port} (docs at /docs)"
           + ("" if args.no_worker else f"; a worker on {_redact(settings.broker_url)}") + "; Ctrl-C stops",
           flush=True)
-    return supervise(commands, grace=args.grace)
+    # a dead worker is started again (its job resumes from its checkpoint) while the API keeps serving
+    return supervise(commands, grace=args.grace, restart={"worker"})
+
+
+@dataclass
+class Backoff:
+    """Seconds to wait before restarting a child: `first`, doubling up to `most`; back to `first` once a
+    child has run `stable` seconds (a crash after a long healthy run is not a crash loop)."""
+
+    first: float = 1.0
+    most: float = 60.0
+    stable: float = 120.0
+
+    def delay(self, previous: float | None, ran: float) -> float:
+        if previous is None or ran >= self.stable:
+            return self.first
+        return min(self.most, previous * 2)
 
 
 def supervise(commands: Mapping[str, Sequence[str]], *, grace: float = 15.0,
-              env: Mapping[str, str] | None = None, poll: float = 0.2) -> int:
-    """Run the commands as child processes until SIGINT/SIGTERM (forwarded to them; returns 0) or until
-    one exits (the others are stopped; returns its status, or 1 if it was 0)."""
+              env: Mapping[str, str] | None = None, poll: float = 0.2, restart: Collection[str] = (),
+              backoff: Backoff | None = None) -> int:
+    """Run the commands as child processes until SIGINT/SIGTERM (forwarded to them; returns 0). A child
+    named in `restart` that exits is started again after a backoff (logged on stderr); when any other one
+    exits, the others are stopped and its status returned (1 if it was 0)."""
+    backoff = backoff or Backoff()
     received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
 
+    def start(name: str) -> subprocess.Popen:
+        started[name] = time.monotonic()
+        return subprocess.Popen(list(commands[name]), env=dict(env) if env is not None else None)
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    children = {name: subprocess.Popen(list(cmd), env=dict(env) if env is not None else None)
-                for name, cmd in commands.items()}
+    started: dict[str, float] = {}
+    children = {name: start(name) for name in commands}
+    delays: dict[str, float] = {}  # the last backoff of each restarted child
+    due: dict[str, float] = {}  # children waiting to be started again: when
     failed: tuple[str, int] | None = None
     try:
         while not received and failed is None:
-            failed = next(((n, p.returncode) for n, p in children.items() if p.poll() is not None), None)
+            now = time.monotonic()
+            for name, proc in children.items():
+                if received:  # Ctrl-C reaches the children too: their exit is the stop, not a crash
+                    break
+                if name in due or proc.poll() is None:
+                    continue
+                if name not in restart:
+                    failed = (name, proc.returncode)
+                    break
+                delays[name] = backoff.delay(delays.get(name), now - started[name])
+                due[name] = now + delays[name]
+                print(f"{name} (pid {proc.pid}) exited with status {proc.returncode}; starting it again in "
+                      f"{delays[name]:g} s", file=sys.stderr, flush=True)
+            for name, when in list(due.items()):
+                if failed is None and not received and time.monotonic() >= when:
+                    del due[name]
+                    children[name] = start(name)
+                    print(f"{name} started again (pid {children[name].pid})", file=sys.stderr, flush=True)
             time.sleep(poll)
     finally:
         for s, handler in previous.items():
@@ -149,7 +192,7 @@ def api_argv(settings: AppSettings) -> list[str]:
 # are mapped fresh from the kernel and given back on every request, so each request faults those pages in
 # again: ~1,700 minor page faults per decode on a pool thread, none with these settings, and the 28 px
 # model's /predict ~4-6 ms faster on this machine. Blocks under 64 MB come from the heap, and up to 256 MB of
-# free heap is kept rather than trimmed (resident memory stays flat: see README, Performance). A variable
+# free heap is kept rather than trimmed (resident memory stays flat: see docs/performance.md). A variable
 # already in the environment wins.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
 

@@ -64,6 +64,7 @@ def build_checkpoint(
         "thresholds": [float(t) for t in thresholds] if thresholds is not None else None,
         "metrics": plain(metrics or {}),
         "epoch": int(epoch),
+        "epochs_from": 1,  # `epoch` counts from 1 (checkpoints without this key counted from 0)
         "best_metric": plain(best_metric),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -134,6 +135,14 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, calibrated: bool = True) -> C
     return model.eval()
 
 
+def checkpoint_epoch(ckpt: dict[str, Any]) -> int | None:
+    """The epoch a checkpoint was taken after, counting from 1 (older checkpoints counted from 0)."""
+    epoch = ckpt.get("epoch")
+    if epoch is None:
+        return None
+    return int(epoch) if ckpt.get("epochs_from") == 1 else int(epoch) + 1
+
+
 def checkpoint_summary(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The plain metadata a registry records for a model version (no tensors)."""
     return {
@@ -143,5 +152,5 @@ def checkpoint_summary(ckpt: dict[str, Any]) -> dict[str, Any]:
         "data_config": dict(ckpt["data_config"]),
         "thresholds": list(ckpt.get("thresholds") or [0.5] * len(ckpt["labels"])),
         "metrics": dict(ckpt.get("metrics") or {}),
-        "epoch": ckpt.get("epoch"),
+        "epoch": checkpoint_epoch(ckpt),
     }

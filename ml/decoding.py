@@ -9,7 +9,11 @@ the reduced image, so the model input differs a little from the full decode's (a
 average, in [0, 1], on the JPEG samples: `tests/ml/test_decoding.py` holds it to that). A JPEG that needs all
 its pixels decodes in full, exactly as before.
 
-Everything else (PNG, TIFF, BMP, DICOM) goes through `read_image`. Its bounds hold here too: the JPEG's
+A plain grayscale PNG (8 or 16 bits, no transparency, no orientation tag, up to `STRIP_PIXELS`: what
+radiographs are) decodes through OpenCV's libpng, pixel for pixel what Pillow gives (tested on 8- and 16-bit,
+with text and gamma chunks), 15% less CPU for the 1024 px sample (7.7 against 9.0 ms of thread time; the decode is
+inflate plus PNG's per-byte Average and Paeth filters, which no decoder here does much faster). Other PNGs
+(palette, alpha, colour, `tRNS`, `eXIf`), TIFF, BMP and DICOM go through `read_image`. Its bounds hold here too: the JPEG's
 segments and scans are checked and its pixel count is held to `max_pixels` from the frame header before
 anything is decoded, a reduced decode allocates at most what the full one would, and a truncated or corrupt
 file is refused by the same decoder with the same message.
@@ -19,16 +23,30 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import ExifTags, Image
 
 from ml.errors import CXRError, ImageError, ImageTooLargeError
-from ml.imaging import DEFAULT_MAX_PIXELS, _check_container, _check_pixels, _Input, _orient, read_image
+from ml.imaging import (
+    DEFAULT_MAX_PIXELS,
+    STRIP_PIXELS,
+    _check_container,
+    _check_pixels,
+    _Input,
+    _orient,
+    read_image,
+)
 
 REDUCTIONS = (8, 4, 2)
 MARGIN = 2
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that do not change the pixels Pillow gives (no transparency, palette or orientation)
+_PLAIN_PNG_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND", b"tEXt", b"zTXt", b"iTXt", b"pHYs", b"tIME", b"gAMA",
+                               b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"bKGD"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,10 @@ def read_image_for(
         reduced = _reduced_jpeg(data, max_pixels, short_side, long_side, margin)
         if reduced is not None:
             return reduced
+    elif data[:8] == PNG_SIGNATURE:
+        gray = _plain_gray_png(data, max_pixels)
+        if gray is not None:
+            return Decoded(gray, gray.shape[1], gray.shape[0])
     image = read_image(data, max_pixels=max_pixels)
     height, width = image.shape
     return Decoded(image, width, height)
@@ -101,3 +123,32 @@ def _reduced_jpeg(data: bytes, max_pixels: int | None, short_side: int, long_sid
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return Decoded(image, width, height, factor)
+
+
+def _plain_gray_png(data: bytes, max_pixels: int | None) -> np.ndarray | None:
+    """A grayscale 8- or 16-bit PNG without transparency or orientation, decoded by OpenCV and scaled as
+    `read_image` scales it; None for any other PNG (or one over `STRIP_PIXELS`, which converts in strips)."""
+    inp = _Input(name="<bytes>", path=None, data=data)
+    _check_container(inp)  # chunk counts bounded
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour, _, _, _ = struct.unpack(">IIBBBBB", data[16:29])
+    if colour != 0 or depth not in (8, 16) or width * height > STRIP_PIXELS:
+        return None
+    _check_pixels(inp, width, height, 1, max_pixels)
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind not in _PLAIN_PNG_CHUNKS:
+            return None
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    else:
+        return None  # no IEND: truncated, read_image says so
+    levels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    expected = np.uint8 if depth == 8 else np.uint16
+    if levels is None or levels.shape != (height, width) or levels.dtype != expected:
+        return None  # corrupt, or not what the header said: read_image decides
+    # one pass into one new array (astype then divide makes two): the same float32 quotients as read_image's
+    return np.divide(levels, np.float32(255.0 if depth == 8 else 65535.0), dtype=np.float32)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ml.checkpoint import load_checkpoint, model_from_checkpoint
+from ml.checkpoint import checkpoint_epoch, load_checkpoint, model_from_checkpoint
 from ml.config import DataConfig
 from ml.data.base import Task
 from ml.evaluation.metrics import probabilities
@@ -43,8 +43,8 @@ class LoadedModel:
         model = model_from_checkpoint(ckpt).to(device)
         labels = list(ckpt["labels"])
         thresholds = ckpt.get("thresholds") or [0.5] * len(labels)
-        meta = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "epoch", "metrics", "train_config",
-                                         "calibration")}
+        meta = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "metrics", "train_config", "calibration")}
+        meta["epoch"] = checkpoint_epoch(ckpt)  # counting from 1, whenever the checkpoint was written
         return cls(
             model=model,
             labels=labels,

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ml.gpu_runtimes import GPU_APPROXIMATE_RUNTIMES, GPU_RUNTIMES, build_gpu_runtime
+
 log = logging.getLogger(__name__)
 
 EXACT_RUNTIMES = ("eager", "channels_last", "onnxruntime", "compile")
@@ -84,7 +86,9 @@ def build_runtime(name: str, model: nn.Module, example: torch.Tensor, *, threads
         return Runtime(name, _no_grad(quantized))
     if name == "onnxruntime":
         return _onnxruntime(model, example, threads)
-    raise ValueError(f"unknown runtime '{name}'; known: {', '.join(EXACT_RUNTIMES + APPROXIMATE_RUNTIMES)}")
+    if name in GPU_RUNTIMES:  # CUDA devices: ml.gpu_runtimes (RuntimeUnavailable, with its reason, elsewhere)
+        return Runtime(name, build_gpu_runtime(name, model, example))
+    raise ValueError(f"unknown runtime '{name}'; known: {', '.join(EXACT_RUNTIMES + APPROXIMATE_RUNTIMES + GPU_RUNTIMES)}")
 
 
 def _no_grad(fn: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
@@ -166,7 +170,7 @@ def choose_runtime(
             continue
         build_s = time.perf_counter() - started
         diff = max(diffs)
-        if name in APPROXIMATE_RUNTIMES:
+        if name in APPROXIMATE_RUNTIMES or name in GPU_APPROXIMATE_RUNTIMES:
             ok, reason = accuracy_check(runtime) if accuracy_check else (False, "no accuracy check given")
         else:
             ok = name == "eager" or diff <= tolerance  # eager is the reference

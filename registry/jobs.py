@@ -128,7 +128,8 @@ def claim_job(session: Session, *, job_id: int, worker: str, device: str, lease_
         update(Job)
         .where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
         .values(status=JobStatus.RUNNING, worker=worker, device=device, attempts=Job.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now,
+                phase="preparing", phase_started_at=now, start_epoch=Job.epoch,
                 started_at=func.coalesce(Job.started_at, now), error=None, error_code=None, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -153,8 +154,22 @@ def heartbeat(session: Session, *, job_id: int, worker: str, lease_seconds: floa
     if row.worker == worker and row.status.finished:
         return False
     _check_holder(row, worker)
-    row.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+    now = utcnow()
+    row.lease_expires_at, row.heartbeat_at = now + timedelta(seconds=lease_seconds), now
     return row.cancel_requested
+
+
+PHASES = ("preparing", "training", "evaluating", "publishing")
+
+
+def set_phase(session: Session, *, job_id: int, phase: str, start_epoch: int | None = None) -> None:
+    """The job's holder enters `phase` now (with `start_epoch`: the epochs finished before this attempt)."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase '{phase}'; phases: {', '.join(PHASES)}")
+    values: dict[str, Any] = {"phase": phase, "phase_started_at": utcnow()}
+    if start_epoch is not None:
+        values["start_epoch"] = start_epoch
+    session.execute(update(Job).where(Job.id == job_id).values(**values).execution_options(synchronize_session=False))
 
 
 def is_cancel_requested(session: Session, *, job_id: int) -> bool:
@@ -217,6 +232,7 @@ def finish_job(
     error_code: str | None = None,
     result: dict[str, Any] | None = None,
     worker: str | None = None,
+    stop_reason: str | None = None,
 ) -> JobRecord:
     """End the job (and its run, if that is still open) as succeeded, failed or cancelled; a failure has
     an `error_code` (short, stable) and an `error` message.
@@ -227,20 +243,31 @@ def finish_job(
     row = _row(session, job_id, lock=True)
     if worker is not None:
         _check_holder(row, worker)
-    _finish(session, row, JobStatus(status), error, error_code)
+    _finish(session, row, JobStatus(status), error, error_code, stop_reason)
     if result is not None:
         row.result = result
     session.flush()
     return _record(session, row)
 
 
-def _finish(session: Session, row: Job, status: JobStatus, error: str | None, error_code: str | None = None) -> None:
+def _finish(session: Session, row: Job, status: JobStatus, error: str | None, error_code: str | None = None,
+            stop_reason: str | None = None) -> None:
     now = utcnow()
     row.status, row.error, row.finished_at, row.lease_expires_at = status, error, now, None
+    row.phase, row.phase_started_at = None, None
+    if status is not JobStatus.SUCCEEDED:
+        row.stop_reason = stop_reason or _default_stop_reason(row, status, error)
     row.error_code = (error_code or "failed") if error is not None else None
     run = session.scalars(select(Run).where(Run.job_id == row.id)).one_or_none()
     if run is not None and not run.status.finished:
         run.status, run.finished_at = status, now
+
+
+def _default_stop_reason(row: Job, status: JobStatus, error: str | None) -> str:
+    where = f" after {row.epoch} of {row.epochs} epochs" if row.epochs and row.started_at else ""
+    if status is JobStatus.CANCELLED:
+        return f"cancelled on request{where}" if row.started_at else "cancelled before it started"
+    return f"failed{where}: {error}" if error else f"{status.value}{where}"
 
 
 def request_cancel(session: Session, *, job_id: int, kind: str | None = None) -> JobRecord:
@@ -272,7 +299,8 @@ def hand_back(session: Session, *, job_id: int, worker: str) -> None:
     taken = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker == worker)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None, updated_at=utcnow())
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None, phase=None,
+                phase_started_at=None, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
     if not taken:
@@ -282,12 +310,13 @@ def hand_back(session: Session, *, job_id: int, worker: str) -> None:
 def requeue_lapsed(session: Session) -> list[int]:
     """Put running jobs whose lease lapsed (their worker died) back in the queue, unsent.
 
-    One conditional UPDATE, so two sweepers never both take the same job.
+    One conditional UPDATE, so two sweepers never both take the same job. The lapsed lease is kept: the job
+    shows as stalled until a worker takes it again.
     """
     stmt = (
         update(Job)
         .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, task_id=None)
+        .values(status=JobStatus.QUEUED, worker=None, task_id=None, phase=None, phase_started_at=None)
         .returning(Job.id)
     )
     return sorted(session.execute(stmt).scalars())

@@ -60,6 +60,11 @@ class JobRecord:
     error: str | None
     result: dict[str, Any]
     cancel_requested: bool
+    stop_reason: str | None
+    phase: str | None
+    phase_started_at: datetime | None
+    start_epoch: int
+    heartbeat_at: datetime | None
     worker: str | None
     device: str | None
     attempts: int

@@ -134,6 +134,12 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)  # for a person; no traceback (that is in the worker log)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # evaluation report summary
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_reason: Mapped[str | None] = mapped_column(Text)  # why a job ended without a result, for a person
+    # liveness: what the holder does now, since when, and when it last said it was alive
+    phase: Mapped[str | None] = mapped_column(String(20))  # preparing, training, evaluating, publishing
+    phase_started_at: Mapped[datetime | None] = mapped_column(_TS)
+    start_epoch: Mapped[int] = mapped_column(Integer, default=0)  # epochs finished when this attempt began
+    heartbeat_at: Mapped[datetime | None] = mapped_column(_TS)
     # who runs it
     worker: Mapped[str | None] = mapped_column(String(200))
     device: Mapped[str | None] = mapped_column(String(100))

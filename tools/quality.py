@@ -247,7 +247,7 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     result = fit(config, run_dir, resume=False)
     seconds = time.perf_counter() - started
     training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
-                "best_epoch": result.best_epoch + 1, "device": result.device, "threads": threads,
+                "best_epoch": result.best_epoch, "device": result.device, "threads": threads,
                 "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
@@ -261,7 +261,7 @@ def run_training(run_dir: Path, train_seconds: float | None) -> dict[str, Any] |
     if train_seconds is None:
         return None
     report = json.loads((run_dir / "report.json").read_text())
-    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"] + 1,
+    return {"train_seconds": train_seconds, "epochs": report["epochs_run"], "best_epoch": report["best_epoch"],
             "device": report["device"], "threads": 2, "how": "wall clock of `time cxr train --config RECIPE`",
             "machine": machine()}
 
@@ -305,7 +305,7 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         "data_config": test["data_config"],
         "model_name": test["meta"]["model_name"],
         "model_kwargs": test["meta"]["model_kwargs"],
-        "best_epoch": (test["meta"]["epoch"] or 0) + 1,
+        "best_epoch": test["meta"]["epoch"],  # counting from 1
         "train_config": test["meta"]["train_config"],
         "test_set": test_set,
         "test": figures(test, args.resamples),

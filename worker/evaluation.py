@@ -10,7 +10,7 @@ import logging
 
 from ml.evaluation.evaluate import evaluate_checkpoint
 from registry.datasets import get_dataset
-from registry.jobs import begin_publishing, finish_job
+from registry.jobs import begin_publishing, finish_job, set_phase
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
 from registry.versions import get_model_version
@@ -43,6 +43,8 @@ def evaluate(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
         run = get_or_create_run(s, job_id=job.id, model=version.architecture, dataset_id=dataset.id,
                                 config={"model_version": version.ref, "split": job.split, **p},
                                 artifact_prefix=ctx.store.uri_for(key), device=job.device)
+    with ctx.db.session() as s:
+        set_phase(s, job_id=job.id, phase="evaluating")
     report = evaluate_checkpoint(
         ctx.store.path_of(checkpoint.uri), dataset=dataset.kind, data_root=dataset.location,
         dataset_options=dataset.options, split=job.split, out_dir=folder, device=p.get("device", "auto"),
@@ -52,6 +54,8 @@ def evaluate(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
     summary = {k: split_report[k] for k in SUMMARY_KEYS if k in split_report}
     summary["auroc"] = {name: c["auroc"] for name, c in split_report["per_class"].items()}
     result = {"model_version": version.ref, "dataset": dataset.name, "split": job.split, "metrics": summary}
+    with ctx.db.session() as s:
+        set_phase(s, job_id=job.id, phase="publishing")
     with ctx.db.session() as s:
         begin_publishing(s, job_id=job.id, worker=ctx.name)  # a cancel accepted before this wins
         record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder, paths=ctx.paths)

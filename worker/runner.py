@@ -19,12 +19,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from ml.errors import ConfigError, CXRError, DatasetError, ImageError, ModelError, TrainingCancelled
+from ml.evaluation.plots import save_partial_plots
 from registry.artifacts import LocalArtifactStore
 from registry.errors import CancelRequested, Conflict, IntegrityFailure, NotFound
 from registry.jobs import Claim, claim_job, finish_job, hand_back
 from registry.paths import PathView
 from registry.records import JobRecord
-from registry.runs import record_artifact
+from registry.runs import finish_run, record_artifact, run_checkpoints
 from worker.context import WorkerContext
 from worker.lease import Lease, shutting_down
 
@@ -82,13 +83,33 @@ def run_job(ctx: WorkerContext, job_id: int, device: str, work: Work) -> str:
         try:
             with ctx.db.session() as session:
                 code, message = failure or (None, None)
-                finish_job(session, job_id=job_id, status=status, error=message, error_code=code,
-                           worker=ctx.name)
+                ended = finish_job(session, job_id=job_id, status=status, error=message, error_code=code,
+                                   worker=ctx.name)
         except Conflict as exc:
             log.warning("job %d: %s", job_id, exc)
             return "lost"
+        try:
+            with ctx.db.session() as session:
+                keep_partial_run(ctx, session, ended)
+        except Exception:  # the outcome is recorded; the partial files are a bonus
+            log.exception("job %d: keeping what its finished epochs made failed", job_id)
     log.info("job %d %s", job_id, status)
     return status
+
+
+def keep_partial_run(ctx: WorkerContext, session: Session, job: JobRecord) -> None:
+    """A training run that stopped before its end keeps what its finished epochs made: `metrics.jsonl`, the
+    training curves (drawn now) and `config.json` become its artifacts beside the best and last checkpoints
+    already recorded, and its report says why it stopped and which epoch was best."""
+    if job.kind != "train" or job.run_id is None:
+        return
+    key, folder = ctx.job_folder(job.id)
+    if folder.is_dir():
+        save_partial_plots(folder)
+        record_run_files(session, ctx.store, run_id=job.run_id, key=key, folder=folder, paths=ctx.paths)
+    best = next((c.epoch for c in run_checkpoints(session, run_id=job.run_id) if c.kind == "best"), None)
+    report = {"stop_reason": job.stop_reason, "epochs_run": job.epoch, "best_epoch": best}
+    finish_run(session, run_id=job.run_id, status=job.status, best_epoch=best, report=report)
 
 
 # library and registry errors say what is wrong themselves; their code names the kind of problem

@@ -29,6 +29,21 @@ class WorkerSettings(RegistrySettings):
     )
     worker_concurrency: int = Field(1, ge=1, le=64, description="jobs a worker runs at once (threads pool only)")
     worker_log_level: str = Field("INFO", description="the worker's log level")
+    # scale (issue 19): data-parallel jobs and the prepared dataset cache
+    devices: int = Field(
+        1, ge=1, le=64, description="devices (GPUs; processes on a CPU worker) this worker owns: a job's `devices` "
+                                    "parameter may ask up to this many, trained one process per device"
+    )
+    ddp_timeout_seconds: float = Field(
+        1800.0, gt=0, description="bound on every cross-device wait of a data-parallel job (a hung rank fails it)"
+    )
+    ddp_restarts: int = Field(
+        1, ge=0, le=10, description="times a data-parallel job whose rank died restarts from its last checkpoint"
+    )
+    data_cache: bool = Field(
+        True, description="read training images from the prepared cache under <artifact root>/prepared (written "
+                          "on first use; `cxr data prepare` builds it ahead); false: decode the source files"
+    )
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> WorkerSettings:

@@ -8,14 +8,16 @@ worker that dies half-way leaves either all of them or none; the next delivery r
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from ml.checkpoint import checkpoint_summary, load_checkpoint
 from ml.config import TrainConfig
-from ml.errors import TrainingCancelled
-from ml.training.loop import fit
+from ml.errors import ConfigError, TrainingCancelled
+from ml.training.distributed import launch
+from ml.training.loop import FitResult, fit
 from registry.datasets import get_dataset
-from registry.jobs import begin_publishing, finish_job
+from registry.jobs import begin_publishing, finish_job, set_phase
 from registry.publish import publish_checkpoint
 from registry.records import JobRecord
 from registry.runs import finish_run, get_or_create_run
@@ -46,12 +48,14 @@ def train(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
                                 device=job.device)
     reporter = RegistryReporter(ctx.db, ctx.store, lease, job_id=job.id, run_id=run.id, key=key, folder=folder,
                                 progress_seconds=ctx.settings.progress_seconds)
-    result = fit(config, folder, reporter, resume=True)
+    result = _fit(ctx, config, folder, reporter)
 
     summary = checkpoint_summary(load_checkpoint(result.model_path))
     name = job.register_as or default_model_name(dataset.name, job.model)
     if lease.cancel_requested.is_set():  # asked during the final evaluation
         raise TrainingCancelled("cancelled before publishing")
+    with ctx.db.session() as s:
+        set_phase(s, job_id=job.id, phase="publishing")
     with ctx.db.session() as s:
         begin_publishing(s, job_id=job.id, worker=ctx.name)  # a cancel accepted before this wins
         record_run_files(s, ctx.store, run_id=run.id, key=key, folder=folder, paths=ctx.paths)
@@ -63,6 +67,19 @@ def train(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
         finish_job(s, job_id=job.id, status="succeeded", worker=ctx.name,
                    result={"model_version": version.ref, "best_epoch": result.best_epoch, "metrics": summary["metrics"]})
     log.info("job %d produced %s", job.id, version.ref)
+
+
+def _fit(ctx: WorkerContext, config: TrainConfig, folder: Path, reporter: RegistryReporter) -> FitResult:
+    """`fit` in this process, or on several devices when the job asks for them (up to what this worker owns)."""
+    s = ctx.settings
+    cache = ctx.store.root / "prepared" if s.data_cache else None
+    devices = config.params.devices
+    if devices > s.devices:
+        raise ConfigError(f"the job asks for {devices} devices; this worker owns {s.devices} (CXR_DEVICES)")
+    if devices == 1:
+        return fit(config, folder, reporter, resume=True, cache_dir=cache)
+    return launch(config, folder, reporter, resume=True, cache_dir=cache, timeout_s=s.ddp_timeout_seconds,
+                  restarts=s.ddp_restarts)
 
 
 def run_report(report: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,10 +22,21 @@ JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "c
 def shown_status(job: JobRecord) -> str:
     return "cancelling" if job.status == "running" and job.cancel_requested else job.status
 
+
+def is_stalled(job: JobRecord, now: datetime) -> bool:
+    """Its lease lapsed: running without a live worker, or queued again after its worker was lost (the
+    lapsed lease is kept until a worker claims it)."""
+    lapsed = job.lease_expires_at is not None and job.lease_expires_at <= now
+    return lapsed and job.status in ("running", "queued")
+
+
 _EXAMPLE_JOB: dict[str, Any] = {
     "id": 7, "kind": "train", "status": "running", "model": "simple_cnn", "dataset": "pneumoniamnist",
     "register_as": "pneumoniamnist-simple_cnn", "params": {"epochs": 3, "batch_size": 64},
-    "progress": {"epoch": 1, "epochs": 3, "step": 20, "steps": 73, "fraction": 0.42},
+    "progress": {"phase": "training", "epoch": 1, "epochs": 3, "step": 20, "steps": 73, "fraction": 0.4,
+                 "elapsed_s": 95.2, "eta_s": 160.4},
+    "heartbeat_at": "2026-01-05T10:01:35Z", "lease_expires_at": "2026-01-05T10:03:35Z", "stalled": False,
+    "stop_reason": None,
     "latest_metrics": {"train": {"loss": 0.31}, "val": {"loss": 0.28, "mean_auroc": 0.95}},
     "error_code": None, "error": None, "worker": None, "device": "cpu", "attempts": 1, "cancel_requested": False,
     "created_at": "2026-01-05T10:00:00Z", "started_at": "2026-01-05T10:00:01Z", "finished_at": None,
@@ -33,22 +44,57 @@ _EXAMPLE_JOB: dict[str, Any] = {
 }
 
 
+Phase = Literal["preparing", "training", "evaluating", "publishing"]
+
+# The share of a training job's progress its epochs make; the final evaluation and publishing make the rest, so
+# `fraction` reaches 1 only when the job succeeded.
+TRAINING_SHARE = 0.95
+PHASE_FRACTION = {"evaluating": TRAINING_SHARE, "publishing": 0.98}
+
+
 class Progress(BaseModel):
-    epoch: int = Field(description="epochs completed")
+    phase: Phase | None = Field(None, description="what the worker is doing, while the job runs: preparing "
+                                "(data, model), training, evaluating (the best epoch, on val and test), publishing")
+    epoch: int = Field(description="epochs finished, counting from 1 (the one in progress is epoch + 1)")
     epochs: int = Field(description="epochs requested (0 for evaluation jobs)")
-    step: int = Field(description="steps done in the current epoch")
+    step: int = Field(description="steps done in the epoch in progress")
     steps: int = Field(description="steps per epoch")
-    fraction: float = Field(ge=0, le=1, description="overall progress, 1 when the job succeeded")
+    fraction: float = Field(ge=0, le=1, description="overall progress; epochs make the first 95%, the final "
+                            "evaluation and publishing the rest; 1 only when the job succeeded")
+    elapsed_s: float | None = Field(None, description="seconds since it started, until it ended")
+    eta_s: float | None = Field(None, description="seconds of training left at the pace of this attempt so far "
+                                "(the final evaluation not included); null when unknown")
 
     @classmethod
-    def of(cls, job: JobRecord) -> Progress:
+    def of(cls, job: JobRecord, now: datetime) -> Progress:
+        running = job.status == "running"
+        phase = job.phase if running else None
+        trained = 0.0
+        if job.epochs:
+            trained = (job.epoch + (job.step / job.steps if job.steps else 0.0)) / job.epochs
         if job.status == "succeeded":
             fraction = 1.0
-        elif job.epochs and job.steps:
-            fraction = min(1.0, (job.epoch + job.step / job.steps) / job.epochs)
+        elif job.kind == "evaluate":
+            fraction = PHASE_FRACTION.get(phase or "", 0.0)
         else:
-            fraction = min(1.0, job.epoch / job.epochs) if job.epochs else 0.0
-        return cls(epoch=job.epoch, epochs=job.epochs, step=job.step, steps=job.steps, fraction=round(fraction, 4))
+            fraction = max(PHASE_FRACTION.get(phase or "", 0.0), TRAINING_SHARE * min(1.0, trained))
+        end = job.finished_at or now
+        elapsed = (end - job.started_at).total_seconds() if job.started_at else None
+        return cls(phase=phase, epoch=job.epoch, epochs=job.epochs, step=job.step, steps=job.steps,  # type: ignore[arg-type]
+                   fraction=round(fraction, 4), elapsed_s=round(elapsed, 1) if elapsed is not None else None,
+                   eta_s=_eta(job, now) if phase == "training" else None)
+
+
+def _eta(job: JobRecord, now: datetime) -> float | None:
+    """Steps left over the pace of this attempt's training phase (steps done since it began)."""
+    if not (job.steps and job.epochs and job.phase_started_at):
+        return None
+    done = (job.epoch - job.start_epoch) * job.steps + job.step
+    seconds = (now - job.phase_started_at).total_seconds()
+    if done <= 0 or seconds <= 0:
+        return None
+    left = max(0, (job.epochs - job.epoch) * job.steps - job.step)
+    return round(left * seconds / done, 1)
 
 
 class VersionRef(BaseModel):
@@ -69,6 +115,13 @@ class JobSummary(BaseModel):
     dataset: str = Field(description="registered dataset name")
     register_as: str | None = Field(description="registered model name the trained model becomes a version of")
     progress: Progress
+    heartbeat_at: datetime | None = Field(None, description="when its worker last said it was alive")
+    lease_expires_at: datetime | None = Field(
+        None, description="when its worker's claim lapses unless renewed; a job whose lease lapsed is stalled")
+    stalled: bool = Field(False, description="its worker stopped renewing the lease (presumed dead): true until "
+                                             "another worker takes it over and resumes it from its checkpoint")
+    stop_reason: str | None = Field(None, description="why it ended without a result (cancelled or failed), "
+                                                      "for a person")
     latest_metrics: dict[str, Any] = Field(description="the last finished epoch's metrics per split")
     error_code: str | None = Field(
         None, description="why it failed, as a short stable code: dataset_error, invalid_config, model_error, "
@@ -91,10 +144,12 @@ class JobSummary(BaseModel):
 
     @classmethod
     def fields_of(cls, job: JobRecord, viewer: Viewer) -> dict[str, Any]:
-        version = job.model_version
+        version, now = job.model_version, datetime.now(UTC)
         return {
             "id": job.id, "kind": job.kind, "status": shown_status(job), "model": job.model,
-            "dataset": job.dataset_name, "register_as": job.register_as, "progress": Progress.of(job),
+            "dataset": job.dataset_name, "register_as": job.register_as, "progress": Progress.of(job, now),
+            "heartbeat_at": job.heartbeat_at, "lease_expires_at": job.lease_expires_at,
+            "stalled": is_stalled(job, now), "stop_reason": viewer.text(job.stop_reason) if job.stop_reason else None,
             "latest_metrics": job.latest_metrics, "error_code": job.error_code,
             "error": viewer.text(job.error) if job.error else None, "worker": viewer.worker(job.worker),
             "device": job.device, "attempts": job.attempts, "cancel_requested": job.cancel_requested,

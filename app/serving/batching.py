@@ -71,8 +71,10 @@ class BatchStats:
 
 class MicroBatcher:
     def __init__(self, forward: Forward, *, max_size: int, max_wait_s: float, queue_limit: int,
-                 concurrency: int = 1, name: str = "model") -> None:
+                 concurrency: int = 1, name: str = "model",
+                 on_wait: Callable[[float], None] | None = None) -> None:
         self.forward, self.name = forward, name
+        self.on_wait = on_wait  # told each request's seconds from joining the queue to its forward pass
         self.max_size, self.max_wait_s, self.queue_limit = max_size, max_wait_s, queue_limit
         self.stats = BatchStats()
         self._incoming = 0  # images of tickets not yet submitted (being read or decoded)
@@ -113,6 +115,8 @@ class MicroBatcher:
     async def _run_alone(self, images: int, job: Callable[[], Awaitable[T]]) -> T:
         """Run `job` (a request's decode and forward pass) as a batch of its own of `images` images."""
         await self._slots.acquire()  # free: the model is idle, so this does not wait
+        if self.on_wait is not None:
+            self.on_wait(0.0)
         self._alone += 1
         try:
             result = await job()
@@ -173,6 +177,9 @@ class MicroBatcher:
     async def _run(self, batch: list[_Waiting]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if self.on_wait is not None:
+            for waiting in batch:
+                self.on_wait(started - waiting.arrived)
         try:
             probs, ms = await self.forward([x for waiting in batch for x in waiting.inputs])
         except BaseException as exc:  # every request of the batch gets the failure

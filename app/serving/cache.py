@@ -27,15 +27,16 @@ import anyio
 import torch
 
 from app.serving.batching import MicroBatcher
+from app.serving.device import serving_plan
 from app.serving.errors import InvalidInput, ModelUnavailable, ServingError
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool
+from app.serving.reduced import load_variants
 from app.serving.served import RuntimeInfo, ServedModel
 from app.settings import AppSettings
 from ml.errors import ModelError
 from ml.explain.split import TRACE_GUARD
 from ml.inference import LoadedModel
-from ml.runtime import EXACT_RUNTIMES
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.errors import IntegrityFailure, NotFound
@@ -58,6 +59,10 @@ class ModelCache:
     def __init__(self, *, settings: AppSettings, db: Database, artifacts: LocalArtifactStore,
                  metrics: ServiceMetrics, pool: InferencePool) -> None:
         self.settings, self.db, self.artifacts, self.metrics, self.pool = settings, db, artifacts, metrics, pool
+        self.plan = serving_plan(settings)  # device, batching and runtime candidates (app.serving.device)
+        log.info("serving on %s: batches of up to %d, waiting %.1f ms; runtime candidates %s%s", self.plan.device,
+                 self.plan.batch_max_size, self.plan.batch_max_wait_ms, self.plan.candidates or "none",
+                 "".join(f"; {name} skipped: {why}" for name, why in self.plan.skipped.items()))
         self._refs: dict[str, int] = {}  # "name@alias" / "name:version" -> model version id
         self._cache: OrderedDict[int, ServedModel] = OrderedDict()
         self._loaded: dict[int, ServedModel] = {}  # a snapshot of the cache that threads may read
@@ -159,13 +164,14 @@ class ModelCache:
             self._loading.pop(version_id, None)
         s = self.settings
         served.batcher = MicroBatcher(
-            lambda resized: self.pool.run(served.timed_forward, resized), max_size=s.batch_max_size,
-            max_wait_s=s.batch_max_wait_ms / 1000, queue_limit=s.inference_queue_limit,
+            lambda resized: self.pool.run(served.timed_forward, resized), max_size=self.plan.batch_max_size,
+            max_wait_s=self.plan.batch_max_wait_ms / 1000, queue_limit=s.inference_queue_limit,
             concurrency=self.pool.workers, name=served.record.ref,
+            on_wait=self.metrics.queue_wait.labels(*served.metric_labels).observe,
         )
         self._cache[version_id] = served
-        candidates = [c for c in s.runtime_candidates if c in EXACT_RUNTIMES and c != "eager"]
-        if candidates:
+        candidates = self.plan.candidates
+        if candidates or served.variants:  # admitted reduced-precision variants are timed by the trial too
             served.runtime_info = RuntimeInfo(state="choosing")  # from now on, not once the thread starts
             task = asyncio.create_task(self._choose_runtime(served, candidates), name=f"cxr-runtime-{version_id}")
             self._choosing.add(task)
@@ -175,8 +181,10 @@ class ModelCache:
         while len(self._cache) > self.settings.model_cache_size:
             _, evicted = self._cache.popitem(last=False)
             log.info("evicted %s from the model cache", evicted.record.ref)
+            self.metrics.model_loaded.remove(*evicted.metric_labels, evicted.record.architecture)
         self._loaded = dict(self._cache)
         self.metrics.models_loaded.set(len(self._cache))
+        self.metrics.model_loaded.labels(*served.metric_labels, served.record.architecture).set(1)
         return served
 
     def _load(self, version_id: int) -> ServedModel:
@@ -187,20 +195,22 @@ class ModelCache:
         try:
             loaded = self._build(record)
         except ModelUnavailable as exc:
-            self.metrics.model_load_failures.labels(record.name, exc.code).inc()
+            self.metrics.model_load_failures.labels(record.name, str(record.version), exc.code).inc()
             log.error("%s", exc)
             raise
         seconds = time.perf_counter() - start
-        self.metrics.model_load.labels(record.name).observe(seconds)
+        self.metrics.model_load.labels(record.name, str(record.version)).observe(seconds)
         log.info("loaded %s (%s) in %.2f s", record.ref, record.architecture, seconds)
-        return ServedModel(record, loaded, seconds, self.metrics)
+        served = ServedModel(record, loaded, seconds, self.metrics)
+        served.variants = load_variants(record, self.artifacts)
+        return served
 
     def _build(self, record: ModelVersionRecord) -> LoadedModel:
         if record.checkpoint is None:
             raise ModelUnavailable(f"model {record.ref} has no checkpoint", code="checkpoint_missing")
         try:
             data = self.artifacts.read_bytes(record.checkpoint.uri, sha256=record.checkpoint.sha256)
-            loaded = LoadedModel.from_checkpoint(data)
+            loaded = LoadedModel.from_checkpoint(data, device=str(self.plan.device))
         except IntegrityFailure as exc:
             raise ModelUnavailable(
                 f"model {record.ref} is refused: {exc}", code="integrity_failure"

@@ -3,7 +3,7 @@
 The order of checks is the order of cost: the declared content type, the byte size (the request body as a
 whole is bounded while it is read, see `app.api.limits`), an empty file, the format's signature, then
 `ml.imaging.read_image`, which checks the pixel count and the structure around the pixels (DICOM elements,
-deflate, codestreams, chunks) before it decodes anything, so one upload stays within the budget the README
+deflate, codestreams, chunks) before it decodes anything, so one upload stays within the budget docs/security.md
 states (*Upload decoding budget*). Each refusal is a `ServingError` naming the file. A file name is used in
 messages only, never as a path.
 """

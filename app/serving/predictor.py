@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -21,6 +23,7 @@ import torch
 
 from app.serving.batching import Ticket
 from app.serving.cache import ModelCache, Resolved
+from app.serving.errors import ServingError
 from app.serving.inputs import Upload, decode_for
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool, set_torch_threads
@@ -144,7 +147,21 @@ class Predictor:
         probs, ms = served.timed_forward([p.resized for p in prepared])
         return prepared, probs, ms
 
+    @contextmanager
+    def _errors_counted(self, served: ServedModel, kind: str) -> Iterator[None]:
+        """Count a refusal of a request for `served` (a bad image, a full queue, an unknown target) by its code."""
+        try:
+            yield
+        except ServingError as exc:
+            self.metrics.inference_errors.labels(*served.metric_labels, kind, exc.code).inc()
+            raise
+
     async def predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
+        """Probabilities for each upload (refusals counted per model)."""
+        with self._errors_counted(served, "predict"):
+            return await self._predict(served, uploads)
+
+    async def _predict(self, served: ServedModel, uploads: list[Upload]) -> list[ImagePrediction]:
         """Probabilities for each upload. When the model is idle the request runs as one pool job of its own;
         otherwise it decodes, then joins the model's micro-batch queue."""
         with self.admit(served, len(uploads)) as ticket:
@@ -160,6 +177,14 @@ class Predictor:
         ]
 
     async def gradcam(
+        self, served: ServedModel, upload: Upload, targets: list[str], method: str, *,
+        max_side: int = DEFAULT_MAX_SIDE, fmt: str = DEFAULT_FORMAT,
+    ) -> CamResult:
+        """`_gradcam`, its refusals counted per model."""
+        with self._errors_counted(served, "gradcam"):
+            return await self._gradcam(served, upload, targets, method, max_side=max_side, fmt=fmt)
+
+    async def _gradcam(
         self, served: ServedModel, upload: Upload, targets: list[str], method: str, *,
         max_side: int = DEFAULT_MAX_SIDE, fmt: str = DEFAULT_FORMAT,
     ) -> CamResult:
@@ -190,7 +215,7 @@ class Predictor:
                 maps = served.cams(served.loaded.preprocess.finish(prepared.resized[None]), indices, method)
             else:
                 maps = served.split_maps(values, indices, tuple(prepared.resized.shape[-2:]))
-            self.metrics.inference.labels(served.record.name, "gradcam").observe(time.perf_counter() - start)
+            self.metrics.inference.labels(*served.metric_labels, "gradcam").observe(time.perf_counter() - start)
             assert prepared.image is not None
             cams = [
                 CamImage(served.labels[i], i, float(row[i]), encode_overlay(overlay(prepared.image, m), fmt), fmt,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -21,13 +22,14 @@ import torch
 
 from app.serving.batching import MicroBatcher
 from app.serving.metrics import ServiceMetrics
+from app.serving.reduced import Variant
 from ml.errors import ModelError
 from ml.evaluation.metrics import probabilities
 from ml.explain.gradcam import compute_cams
 from ml.explain.split import TRACE_GUARD, CamSplit, rest_logits, split_at_cam_layer, split_cams
 from ml.inference import LoadedModel
 from ml.models import CXRModel
-from ml.runtime import Runtime, build_runtime, choose_runtime, example_inputs
+from ml.runtime import Runtime, build_runtime, choose_runtime, example_inputs, time_runtime
 from registry.records import ModelVersionRecord
 
 log = logging.getLogger(__name__)
@@ -75,10 +77,16 @@ class ServedModel:
         self.runtime: Runtime = build_runtime("eager", loaded.model, torch.zeros(1, *self.input_shape))
         self.runtime_info = RuntimeInfo()
         self.batcher: MicroBatcher | None = None  # set by the model cache, on the event loop
+        self.variants: list[Variant] = []  # admitted reduced-precision variants (`app.serving.reduced`)
 
     @property
     def labels(self) -> list[str]:
         return self.loaded.labels
+
+    @property
+    def metric_labels(self) -> tuple[str, str]:
+        """The model and version labels of its metric series."""
+        return self.record.name, str(self.record.version)
 
     def forward(self, resized: list[torch.Tensor]) -> np.ndarray:
         """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime; blocking."""
@@ -93,8 +101,8 @@ class ServedModel:
         start = time.perf_counter()
         probs = self.forward(resized)
         seconds = time.perf_counter() - start
-        self.metrics.inference.labels(self.record.name, "predict").observe(seconds)
-        self.metrics.batch_size.observe(len(resized))
+        self.metrics.inference.labels(*self.metric_labels, "predict").observe(seconds)
+        self.metrics.batch_size.labels(*self.metric_labels).observe(len(resized))
         return probs, seconds * 1000
 
     def choose_runtime(self, candidates: list[str], threads: int | None) -> None:
@@ -102,22 +110,56 @@ class ServedModel:
         try:
             with TRACE_GUARD.running():
                 choice = choose_runtime(
-                    self.loaded.model, example_inputs(self.input_shape), self._to_probabilities,
+                    self.loaded.model, [x.to(self.loaded.device) for x in example_inputs(self.input_shape)],
+                    self._to_probabilities,
                     candidates=candidates, tolerance=1e-4, threads=threads,
                 )
         except Exception as exc:  # eager keeps serving
             log.exception("choosing a runtime for %s failed; serving eager", self.record.ref)
             self.runtime_info = RuntimeInfo(state="failed", message=f"{type(exc).__name__}: {exc}")
             return
+        exact = choice.name
         self.runtime = choice.runtime
         trials = [dict(t.__dict__) for t in choice.trials]
+        if self.variants:
+            chosen_ms = next((t.median_ms for t in choice.trials if t.name == exact), None)
+            faster = self._time_variants(trials, chosen_ms, threads)
+            if faster is not None:
+                self.runtime = faster
+                choice.runtime = faster
         log.info("%s serves with runtime %s (%s)", self.record.ref, choice.name,
                  ", ".join(f"{t.name} {t.median_ms:.2f} ms" if t.median_ms else f"{t.name} refused"
                            for t in choice.trials))
         # the trial is over ("chosen") once the Grad-CAM trunk has tried the same runtime too
         self.runtime_info = RuntimeInfo(choice.name, "choosing", trials, "trying it for the Grad-CAM trunk")
-        self.choose_cam_trunk(choice.name, threads)
+        self.choose_cam_trunk(exact, threads)  # the CAM's trunk stays exact: an admission covers probabilities
         self.runtime_info = RuntimeInfo(choice.name, "chosen", trials)
+
+    def _time_variants(self, trials: list[dict[str, object]], chosen_ms: float | None,
+                       threads: int | None) -> Runtime | None:
+        """Time each admitted variant at batch 1 and add its trial; the fastest if it beats `chosen_ms`."""
+        example = [x.to(self.loaded.device) for x in example_inputs(self.input_shape)]
+        best: tuple[float, Runtime] | None = None
+        for variant in self.variants:
+            started = time.perf_counter()
+            try:
+                runtime = variant.build(self.loaded, threads)
+                with TRACE_GUARD.running(), torch.inference_mode():
+                    diff = float((self._to_probabilities(runtime(example[1]).float())
+                                  - self._to_probabilities(self.loaded.model(example[1]))).abs().max())
+                median = statistics.median(time_runtime(runtime, example[0]))
+            except Exception as exc:  # the exact runtime keeps serving
+                log.exception("%s: variant %s failed its trial", self.record.ref, variant.runtime)
+                trials.append({"name": variant.runtime, "accepted": False, "median_ms": None, "max_abs_diff": None,
+                               "build_s": None, "reason": f"{type(exc).__name__}: {exc}"[:200]})
+                continue
+            trials.append({"name": variant.runtime, "accepted": True, "median_ms": median, "max_abs_diff": diff,
+                           "build_s": time.perf_counter() - started, "reason": variant.summary})
+            if best is None or median < best[0]:
+                best = (median, runtime)
+        if best is not None and (chosen_ms is None or best[0] < chosen_ms):
+            return best[1]
+        return None
 
     def _to_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return probabilities(logits, self.loaded.task)

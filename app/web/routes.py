@@ -28,7 +28,7 @@ router = APIRouter()
 class Sample(BaseModel):
     name: str = Field(examples=["nih_cxr_1024.png"])
     url: str = Field(examples=["/samples/nih_cxr_1024.png"])
-    size_bytes: int = Field(examples=[612345])
+    size_bytes: int = Field(examples=[455175])  # the shipped nih_cxr_1024.png
 
 
 def _samples(folder: Path) -> dict[str, Path]:

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: Path) -> Path:
-    epochs = [h["epoch"] + 1 for h in history]
+    epochs = [h["epoch"] for h in history]  # counting from 1
     fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(10, 4))
     for split in ("train", "val"):
         ax_loss.plot(epochs, [h[split]["loss"] for h in history], marker="o", label=split)
@@ -93,3 +93,19 @@ def save_plots(run_dir: Path, history: list[dict[str, Any]], report: dict[str, A
         paths.append(plot_reliability(summary, run_dir / f"reliability_{split}.png",
                                       f"Reliability ({split}; temperatures fitted on val)"))
     return paths
+
+
+def save_partial_plots(run_dir: Path) -> list[Path]:
+    """The training curves of a run that stopped before its end (cancelled, failed), from the epochs its
+    `metrics.jsonl` records (a redone epoch's later lines win); nothing when no epoch finished."""
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    by_epoch: dict[int, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            epoch, split = entry.pop("epoch"), entry.pop("split")
+            by_epoch.setdefault(epoch, {"epoch": epoch})[split] = entry
+    history = [h for _, h in sorted(by_epoch.items()) if "train" in h and "val" in h]
+    return [plot_training_curves(history, run_dir / "training_curves.png")] if history else []

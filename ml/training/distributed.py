@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 EXIT_CANCELLED = 3
 STOP_FILE = "stop"
-REPORTER_EVENTS = ("on_start", "on_step", "on_epoch_end", "on_checkpoint", "on_evaluation")
+REPORTER_EVENTS = ("on_start", "on_phase", "on_step", "on_epoch_end", "on_checkpoint", "on_evaluation")
 
 
 class TrainingFailed(CXRError):
@@ -255,6 +255,9 @@ class _PipeReporter(Reporter):
 
     def on_start(self, **kw: Any) -> None:
         self.send("on_start", kw)
+
+    def on_phase(self, **kw: Any) -> None:
+        self.send("on_phase", kw)
 
     def on_step(self, **kw: Any) -> None:
         self.send("on_step", kw)

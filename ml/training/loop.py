@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ml.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from ml.checkpoint import build_checkpoint, checkpoint_epoch, load_checkpoint, save_checkpoint
 from ml.config import DataConfig, TrainConfig
 from ml.data import CXRDataset, create_dataset
 from ml.data.base import Task
@@ -62,7 +62,7 @@ class _State:
 
     epoch: int = 0  # epochs completed
     best_metric: float | None = None
-    best_epoch: int = -1
+    best_epoch: int = 0  # counting from 1, like every epoch a person reads; 0: none yet
     stale_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -158,9 +158,11 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
         return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
                                 data_config=data_cfg, train_config=config.model_dump(mode="json"), **extra)
 
-    # 7. Epochs: train, validate, schedule, checkpoint, stop early.
+    # 7. Epochs: train, validate, schedule, checkpoint, stop early. `epoch` indexes the RNG streams (from 0);
+    # `number` is the epoch as metrics, checkpoints, reports and logs name it (from 1).
     while state.epoch < p.epochs and state.stale_epochs < (p.early_stopping_patience or math.inf):
         epoch = state.epoch
+        number = epoch + 1
         if p.freeze_epochs:
             model.freeze_backbone(epoch < p.freeze_epochs)
         _seed_epoch(p.seed, epoch)
@@ -171,26 +173,26 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
         score = val_metrics["mean_auroc"] if val_metrics["mean_auroc"] is not None else -val_metrics["loss"]
         _step_scheduler(scheduler, score)
 
-        state.epoch = epoch + 1
+        state.epoch = number
         improved = state.best_metric is None or score > state.best_metric
         if improved:
-            state.best_metric, state.best_epoch, state.stale_epochs = score, epoch, 0
+            state.best_metric, state.best_epoch, state.stale_epochs = score, number, 0
         else:
             state.stale_epochs += 1
         metrics = {"train": train_metrics, "val": val_metrics}
-        state.history.append({"epoch": epoch, **metrics})
+        state.history.append({"epoch": number, **metrics})
         if main:
-            _append_metrics(run_dir / "metrics.jsonl", epoch, metrics)
+            _append_metrics(run_dir / "metrics.jsonl", number, metrics)
             training_state = _training_state(state, optimizer, scheduler, scaler)
-            save_checkpoint(checkpoint(epoch=epoch, metrics=metrics, best_metric=state.best_metric,
+            save_checkpoint(checkpoint(epoch=number, metrics=metrics, best_metric=state.best_metric,
                                        training_state=training_state), last_path)
-            reporter.on_checkpoint(path=last_path, kind="last", epoch=epoch, metrics=metrics)
+            reporter.on_checkpoint(path=last_path, kind="last", epoch=number, metrics=metrics)
             if improved:
-                save_checkpoint(checkpoint(epoch=epoch, metrics=metrics, best_metric=score), best_path)
-                reporter.on_checkpoint(path=best_path, kind="best", epoch=epoch, metrics=metrics)
-            reporter.on_epoch_end(epoch=epoch, metrics=metrics)
+                save_checkpoint(checkpoint(epoch=number, metrics=metrics, best_metric=score), best_path)
+                reporter.on_checkpoint(path=best_path, kind="best", epoch=number, metrics=metrics)
+            reporter.on_epoch_end(epoch=number, metrics=metrics)
         if _any_rank(reporter.should_stop(), world):
-            raise TrainingCancelled(f"cancelled after epoch {epoch + 1}")
+            raise TrainingCancelled(f"cancelled after epoch {number}")
 
     if not main:  # rank 0 alone evaluates and publishes; the others are done
         return FitResult(run_dir, run_dir / "model.pt", str(device), state.best_epoch, state.best_metric,
@@ -201,6 +203,7 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
         raise TrainingCancelled(f"cancelled after epoch {state.epoch}")
     reporter.on_phase(phase="evaluating")
     best = load_checkpoint(best_path)
+    best_epoch = checkpoint_epoch(best) or 0
     model.load_state_dict(best["state_dict"])
     if world > 1:  # rank 0 alone: the whole validation split
         val_batches = batches(val_ds, "val", train=False, shard=(0, 1))
@@ -214,15 +217,15 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     for split, figures in (calibration or {}).get("splits", {}).items():  # read by GET /models as `quality`
         summary[split].update({k: v for k, v in figures.items() if k != "n"})
     model_path = save_checkpoint(
-        checkpoint(epoch=best["epoch"], thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
+        checkpoint(epoch=best_epoch, thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
                    calibration=calibration),
         run_dir / "model.pt",
     )
-    reporter.on_checkpoint(path=model_path, kind="final", epoch=best["epoch"], metrics=summary)
-    report.update(best_epoch=best["epoch"], epochs_run=state.epoch, device=str(device), pathologies=dataset.pathologies)
+    reporter.on_checkpoint(path=model_path, kind="final", epoch=best_epoch, metrics=summary)
+    report.update(best_epoch=best_epoch, epochs_run=state.epoch, device=str(device), pathologies=dataset.pathologies)
     _write_json(run_dir / "report.json", report)
     save_plots(run_dir, state.history, report, dataset.pathologies)
-    return FitResult(run_dir, model_path, str(device), best["epoch"], state.best_metric, state.history, report)
+    return FitResult(run_dir, model_path, str(device), best_epoch, state.best_metric, state.history, report)
 
 
 # --- 2-4. data -----------------------------------------------------------------------------------
@@ -295,17 +298,24 @@ def _data_parallel(model: CXRModel, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model)
 
 
+def _collective_device() -> torch.device:
+    """Where a collective's tensors live: NCCL reduces CUDA tensors only, gloo CPU ones."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _any_rank(flag: bool, world: int) -> bool:
     """True on every rank when `flag` is true on any (so all ranks stop at the same step)."""
     if world == 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return bool(t.item())
 
 
 def _sum_ranks(*values: float) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     torch.distributed.all_reduce(t)
     return t.tolist()
 
@@ -371,7 +381,10 @@ def _restore(path: Path, config: TrainConfig, model: CXRModel, optimizer: Any, s
         scheduler.load_state_dict(ts["scheduler"])
     scaler.load_state_dict(ts["scaler"])
     torch.set_rng_state(ts["rng"]["torch"])
-    return _State(ts["epoch"], ts["best_metric"], ts["best_epoch"], ts["stale_epochs"], list(ts["history"]))
+    history, best_epoch = list(ts["history"]), ts["best_epoch"]
+    if ckpt.get("epochs_from") != 1:  # written before epochs counted from 1: name them as now
+        history, best_epoch = [{**h, "epoch": h["epoch"] + 1} for h in history], best_epoch + 1
+    return _State(ts["epoch"], ts["best_metric"], best_epoch, ts["stale_epochs"], history)
 
 
 # --- 7. one epoch ------------------------------------------------------------------------------
@@ -429,7 +442,7 @@ def _train_epoch(
             raise FloatingPointError(f"loss became {batch_loss} at epoch {epoch + 1} step {step}; lower the lr")
         total_loss += batch_loss * len(images)
         seen += len(images)
-        reporter.on_step(epoch=epoch, step=step, steps=steps, loss=batch_loss)
+        reporter.on_step(epoch=epoch + 1, step=step, steps=steps, loss=batch_loss)
         if step % p.cancel_check_every == 0 and _any_rank(reporter.should_stop(), world):
             raise TrainingCancelled(f"cancelled at epoch {epoch + 1} step {step}")
     elapsed = time.perf_counter() - started

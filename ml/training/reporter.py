@@ -12,14 +12,16 @@ from typing import Any
 
 class Reporter:
     def on_start(self, *, start_epoch: int, epochs: int, steps_per_epoch: int, device: str) -> None:
-        """Training begins (or resumes at `start_epoch`, counting from 0) on `device`."""
+        """Training begins on `device`, or resumes after `start_epoch` finished epochs (0: from the start).
+
+        Every `epoch` passed to the hooks below counts from 1, as metrics, checkpoints and reports do."""
 
     def on_phase(self, *, phase: str) -> None:
         """The run enters `phase`: 'training' (after `on_start`), then 'evaluating' (the best epoch, on
         validation and test data). Before the first call it is preparing (data, model)."""
 
     def on_step(self, *, epoch: int, step: int, steps: int, loss: float) -> None:
-        """Step `step` (1-based) of `steps` in `epoch` (0-based) finished."""
+        """Step `step` of `steps` in `epoch` finished (both counting from 1)."""
 
     def on_epoch_end(self, *, epoch: int, metrics: dict[str, dict[str, float | None]]) -> None:
         """Metrics per split (`train`, `val`) for the finished epoch."""

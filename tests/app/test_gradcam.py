@@ -192,10 +192,10 @@ def test_gradcam_refuses_what_it_cannot_explain(client: httpx.Client, small_jpeg
 def test_a_1x1_upload_gets_a_1x1_overlay(client: httpx.Client) -> None:
     out = io.BytesIO()
     Image.new("L", (1, 1), 128).save(out, format="PNG")
-    png = client.post("/gradcam", files=[("file", ("dot.png", out.getvalue(), "image/png"))])
-    assert png.status_code == 200, png.text
-    assert _png_size(png.content) == (1, 1)
-    body = client.post("/gradcam", params={"format": "json"},
+    jpeg = client.post("/gradcam", files=[("file", ("dot.png", out.getvalue(), "image/png"))])
+    assert jpeg.status_code == 200, jpeg.text
+    assert _image_size(jpeg.content, "JPEG") == (1, 1)
+    body = client.post("/gradcam", params={"format": "json", "overlay_format": "png"},
                        files=[("file", ("dot.png", out.getvalue(), "image/png"))])
     assert (body.json()["width"], body.json()["height"]) == (1, 1)
     [target] = body.json()["targets"]

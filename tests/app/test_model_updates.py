@@ -115,7 +115,7 @@ def test_a_checkpoint_whose_bytes_changed_is_refused_and_the_old_version_keeps_s
     assert refused.json()["error"] == "integrity_failure"
     assert "guarded:2 is refused" in refused.json()["message"] and "sha256" in refused.json()["message"]
 
-    failures = 'cxr_model_load_failures_total{model="guarded",reason="integrity_failure"}'
+    failures = f'cxr_model_load_failures_total{{model="guarded",reason="integrity_failure",version="{bad.version}"}}'
     refused_before = _metric(client, failures)
     with Hammer(server, "guarded", image) as hammer:
         hammer.wait_for(good.version)

@@ -126,8 +126,9 @@ def test_metrics_count_requests_by_route_template_and_time_models(
     assert 'cxr_http_requests_total{method="GET",route="/samples/{name}",status="404"}' in text
     assert "no-such-file" not in text  # raw paths never become labels
     assert 'cxr_http_request_duration_seconds_bucket{le="0.1",method="POST",route="/predict"}' in text
-    assert 'cxr_model_load_seconds_count{model="pneumonia"}' in text
-    assert 'cxr_inference_seconds_count{kind="predict",model="pneumonia"}' in text
+    version = next(m for m in client.get("/models").json()["items"] if m["name"] == "pneumonia")["aliases"]["production"]
+    assert f'cxr_model_load_seconds_count{{model="pneumonia",version="{version}"}}' in text
+    assert f'cxr_inference_seconds_count{{kind="predict",model="pneumonia",version="{version}"}}' in text
 
 
 def test_inference_does_not_block_the_event_loop(client: httpx.Client, samples_dir: Path, server) -> None:

@@ -84,16 +84,16 @@ def test_errors_are_one_line(argv, message, capsys, repo_root, monkeypatch):
     assert err.startswith("error: ") and "\n" not in err and message in err
 
 
-def test_predict_refuses_a_non_image_with_one_line(trained, tmp_path, capsys):
+def test_predict_reports_a_non_image_and_exits_1(trained, tmp_path, capsys):
     bogus = tmp_path / "note.png"
     bogus.write_text("not an image")
-    assert main(["predict", str(bogus), "--checkpoint", str(trained / "model.pt")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "note.png" in err and "\n" not in err
+    assert main(["predict", str(bogus), "--checkpoint", str(trained / "model.pt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"{bogus}: error: ") and err[-1] == "1 of 1 image(s) could not be read"
 
 
-def test_models_and_datasets_are_listed(capsys):
-    assert main(["models"]) == 0 and main(["datasets"]) == 0
+def test_architectures_and_datasets_are_listed(capsys):
+    assert main(["architectures"]) == 0 and main(["datasets"]) == 0
     out = capsys.readouterr().out
     for name in ("densenet121_gem", "vit_tiny", "cxr_cnn5", "chexpert", "nih", "folder"):
         assert name in out

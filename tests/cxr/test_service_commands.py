@@ -48,6 +48,45 @@ def test_sigterm_is_forwarded_and_a_stubborn_child_is_killed_after_the_grace_per
     assert "worker did not stop within 1 s; killing it" in err and "api did not stop" not in err
 
 
+def _pid_in(path: Path, other_than: int | None = None, timeout: float = 60) -> int:
+    """The pid a child wrote to `path`, once it is there (and not `other_than`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        if text.strip() and int(text) != other_than:
+            return int(text)
+        assert time.monotonic() < deadline, f"no new pid in {path} within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_a_worker_that_dies_is_started_again_with_a_backoff_and_the_api_keeps_running(tmp_path):
+    def writes_its_pid(name: str) -> list[str]:
+        path = tmp_path / name
+        code = (f"import os, pathlib, time; p = pathlib.Path({str(path)!r}); tmp = p.with_suffix('.tmp'); "
+                "tmp.write_text(str(os.getpid())); tmp.replace(p); time.sleep(60)")
+        return [sys.executable, "-c", code]
+
+    code = ("import sys; from cxr.service_commands import Backoff, supervise; "
+            f"sys.exit(supervise({{'api': {writes_its_pid('api')!r}, 'worker': {writes_its_pid('worker')!r}}}, "
+            "grace=5, restart={'worker'}, backoff=Backoff(first=0.5)))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    try:
+        api, first = _pid_in(tmp_path / "api"), _pid_in(tmp_path / "worker")
+        os.kill(first, signal.SIGKILL)
+        second = _pid_in(tmp_path / "worker", other_than=first)
+        os.kill(second, signal.SIGKILL)  # again at once: the backoff doubles
+        third = _pid_in(tmp_path / "worker", other_than=second)
+        assert proc.poll() is None and third not in (first, second)
+        os.kill(api, 0)  # the api child was never stopped
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert f"worker (pid {first}) exited with status -9; starting it again in 0.5 s" in err
+    assert f"worker (pid {second}) exited with status -9; starting it again in 1 s" in err
+    assert f"worker started again (pid {third})" in err and "api" not in err
+
+
 def test_the_worker_never_uses_a_forking_pool_and_consumes_both_queues():
     argv = worker_argv(WorkerSettings(queue_namespace="ns"))
     assert argv[argv.index("--pool") + 1] == "solo" and argv[argv.index("--concurrency") + 1] == "1"

@@ -27,7 +27,7 @@ from worker.settings import WorkerSettings
 
 # The settings class each service's process reads (migrate runs `cxr db upgrade`, which reads the registry's
 # settings, and `cxr bootstrap`, which reads those and the bootstrap admin key).
-SETTINGS = {"api": AppSettings, "worker": WorkerSettings, "worker-cpu": WorkerSettings,
+SETTINGS = {"api": AppSettings, "api-gpu": AppSettings, "worker": WorkerSettings, "worker-cpu": WorkerSettings,
             "migrate": BootstrapSettings}
 THIRD_PARTY = {"postgres", "redis", "proxy"}
 
@@ -45,7 +45,9 @@ def test_the_required_secrets_must_be_set(tmp_path):
 
 def test_every_service_is_there_with_its_profile(config):
     services = config["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "proxy", "api", "worker", "worker-cpu", "flower"}
+    assert set(services) == {"postgres", "redis", "migrate", "proxy", "api", "api-gpu", "worker", "worker-cpu",
+                             "flower"}
+    assert services["api-gpu"]["profiles"] == ["gpu-api"]
     assert services["worker"]["profiles"] == ["gpu"] and services["worker-cpu"]["profiles"] == ["cpu"]
     assert services["flower"]["profiles"] == ["flower"]
     assert "profiles" not in services["api"] and "profiles" not in services["proxy"]
@@ -74,7 +76,7 @@ def _argvs(command: list[str]) -> list[list[str]]:
     return [command]
 
 
-@pytest.mark.parametrize("service", ["migrate", "api", "worker", "worker-cpu"])
+@pytest.mark.parametrize("service", ["migrate", "api", "api-gpu", "worker", "worker-cpu"])
 def test_commands_are_real_cxr_entry_points(config, service):
     parser = build_parser()
     for argv in _argvs(config["services"][service]["command"]):
@@ -156,3 +158,16 @@ def test_third_party_images_are_pinned(config):
         image = config["services"][name]["image"]
         repo, _, tag = image.partition(":")
         assert tag and tag != "latest" and any(ch.isdigit() for ch in tag), image
+
+
+def test_the_gpu_api_serves_on_cuda_in_the_proxys_rotation(config):
+    api, gpu = config["services"]["api"], config["services"]["api-gpu"]
+    assert gpu["environment"]["CXR_SERVE_DEVICE"] == "cuda" and api["environment"]["CXR_SERVE_DEVICE"] == ""
+    # every other setting as the CPU api's, so both replicas behave alike behind the proxy
+    assert {k: v for k, v in gpu["environment"].items() if k != "CXR_SERVE_DEVICE"} == \
+        {k: v for k, v in api["environment"].items() if k != "CXR_SERVE_DEVICE"}
+    assert gpu["command"] == api["command"] and "ports" not in gpu
+    assert "api" in gpu["networks"]["default"]["aliases"]  # the proxy resolves `api`
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert gpu["build"]["dockerfile"] == "Dockerfile.gpu-api"

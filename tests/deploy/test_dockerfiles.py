@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILES = {"api": REPO_ROOT / "Dockerfile.api", "gpu-worker": REPO_ROOT / "Dockerfile.gpu-worker"}
+DOCKERFILES = {"api": REPO_ROOT / "Dockerfile.api", "gpu-worker": REPO_ROOT / "Dockerfile.gpu-worker",
+               "gpu-api": REPO_ROOT / "Dockerfile.gpu-api"}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -83,3 +84,13 @@ def test_the_worker_image_runs_a_solo_worker_on_cuda():
     assert base.startswith("nvidia/cuda:") and "runtime" in base
     assert json.loads(_all(worker, "CMD")[-1]) == ["cxr", "worker"]
     assert "CXR_WORKER_POOL=solo" in " ".join(_all(worker, "ENV"))
+
+
+def test_the_gpu_api_image_serves_on_cuda_and_checks_readiness():
+    api = DOCKERFILES["gpu-api"]
+    (base,) = _all(api, "FROM")
+    assert base.startswith("nvidia/cuda:") and "runtime" in base
+    assert "/health/ready" in _all(api, "HEALTHCHECK")[0]
+    assert json.loads(_all(api, "CMD")[-1]) == ["cxr", "api"]
+    assert "CXR_SERVE_DEVICE=cuda" in " ".join(_all(api, "ENV"))
+    assert "COPY models models" in " ".join(f"{w} {a}" for w, a in instructions(api))

@@ -44,11 +44,11 @@ def train_watch_and_promote(client: httpx.Client, artifact_root: Path, epochs: i
     assert run["status"] == "succeeded" and run["job_id"] == job["id"] and run["resumed_from_epoch"] is None
     for split, names in (("train", ("loss", "lr")), ("val", ("loss", "mean_auroc"))):
         for name in names:
-            assert [p["epoch"] for p in run["metrics"][split][name]] == list(range(epochs)), (split, name)
+            assert [p["epoch"] for p in run["metrics"][split][name]] == list(range(1, epochs + 1)), (split, name)
 
     # its checkpoints, each file's sha256 matching the registry
     ckpts = {c["kind"]: c for c in run["checkpoints"]}
-    assert set(ckpts) == {"last", "best", "final"} and ckpts["last"]["epoch"] == epochs - 1
+    assert set(ckpts) == {"last", "best", "final"} and ckpts["last"]["epoch"] == epochs
     for ckpt in ckpts.values():
         path = file_of(ckpt["uri"])
         assert path.is_relative_to(artifact_root) and path.stat().st_size == ckpt["size_bytes"]

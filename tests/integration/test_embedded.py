@@ -4,10 +4,12 @@ SQLite file. Training end to end, cancellation within an epoch, and a clean stop
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,6 +80,38 @@ def test_cancelling_a_running_job_stops_it_within_an_epoch(embedded):
     assert run["status"] == "cancelled" and job["model_version"] is None
     print(f"cancelled {latency:.1f} s after the request, at epoch {job['progress']['epoch']} step "
           f"{job['progress']['step']} (requested during epoch {epoch_at_cancel})")
+
+
+def _worker_child(serve: Child) -> int | None:
+    """The pid of `cxr serve`'s worker child (None while it has none)."""
+    children = Path(f"/proc/{serve.pid}/task/{serve.pid}/children").read_text().split()
+    for pid in children:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"worker" in argv and b"cxr" in argv:
+            return int(pid)
+    return None
+
+
+def test_a_killed_worker_is_started_again_while_the_api_keeps_serving(embedded):
+    serve, client = embedded["serve"], embedded["client"]
+    first = _worker_child(serve)
+    assert first is not None
+    readies = serve.output().count(" ready.")
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    while (_worker_child(serve) in (None, first) or serve.output().count(" ready.") == readies):
+        assert client.get("/health/live").status_code == 200  # the API answers all along
+        assert serve.proc.poll() is None and time.monotonic() < deadline, serve.output()[-3000:]
+        time.sleep(0.2)
+    assert f"worker (pid {first}) exited with status -9; starting it again in 1 s" in serve.output()
+    assert client.get("/health/ready").status_code == 200
+    # the new worker takes jobs
+    job, _ = watch_job(client, submit(client, epochs=1, max_train_samples=64, max_eval_samples=64), finished,
+                       timeout=180)
+    assert job["status"] == "succeeded" and job["worker"].endswith(f":{_worker_child(serve)}"), job
 
 
 def test_serve_stops_both_processes_on_sigterm(embedded):

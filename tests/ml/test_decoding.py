@@ -111,3 +111,71 @@ def test_the_bounds_hold_before_anything_is_decoded() -> None:
     assert type(reduced.value) is type(full.value)
     with pytest.raises(ImageError):
         read_image_for(b"\xff\xd8\xff" + b"\x00" * 100, short_side=28)
+
+
+def _png(image: Image.Image, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", **options)
+    return out.getvalue()
+
+
+def _with_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
+    """`png` with one more chunk right after IHDR."""
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return png[:33] + chunk + png[33:]
+
+
+def _png_cases() -> dict[str, tuple[bytes, bool]]:
+    """PNG uploads, and whether OpenCV decodes them (else Pillow, through read_image)."""
+    with Image.open(SAMPLES / "nih_cxr_1024.png") as im:
+        gray = im.convert("L")
+    small = gray.resize((300, 200))
+    sixteen = Image.fromarray((np.asarray(small, dtype=np.uint16) * 257 + 7).astype(np.uint16))
+    gray_png = _png(small)
+    return {
+        "sample-8bit": ((SAMPLES / "nih_cxr_1024.png").read_bytes(), True),
+        "16bit": (_png(sixteen), True),
+        "8bit-with-gamma-and-text": (_with_chunk(_with_chunk(gray_png, b"gAMA", (45455).to_bytes(4, "big")),
+                                                 b"tEXt", b"Comment\x00x-ray"), True),
+        "8bit-with-trns": (_with_chunk(gray_png, b"tRNS", b"\x00\x00"), False),
+        "8bit-with-exif": (_with_chunk(gray_png, b"eXIf", Image.Exif().tobytes()), False),
+        "palette": (_png(small.convert("P")), False),
+        "gray-alpha": (_png(small.convert("LA")), False),
+        "rgb": (_png(small.convert("RGB")), False),
+        "rgba": (_png(small.convert("RGBA")), False),
+        "1bit": (_png(small.convert("1")), False),
+    }
+
+
+PNG_CASES = _png_cases()
+
+
+@pytest.mark.parametrize("name", list(PNG_CASES))
+def test_a_png_decodes_pixel_for_pixel_as_pillow_gives_it(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    import ml.decoding
+
+    data, by_opencv = PNG_CASES[name]
+    calls = []
+    imdecode = cv2.imdecode
+    monkeypatch.setattr(ml.decoding.cv2, "imdecode", lambda *a: calls.append(a) or imdecode(*a))
+    decoded = read_image_for(data, short_side=28)
+    assert bool(calls) == by_opencv
+    expected = read_image(data)
+    assert decoded.image.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(decoded.image, expected)
+    assert (decoded.height, decoded.width) == expected.shape
+
+
+def test_a_png_is_held_to_the_bounds_before_it_is_decoded() -> None:
+    data, _ = PNG_CASES["sample-8bit"]
+    with pytest.raises(ImageTooLargeError, match="over the limit of 1,000"):
+        read_image_for(data, max_pixels=1000)
+    with pytest.raises(ImageError, match="truncated"):
+        read_image_for(data[: len(data) // 2])
+    # without its checksum and IEND the image data is whole: both decoders give it (read_image decides)
+    np.testing.assert_array_equal(read_image_for(data[:-20]).image, read_image(data[:-20]))

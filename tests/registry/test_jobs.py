@@ -20,6 +20,7 @@ from registry.jobs import (
     request_cancel,
     requeue_lapsed,
     reserve_unsent,
+    set_phase,
     set_task_id,
     update_progress,
 )
@@ -144,8 +145,32 @@ def test_requeue_lapsed_takes_only_dead_workers_jobs_and_only_once(db, dataset):
         assert requeue_lapsed(s) == []
         back = get_job(s, job_id=dead.id)
         assert (back.status, back.worker, back.task_id, back.attempts) == ("queued", None, None, 1)
+        assert back.lease_expires_at is not None and back.phase is None  # the lapsed lease shows it stalled
         assert get_job(s, job_id=alive.id).status == "running"
         assert get_job(s, job_id=queued.id).status == "queued"
+
+
+def test_a_claim_and_each_heartbeat_say_when_the_worker_was_last_alive_and_what_it_does(db, dataset):
+    job = _job(db, dataset)
+    claimed = _claim(db, job.id, "w1", lease=600).job
+    assert claimed.phase == "preparing" and claimed.heartbeat_at is not None and claimed.start_epoch == 0
+    with db.session() as s:
+        heartbeat(s, job_id=job.id, worker="w1", lease_seconds=600)
+        set_phase(s, job_id=job.id, phase="training", start_epoch=2)
+    with db.session() as s:
+        beat = get_job(s, job_id=job.id)
+        assert beat.heartbeat_at >= claimed.heartbeat_at and (beat.phase, beat.start_epoch) == ("training", 2)
+        assert beat.phase_started_at >= claimed.phase_started_at
+        with pytest.raises(ValueError, match="unknown phase"):
+            set_phase(s, job_id=job.id, phase="napping")
+        request_cancel(s, job_id=job.id)
+        done = finish_job(s, job_id=job.id, status="cancelled", worker="w1")
+    assert done.phase is None and done.stop_reason == "cancelled on request after 0 of 2 epochs"
+    failed = _job(db, dataset)
+    _claim(db, failed.id, "w1", lease=600)
+    with db.session() as s:
+        gone = finish_job(s, job_id=failed.id, status="failed", error="the data is gone", worker="w1")
+    assert gone.stop_reason == "failed after 0 of 2 epochs: the data is gone"
 
 
 def test_reserve_unsent_gives_each_job_one_task_id(db, dataset):

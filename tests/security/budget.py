@@ -25,10 +25,10 @@ from ml.transforms import resolve_data_config
 from tests.app.live_server import Registry, Server, start_server, stop_server
 
 MiB = 2**20
-# The budget of one upload (README, "Upload decoding budget"): decoding and preprocessing any upload
+# The budget of one upload (docs/security.md, "Upload decoding budget"): decoding and preprocessing any upload
 # within the file limit costs at most this much memory above idle and CPU time, or is refused.
 BUDGET_BYTES = 512 * MiB
-BUDGET_CPU_SECONDS = 4.0  # (a JPEG 2000 DICOM near 32 MiB takes more: README; none is sent here)
+BUDGET_CPU_SECONDS = 4.0  # (a JPEG 2000 DICOM near 32 MiB takes more: docs/security.md; none is sent here)
 # A refused bomb costs little more than reading it: up to 32 MiB of upload, held a few times over (the
 # request body, the file's bytes, a DICOM frame) and at most 0.3 s of CPU measured here. These bounds leave
 # room for a busy machine and still fail the old behaviour (gigabytes, seconds).

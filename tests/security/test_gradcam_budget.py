@@ -2,7 +2,7 @@
 by default, 4096 at most), so a 40M-pixel upload costs its decode, not an overlay at its size.
 
 Before `max_side`, the overlay was drawn and PNG-encoded at the upload's size: a 40M-pixel upload cost 839 MB
-above idle and 4.6 s there (195 MB and 0.8 s for `/predict`; README, "Upload decoding budget").
+above idle and 4.6 s there (195 MB and 0.8 s for `/predict`; docs/security.md, "Upload decoding budget").
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from ml.config import TrainConfig
 from ml.errors import DatasetError, TrainingCancelled
 from ml.training.loop import fit
 from ml.training.reporter import Reporter
-from registry.jobs import claim_job, create_job, get_job
+from registry.jobs import claim_job, create_job, get_job, request_cancel
 from registry.paths import PathView
 from registry.runs import get_run, run_artifacts, run_checkpoints, run_metrics
 from registry.versions import list_versions
@@ -46,7 +48,7 @@ def test_a_training_job_writes_run_metrics_checkpoints_report_and_version(ctx, t
         ckpts = {c.kind: c for c in run_checkpoints(s, run_id=run.id)}
         artifacts = {a.name: a for a in run_artifacts(s, run_id=run.id)}
     assert run.status == "succeeded" and run.resumed_from_epoch is None and run.device == "cpu"
-    assert {(m.epoch, m.split) for m in metrics} == {(0, "train"), (0, "val"), (1, "train"), (1, "val")}
+    assert {(m.epoch, m.split) for m in metrics} == {(1, "train"), (1, "val"), (2, "train"), (2, "val")}
     assert set(ckpts) == {"last", "best", "final"}
     for ckpt in ckpts.values():
         assert _sha256(ckpt.uri, ctx) == ckpt.sha256
@@ -79,7 +81,7 @@ class _DiesAfterFirstEpoch(Reporter):
         self.done = epoch
 
     def should_stop(self) -> bool:
-        return getattr(self, "done", None) == 0
+        return getattr(self, "done", None) == 1
 
 
 def test_a_delivery_after_a_dead_worker_resumes_from_its_last_checkpoint(ctx, pneumonia, data_dir):
@@ -99,7 +101,7 @@ def test_a_delivery_after_a_dead_worker_resumes_from_its_last_checkpoint(ctx, pn
         run = get_run(s, run_id=job.run_id)
         epochs = sorted({m.epoch for m in run_metrics(s, run_id=run.id)})
     assert (job.attempts, job.worker, run.resumed_from_epoch) == (2, ctx.name, 1)
-    assert epochs == [0, 1, 2]  # epoch 0 comes from the dead worker's run folder
+    assert epochs == [1, 2, 3]  # epoch 1 comes from the dead worker's run folder
     assert job.model_version is not None
 
 
@@ -143,6 +145,42 @@ def test_a_job_that_cannot_run_fails_with_a_message(ctx, pneumonia):
         job = get_job(s, job_id=job_id)
         run = get_run(s, run_id=job.run_id)
     assert "no rows in split 'nope'" in job.error and run.status == "failed" and job.error_code == "dataset_error"
+    assert job.stop_reason.startswith("failed after 0 of 2 epochs: ") and run.report["stop_reason"] == job.stop_reason
+
+
+def test_a_cancelled_run_keeps_its_finished_epochs_metrics_curves_and_best_checkpoint(ctx, pneumonia):
+    job_id = new_job(ctx, pneumonia, epochs=50)
+
+    def cancel_after_the_first_epoch() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with ctx.db.session() as s:
+                if get_job(s, job_id=job_id).epoch >= 1:
+                    request_cancel(s, job_id=job_id)
+                    return
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_after_the_first_epoch)
+    canceller.start()
+    assert run_training_job(ctx, job_id) == "cancelled"
+    canceller.join()
+    with ctx.db.session() as s:
+        job = get_job(s, job_id=job_id)
+        run = get_run(s, run_id=job.run_id)
+        epochs = sorted({m.epoch for m in run_metrics(s, run_id=run.id)})
+        ckpts = {c.kind: c for c in run_checkpoints(s, run_id=run.id)}
+        artifacts = {a.name: a for a in run_artifacts(s, run_id=run.id)}
+    finished = job.epoch
+    assert job.status == "cancelled" and job.model_version is None and 1 <= finished < 50
+    assert job.stop_reason == f"cancelled on request after {finished} of 50 epochs"
+    assert run.status == "cancelled" and run.report["stop_reason"] == job.stop_reason
+    assert epochs == list(range(1, finished + 1))
+    assert set(ckpts) == {"last", "best"} and ckpts["last"].epoch == finished
+    assert run.best_epoch == ckpts["best"].epoch == run.report["best_epoch"] and 1 <= run.best_epoch <= finished
+    assert {"metrics.jsonl", "training_curves.png", "config.json"} <= set(artifacts) and "report.json" not in artifacts
+    lines = [json.loads(line) for line in
+             ctx.store.path_of(artifacts["metrics.jsonl"].uri).read_text().splitlines()]
+    assert sorted({m["epoch"] for m in lines}) == epochs
 
 
 def test_model_kwargs_a_model_does_not_take_fail_the_job_as_a_model_error(ctx, pneumonia):

@@ -18,7 +18,11 @@ from registry.versions import NAME_PATTERN
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
-@router.post("", status_code=201, response_model=Dataset, responses={**AUTH_ERRORS, **error_responses(409, 422, examples={409: ("conflict", "a dataset named 'pneumoniamnist' already exists")})})
+EXAMPLES = {409: ("conflict", "a dataset named 'pneumoniamnist' already exists"),
+            404: ("not_found", "dataset 'chexpert' is not registered")}
+
+
+@router.post("", status_code=201, response_model=Dataset, responses={**AUTH_ERRORS, **error_responses(409, 422, examples=EXAMPLES)})
 def register(body: DatasetRequest, session: SessionDep, settings: SettingsDep, response: Response,
              caller: TrainKey, viewer: ViewerDep) -> Dataset:
     """Register a dataset under a data root."""
@@ -36,7 +40,7 @@ def list_registered(session: SessionDep, viewer: ViewerDep) -> DatasetList:
     return DatasetList(items=[Dataset.of(d, viewer) for d in list_datasets(session)])
 
 
-@router.get("/{name}", response_model=Dataset, responses=error_responses(404, 422, examples={404: ("not_found", "dataset 'chexpert' is not registered")}))
+@router.get("/{name}", response_model=Dataset, responses=error_responses(404, 422, examples=EXAMPLES))
 def show(name: Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", examples=["pneumoniamnist"])], session: SessionDep,
          viewer: ViewerDep) -> Dataset:
     """Show a registered dataset."""

@@ -16,13 +16,16 @@ from registry.records import MAX_INT
 
 router = APIRouter(prefix="/evaluation-jobs", tags=["evaluation jobs"])
 
-JOB_EXAMPLES = {404: ("not_found", "evaluate job 7 does not exist"), 409: ("conflict", "job 7 already succeeded")}
-SUBMIT_EXAMPLES = {503: ("queue_unavailable", "the task queue is unreachable (connection refused); job 7 is saved as "
-                         "queued and will be sent automatically when the queue is back: do not submit it again")}
+JOB_EXAMPLES = {404: ("not_found", "evaluate job 7 does not exist"),
+                409: ("conflict", "job 7 already succeeded")}
+SUBMIT_EXAMPLES = {503: ("queue_unavailable", "the task queue is unreachable (connection refused); job 7 is "
+                         "saved as queued and will be sent automatically when the queue is back: do not submit "
+                         "it again")}
 JobId = Annotated[int, Path(ge=1, le=MAX_INT, description="the job's id", examples=[8])]
 
 
-@router.post("", status_code=202, response_model=Job, responses={**AUTH_ERRORS, **error_responses(422, 503, examples=SUBMIT_EXAMPLES)})
+@router.post("", status_code=202, response_model=Job,
+             responses={**AUTH_ERRORS, **error_responses(422, 503, examples=SUBMIT_EXAMPLES)})
 def submit(body: EvaluationJobRequest, session: SessionDep, tasks: TasksDep, response: Response,
            caller: TrainKey, viewer: ViewerDep) -> Job:
     """Queue the evaluation of a model version on a dataset split."""
@@ -43,7 +46,8 @@ def show(job_id: JobId, session: SessionDep, viewer: ViewerDep) -> Job:
     return Job.of(get_job(session, job_id=job_id, kind="evaluate"), viewer)
 
 
-@router.post("/{job_id}/cancel", response_model=Job, responses={**AUTH_ERRORS, **error_responses(404, 409, 422, examples=JOB_EXAMPLES)})
+@router.post("/{job_id}/cancel", response_model=Job,
+             responses={**AUTH_ERRORS, **error_responses(404, 409, 422, examples=JOB_EXAMPLES)})
 def cancel(job_id: JobId, session: SessionDep, caller: TrainKey, viewer: ViewerDep) -> Job:
     """Cancel an evaluation job that has not started."""
     return Job.of(cancel_job(session, job_id=job_id, kind="evaluate", actor=caller.name), viewer)

@@ -20,8 +20,12 @@ KeyName = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", description="the key'
                               examples=["ci-trainer"])]
 
 
+CREATE_CONFLICT = ("conflict", "an API key named 'ci' already exists")
+REVOKE_EXAMPLES = {404: ("not_found", "no API key named 'ci'"), 409: ("conflict", "API key 'ci' is already revoked")}
+
+
 @router.post("", status_code=201, response_model=CreatedKey,
-             responses={**AUTH_ERRORS, **error_responses(409, 422, examples={409: ("conflict", "an API key named 'ci' already exists")})})
+             responses={**AUTH_ERRORS, **error_responses(409, 422, examples={409: CREATE_CONFLICT})})
 def create(body: KeyRequest, session: SessionDep, caller: AdminKey, response: Response) -> CreatedKey:
     """Create an API key; the answer holds the key, shown this once."""
     try:
@@ -40,7 +44,7 @@ def list_all(session: SessionDep, caller: AdminKey) -> KeyList:
     return KeyList(items=[ApiKey.of(k) for k in list_keys(session)])
 
 
-@router.delete("/{name}", response_model=ApiKey, responses={**AUTH_ERRORS, **error_responses(404, 409, 422, examples={404: ("not_found", "no API key named 'ci'"), 409: ("conflict", "API key 'ci' is already revoked")})})
+@router.delete("/{name}", response_model=ApiKey, responses={**AUTH_ERRORS, **error_responses(404, 409, 422, examples=REVOKE_EXAMPLES)})
 def revoke(name: KeyName, session: SessionDep, caller: AdminKey) -> ApiKey:
     """Revoke an API key: it is refused from now on."""
     record = revoke_key(session, name=name)

@@ -26,6 +26,8 @@ from registry.versions import (
 
 router = APIRouter(prefix="/models", tags=["models"])
 
+UNKNOWN_MODEL = ("not_found", "no model named 'chest14' (known: pneumonia)")
+UNKNOWN_VERSION = ("not_found", "model 'pneumonia:9' does not exist")
 ModelName = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", examples=["pneumonia"])]
 AliasName = Annotated[str, Path(pattern=f"^{NAME_PATTERN}$", examples=["production"])]
 
@@ -61,7 +63,7 @@ def list_served_models(session: SessionDep, predictor: PredictorDep, settings: S
 
 
 @router.get("/{name}/versions", response_model=ModelVersionList,
-            responses=error_responses(404, 422, examples={404: ("not_found", "no model named 'chest14' (known: pneumonia)")}))
+            responses=error_responses(404, 422, examples={404: UNKNOWN_MODEL}))
 def versions(name: ModelName, session: SessionDep, predictor: PredictorDep, viewer: ViewerDep) -> ModelVersionList:
     """List a model's versions."""
     found = list_versions(session, name=name)
@@ -74,7 +76,7 @@ def versions(name: ModelName, session: SessionDep, predictor: PredictorDep, view
 
 
 @router.put("/{name}/aliases/{alias}", response_model=ModelVersion,
-            responses={**AUTH_ERRORS, **error_responses(404, 422, examples={404: ("not_found", "model 'pneumonia:9' does not exist")})})
+            responses={**AUTH_ERRORS, **error_responses(404, 422, examples={404: UNKNOWN_VERSION})})
 def promote(name: ModelName, alias: AliasName, body: AliasRequest, session: SessionDep,
             caller: AdminKey, viewer: ViewerDep) -> ModelVersion:
     """Point a model alias (e.g. production) at a version."""

@@ -20,7 +20,8 @@ router = upload_router()
 PREVIEW_MAX_SIDE = 1024  # the page shows the image at most this large; a smaller PNG travels faster
 
 
-def render_preview(upload: Upload, *, max_pixels: int, max_side: int = PREVIEW_MAX_SIDE) -> tuple[bytes, int, int]:
+def render_preview(upload: Upload, *, max_pixels: int,
+                   max_side: int = PREVIEW_MAX_SIDE) -> tuple[bytes, int, int]:
     """The upload decoded as the models read it (windowed, MONOCHROME1 inverted) as an 8-bit grey PNG whose
     longer side is at most `max_side`, and the upload's own width and height."""
     image = decode(upload, max_pixels=max_pixels)

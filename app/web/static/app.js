@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 // (aborting what is in flight), a Grad-CAM click a new CAM request; an answer for anything but the latest is
 // dropped, so the page never shows bars, an overlay or a caption of an image or model no longer chosen.
 const state = {
-  file: null, result: null, previewUrl: null, overlayUrl: null,
+  file: null, result: null, previewUrl: null, overlayUrl: null, previewFile: null, previewCaption: "",
   generation: 0, controller: null,  // the current file + model
   cam: 0, camController: null,  // the current overlay request
   pick: 0,  // the latest sample click (its download may come back late)
@@ -74,6 +74,7 @@ function needsServerPreview(file) {
 function setImage(url, caption) {
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = url;
+  state.previewCaption = caption;
   const preview = $("preview");
   preview.hidden = false;
   preview.src = url;
@@ -83,6 +84,11 @@ function setImage(url, caption) {
 // the browser shows PNG and JPEG itself; DICOM (or anything it cannot decode) is rendered by the server
 async function showPreview(file, generation) {
   hideOverlay();
+  if (state.previewFile === file && $("preview").getAttribute("src")) {  // same image, another model
+    $("caption").textContent = state.previewCaption;
+    return;
+  }
+  state.previewFile = file;
   $("preview").hidden = true;
   $("preview").removeAttribute("src");
   $("caption").textContent = file.name;
@@ -272,16 +278,38 @@ async function loadModels() {
 
 let jobsTimer = null;
 
+// How a job is doing: phase, epochs done, time spent and left, and how long ago its worker last spoke
+// (`duration` is the page's one way of writing seconds, in runs.js)
+function jobLiveness(job) {
+  const p = job.progress || {};
+  const parts = [];
+  if (p.phase) parts.push(p.phase);
+  if (p.epochs) parts.push(`epoch ${(p.epoch ?? 0)}/${p.epochs}, step ${(p.step ?? 0)}/${p.steps ?? "?"}`);
+  if (p.elapsed_s != null) parts.push(`${duration(p.elapsed_s)} elapsed`);
+  if (p.eta_s != null) parts.push(`about ${duration(p.eta_s)} left`);
+  if (job.heartbeat_at && !["succeeded", "failed", "cancelled"].includes(job.status)) {
+    const ago = Math.max(0, (Date.now() - Date.parse(job.heartbeat_at)) / 1000);
+    parts.push(`worker seen ${duration(ago)} ago`);
+  }
+  if (job.device) parts.push(job.device);
+  return parts.join(" · ");
+}
+
 async function loadJobs() {
   try {
     const body = await (await api("/training-jobs?limit=10")).json();
     const items = (body.items || []).map((job) => {
       const p = job.progress || {};
       const fraction = Math.max(0, Math.min(1, p.fraction ?? 0));
-      const where = p.epochs ? `epoch ${(p.epoch ?? 0)}/${p.epochs}, step ${(p.step ?? 0)}/${p.steps ?? "?"}` : "";
+      const badges = [el("span", { class: "badge" }, job.status)];
+      if (job.stalled) {
+        badges.push(" ", el("span", { class: "badge stalled", title: "its worker stopped renewing its lease: it " +
+          "resumes from its last checkpoint when a worker takes it again" }, "stalled"));
+      }
       return el("li", { "data-job": String(job.id) },
-        el("strong", {}, `#${job.id} ${job.model}`), ` on ${job.dataset} `, el("span", { class: "badge" }, job.status),
-        el("div", { class: "muted" }, [where, job.device].filter(Boolean).join(" · ")),
+        el("strong", {}, `#${job.id} ${job.model}`), ` on ${job.dataset} `, ...badges,
+        el("div", { class: "muted" }, jobLiveness(job)),
+        job.stop_reason ? el("div", { class: "muted" }, job.stop_reason) : "",
         el("div", { class: "progress", title: `${(100 * fraction).toFixed(0)}%` },
           el("div", { style: `width:${(100 * fraction).toFixed(1)}%` })));
     });

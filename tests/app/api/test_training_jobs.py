@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from registry.db import Database
-from registry.jobs import get_job, reserve_unsent
+from registry.jobs import claim_job, get_job, requeue_lapsed, reserve_unsent, set_phase, update_progress
 from registry.migrate import upgrade
 from tests.app.api.support import make_key, make_settings, queued_messages
 
@@ -27,7 +27,10 @@ def test_a_valid_request_is_queued_with_a_location(client, settings, pneumonia):
     assert r.headers["location"] == f"/training-jobs/{job['id']}"
     assert (job["status"], job["kind"], job["model"], job["dataset"]) == ("queued", "train", "simple_cnn", "pneumo")
     assert job["register_as"] == "pneumo-simple_cnn" and job["params"] == QUICK
-    assert job["progress"] == {"epoch": 0, "epochs": 2, "step": 0, "steps": 0, "fraction": 0.0}
+    assert job["progress"] == {"phase": None, "epoch": 0, "epochs": 2, "step": 0, "steps": 0, "fraction": 0.0,
+                               "elapsed_s": None, "eta_s": None}
+    assert (job["stalled"], job["heartbeat_at"], job["lease_expires_at"], job["stop_reason"]) == (False, None, None,
+                                                                                                  None)
     assert job["model_version"] is None and job["run_id"] is None and job["attempts"] == 0
     assert queued_messages(settings) == before + 1
     assert client.get(r.headers["location"]).json()["id"] == job["id"]
@@ -85,6 +88,32 @@ def test_good_model_options_are_taken_and_listings_leave_params_out(client, pneu
     assert r.json()["params"] == params and client.get(r.headers["location"]).json()["params"] == params
     listed = client.get("/training-jobs").json()["items"]
     assert listed[0]["id"] == r.json()["id"] and all("params" not in job for job in listed)
+
+
+def test_a_job_whose_worker_went_silent_shows_stalled_until_a_worker_takes_it_again(client, settings, pneumonia):
+    job_id = client.post("/training-jobs", json={"model": "simple_cnn", "dataset": "pneumo", "params": QUICK}).json()["id"]
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:  # a worker took it, reported a while, then fell silent: its lease lapsed
+            claim_job(s, job_id=job_id, worker="gone:1", device="cpu", lease_seconds=-1)
+            set_phase(s, job_id=job_id, phase="training", start_epoch=0)
+            update_progress(s, job_id=job_id, epoch=1, epochs=2, step=4, steps=8)
+        running = client.get(f"/training-jobs/{job_id}").json()
+        assert (running["status"], running["stalled"], running["progress"]["phase"]) == ("running", True, "training")
+        assert running["heartbeat_at"] and running["lease_expires_at"] < running["heartbeat_at"]
+        assert 0 < running["progress"]["fraction"] < 0.95 and running["progress"]["elapsed_s"] >= 0
+        listed = client.get("/training-jobs", params={"status": "running"}).json()["items"]
+        assert [j["stalled"] for j in listed if j["id"] == job_id] == [True]
+        with db.session() as s:
+            requeue_lapsed(s)  # a worker's sweep sends it again: still stalled while it waits
+        queued = client.get(f"/training-jobs/{job_id}").json()
+        assert (queued["status"], queued["stalled"], queued["progress"]["phase"]) == ("queued", True, None)
+        with db.session() as s:
+            claim_job(s, job_id=job_id, worker="next:2", device="cpu", lease_seconds=600)
+        taken = client.get(f"/training-jobs/{job_id}").json()
+        assert (taken["status"], taken["stalled"], taken["progress"]["phase"]) == ("running", False, "preparing")
+    finally:
+        db.dispose()
 
 
 def test_list_filters_and_pages(client, pneumonia):

@@ -91,3 +91,13 @@ def test_every_error_example_is_what_the_service_answers(web_server: Server) -> 
         assert body["error"] == example[status]["error"], (status, body)
         if status != "404":  # the 404 names the registry's models, which differ per deployment
             assert body["message"] == example[status]["message"], (status, body)
+
+
+def test_the_sample_example_is_the_shipped_sample(web_server: Server) -> None:
+    import httpx
+
+    spec = httpx.get(f"{web_server.url}/openapi.json").json()
+    fields = spec["components"]["schemas"]["Sample"]["properties"]
+    example = {name: field["examples"][0] for name, field in fields.items()}
+    listed = {s["name"]: s for s in httpx.get(f"{web_server.url}/samples").json()}
+    assert listed[example["name"]] == example

@@ -79,7 +79,10 @@ JOBS = {
             "model": "densenet121",
             "dataset": "nih-sample",
             "device": "cpu",
-            "progress": {"epoch": 2, "epochs": 5, "step": 10, "steps": 40, "fraction": 0.45},
+            "progress": {"phase": "training", "epoch": 2, "epochs": 5, "step": 10, "steps": 40, "fraction": 0.45,
+                         "elapsed_s": 300.0, "eta_s": 420.0},
+            "heartbeat_at": "2026-01-05T10:01:35Z", "lease_expires_at": "2026-01-05T10:03:35Z", "stalled": True,
+            "stop_reason": None,
         },
         {
             "id": 6,
@@ -87,10 +90,19 @@ JOBS = {
             "model": "simple_cnn",
             "dataset": "pneumoniamnist",
             "device": "cuda:0",
-            "progress": {"epoch": 3, "epochs": 3, "step": 40, "steps": 40, "fraction": 1.0},
+            "progress": {"phase": None, "epoch": 3, "epochs": 3, "step": 40, "steps": 40, "fraction": 1.0,
+                         "elapsed_s": 75.0, "eta_s": None},
+            "heartbeat_at": "2026-01-05T09:01:35Z", "lease_expires_at": None, "stalled": False, "stop_reason": None,
+        },
+        {
+            "id": 5, "status": "cancelled", "model": "simple_cnn", "dataset": "pneumoniamnist", "device": "cpu",
+            "progress": {"phase": None, "epoch": 1, "epochs": 3, "step": 0, "steps": 40, "fraction": 0.32,
+                         "elapsed_s": 40.0, "eta_s": None},
+            "heartbeat_at": None, "lease_expires_at": None, "stalled": False,
+            "stop_reason": "cancelled on request after 1 of 3 epochs",
         },
     ],
-    "total": 2,
+    "total": 3,
     "limit": 10,
     "offset": 0,
 }
@@ -107,13 +119,20 @@ def test_training_jobs_show_their_progress(web_server: Server, chromium_path: Pa
         running = page.locator('#jobs li[data-job="7"]')
         expect(running).to_contain_text("densenet121")
         expect(running).to_contain_text("running")
-        expect(running).to_contain_text("epoch 2/5, step 10/40")
+        expect(running).to_contain_text("training · epoch 2/5, step 10/40 · 5 min 0 s elapsed · about 7 min 0 s left")
+        expect(running).to_contain_text("worker seen")
+        expect(running.locator(".badge.stalled")).to_have_text("stalled")
         bar = running.locator(".progress div")
         fraction = bar.evaluate(
             "el => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width"
         )
         assert abs(fraction - 0.45) < 0.02
-        expect(page.locator('#jobs li[data-job="6"]')).to_contain_text("succeeded")
+        done = page.locator('#jobs li[data-job="6"]')
+        expect(done).to_contain_text("succeeded")
+        expect(done).to_contain_text("1 min 15 s elapsed")
+        expect(done).not_to_contain_text("worker seen")
+        expect(done.locator(".badge.stalled")).to_have_count(0)
+        expect(page.locator('#jobs li[data-job="5"]')).to_contain_text("cancelled on request after 1 of 3 epochs")
         browser.close()
 
 

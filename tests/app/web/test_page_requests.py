@@ -136,3 +136,25 @@ def test_a_dicom_upload_is_previewed_by_the_server(
         assert preview.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [cols, rows]
         expect(page.locator("#model-used")).to_contain_text(f"{cols}×{rows}")
         browser.close()
+
+
+def test_a_model_switch_drops_the_overlay_of_the_previous_answer(
+    web_server: Server, chromium_path: Path, data_dir: Path
+) -> None:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(web_server.url)
+        expect(page.locator('#model option[value="chest:1"]')).to_have_count(1)
+        page.set_input_files("#file", str(data_dir / "samples" / "nih_cxr_1024.png"))
+        expect(page.locator("#model-used")).to_contain_text("@production")
+        page.locator("#bars .bar").first.click()
+        expect(page.locator("#overlay")).to_be_visible(timeout=30_000)
+        page.select_option("#model", "chest:1")  # the same weights by version: a new answer all the same
+        expect(page.locator("#overlay")).to_be_hidden()
+        expect(page.locator("#overlay-controls")).to_be_hidden()
+        expect(page.locator("#caption")).to_have_text("nih_cxr_1024.png")
+        expect(page.locator("#model-used")).not_to_contain_text("@production")
+        expect(page.locator("#model-used")).to_contain_text("chest:1")
+        expect(page.locator("#bars .bar[aria-pressed=true]")).to_have_count(0)
+        browser.close()

@@ -136,8 +136,20 @@ def test_the_job_view_shows_progress_links_and_cancels(bench: Bench, chromium_pa
         page.locator("#job-close").click()
         expect(panel).to_be_hidden()
 
-        # the same job as a running one (the worker's fields as the jobs API gives them)
+        # the same job as a running one (the worker's fields as the jobs API gives them), whose run gains an
+        # epoch of metrics between two looks: the curves grow while it trains
+        run = httpx.get(f"{bench.server.url}/runs/{job.run_id}").json()
+        looks: list[int] = []
+
+        def growing_run(route) -> None:
+            looks.append(1)
+            epochs = 1 if len(looks) == 1 else 2
+            metrics = {split: {name: points[:epochs] for name, points in names.items()}
+                       for split, names in run["metrics"].items()}
+            route.fulfill(json={**run, "status": "running", "metrics": metrics})
+
         page.route(f"**/training-jobs/{job.id}", lambda route: route.fulfill(json=live))
+        page.route(f"**/runs/{job.run_id}", growing_run)
         page.route(f"**/training-jobs/{job.id}/cancel", answer_cancel)
         page.evaluate(f"location.hash = '#job/{job.id}'")
         expect(panel.locator('[data-fact="status"]')).to_have_text("running")
@@ -145,6 +157,8 @@ def test_the_job_view_shows_progress_links_and_cancels(bench: Bench, chromium_pa
         expect(panel.locator('[data-fact="epoch"]')).to_have_text("2 of 5")
         expect(panel.locator('[data-fact="elapsed"]')).to_have_text("1 min 15 s")
         expect(panel.locator('[data-fact="ETA"]')).to_have_text("2 min 10 s")
+        expect(page.locator("#job-loss")).to_have_attribute("data-points", "2")  # train and val, one epoch
+        expect(page.locator("#job-loss")).to_have_attribute("data-points", "4", timeout=15_000)  # polled again
         page.fill("#api-key", bench.admin_key)
         page.locator("#job-cancel").click()
         expect(page.locator("#status")).to_contain_text(f"Cancel requested for job {job.id}")

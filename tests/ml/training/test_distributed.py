@@ -61,9 +61,9 @@ def test_two_processes_match_one_at_the_same_global_batch(data_dir, tmp_path):
     # rank 0 alone wrote the run folder and reported: one line per epoch and split, each event once
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert [(json.loads(ln)["epoch"], json.loads(ln)["split"]) for ln in lines] == [
-        (0, "train"), (0, "val"), (1, "train"), (1, "val")]
-    assert recorder.starts == [0] and recorder.epochs == [0, 1]
-    assert ("last", 1) in recorder.checkpoints and (tmp_path / "two" / "model.pt").is_file()
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert recorder.starts == [0] and recorder.epochs == [1, 2]
+    assert ("last", 2) in recorder.checkpoints and (tmp_path / "two" / "model.pt").is_file()
     assert json.loads((tmp_path / "two" / "config.json").read_text())["devices"] == 2
 
 
@@ -75,7 +75,7 @@ class _KillRankOne(_Recorder):
         self.control, self.killed = control, 0
 
     def on_step(self, *, epoch: int, step: int, **_: Any) -> None:
-        if epoch == 1 and not self.killed:
+        if epoch == 2 and not self.killed:  # epochs count from 1
             pid = json.loads((self.control / "ranks.json").read_text())["1"]
             os.kill(pid, signal.SIGKILL)
             self.killed = pid
@@ -86,9 +86,9 @@ def test_a_killed_rank_makes_the_run_resume_from_the_last_checkpoint(data_dir, t
     reporter = _KillRankOne(run / ".ddp")
     result = launch(_config(data_dir, epochs=3, devices=2), run, reporter, timeout_s=60)
     assert reporter.killed
-    # the ranks started again from the checkpoint of epoch 1 (0-based 0) and finished
+    # the ranks started again from the checkpoint of epoch 1 and finished
     assert reporter.starts == [0, 1]
-    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert json.loads((run / ".ddp" / "ranks.json").read_text())["1"] != reporter.killed
     assert result.model_path.is_file() and result.report["splits"]["test"]["n"] == 100
 

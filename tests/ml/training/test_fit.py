@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml.checkpoint import load_checkpoint
+from ml.checkpoint import load_checkpoint, save_checkpoint
 from ml.config import TrainConfig
 from ml.errors import TrainingCancelled
 from ml.inference import LoadedModel
@@ -26,12 +26,24 @@ def test_resumed_run_gives_the_same_weights_as_a_straight_run(data_dir, tmp_path
     straight = fit(_config(data_dir, epochs=3), tmp_path / "straight")
     fit(_config(data_dir, epochs=2), tmp_path / "resumed")
     resumed = fit(_config(data_dir, epochs=3), tmp_path / "resumed")  # picks up last.pt after epoch 2
-    assert resumed.history[-1]["epoch"] == 2 and len(resumed.history) == 3
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]  # epochs count from 1
     a = load_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
     b = load_checkpoint(tmp_path / "resumed" / "last.pt")["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight.report["splits"]["test"]["mean_auroc"] == resumed.report["splits"]["test"]["mean_auroc"]
+
+
+def test_a_run_checkpointed_when_epochs_counted_from_0_resumes_counting_from_1(data_dir, tmp_path):
+    fit(_config(data_dir, epochs=1), tmp_path / "run")
+    last = tmp_path / "run" / "last.pt"
+    old = load_checkpoint(last)  # made to look as last.pt did before epochs counted from 1
+    del old["epochs_from"]
+    old["epoch"], ts = 0, old["training_state"]
+    ts["history"], ts["best_epoch"] = [{**h, "epoch": h["epoch"] - 1} for h in ts["history"]], ts["best_epoch"] - 1
+    save_checkpoint(old, last)
+    resumed = fit(_config(data_dir, epochs=2), tmp_path / "run")
+    assert [h["epoch"] for h in resumed.history] == [1, 2] and resumed.best_epoch in (1, 2)
 
 
 def test_run_folder_describes_itself(data_dir, tmp_path):
@@ -41,7 +53,8 @@ def test_run_folder_describes_itself(data_dir, tmp_path):
                  "training_curves.png", "roc_val.png", "roc_test.png", "confusion_test.png"):
         assert (run / name).is_file(), name
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(m["epoch"], m["split"]) for m in lines] == [(0, "train"), (0, "val"), (1, "train"), (1, "val")]
+    assert [(m["epoch"], m["split"]) for m in lines] == [(1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert result.best_epoch in (1, 2) and result.report["best_epoch"] == result.best_epoch
     ckpt = load_checkpoint(run / "model.pt")
     assert ckpt["labels"] == ["Pneumonia"] and ckpt["task"] == "binary"
     assert ckpt["model_name"] == "simple_cnn" and len(ckpt["thresholds"]) == 1
@@ -73,9 +86,9 @@ def test_cancellation_stops_within_an_epoch_and_keeps_the_last_checkpoint(data_d
     reporter = _StopAfter(steps=8 + 2)  # 8 steps per epoch: stop during the second epoch
     with pytest.raises(TrainingCancelled):
         fit(_config(data_dir, epochs=5, cancel_check_every=1), tmp_path / "run", reporter=reporter)
-    assert reporter.epochs_done == [0]
+    assert reporter.epochs_done == [1]
     assert reporter.seen == 10
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
 
 
 def test_frozen_warm_up_trains_the_head_first_then_everything(data_dir, tmp_path):
