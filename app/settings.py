@@ -79,10 +79,10 @@ class AppSettings(RegistrySettings):
                                         "batch_max_wait_ms)"
     )
     gpu_runtime_candidates: list[str] = Field(
-        default_factory=lambda: ["channels_last", "cuda_graphs", "cuda_amp", "onnxruntime_tensorrt",
-                                 "onnxruntime_cuda"],
+        default_factory=lambda: ["channels_last", "cuda_graphs", "onnxruntime_tensorrt", "onnxruntime_cuda"],
         description="on a GPU: runtimes tried against eager when a model loads (those the machine lacks are "
-                    "listed as skipped, with the reason)",
+                    "listed as skipped, with the reason); bf16 autocast serves when `cxr quantize` admitted a "
+                    "bf16 variant",
     )
     alias_refresh_seconds: float = Field(5.0, gt=0, description="how often served aliases are re-resolved")
     samples_dir: Path = Field(REPO_ROOT / "data" / "samples", description="X-rays the web page offers")

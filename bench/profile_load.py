@@ -26,8 +26,8 @@ from bench.serving import SAMPLE_PNG, _load
 CATEGORIES = (
     ("PNG/JPEG decode and conversion", ("PIL/", "imdecode", "ml/decoding.py", "ml/imaging.py")),
     ("decode checks", ("ml/codestreams.py",)),
-    ("resize", ("ml/transforms.py",)),
-    ("forward (runtime)", ("onnxruntime", "ml/runtime.py", "served.py:forward", "torch/nn")),
+    ("resize", ("ml/transforms.py", "interpolate (")),
+    ("forward (runtime)", ("onnxruntime", "ml/runtime.py", "torch/nn/modules")),
     ("multipart parsing", ("multipart", "formparsers", "python_multipart")),
     ("request body / limits", ("app/api/limits.py", "app/api/protocol.py")),
     ("HTTP (uvicorn, h11)", ("uvicorn/", "h11/", "httptools")),
@@ -36,7 +36,8 @@ CATEGORIES = (
     ("logging / metrics", ("logging/", "prometheus_client", "app/serving/metrics.py", "request_id")),
     ("batching / pool hand-off", ("app/serving/batching.py", "app/serving/pool.py", "concurrent/futures",
                                   "anyio/", "to_thread")),
-    ("event loop polling (selector)", ("selectors.py",)),
+    ("pool thread handing its result to the event loop", ("_call_set_state",)),
+    ("event loop (uvloop: native I/O, waiting, callbacks)", ("Runner.run (",)),
     ("asyncio event loop", ("asyncio/",)),
 )
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     parser.add_argument("--tree", type=Path, default=REPO_ROOT, help="the source tree the server runs")
+    parser.add_argument("--top", type=int, default=0, help="also print the N most sampled innermost frames")
     args = parser.parse_args(argv)
     png = SAMPLE_PNG.read_bytes()
     with tempfile.TemporaryDirectory(prefix="cxr-profile-") as tmp:
@@ -74,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             if not raw.exists():
                 raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-2000:]}")
             counts: collections.Counter[str] = collections.Counter()
+            leaves: collections.Counter[str] = collections.Counter()
             for line in raw.read_text().splitlines():
                 stack, _, n = line.rpartition(" ")
                 if stack and n.isdigit():
                     counts[categorise(stack)] += int(n)
+                    leaves[f"{categorise(stack)}: {';'.join(stack.split(';')[-2:])}"] += int(n)
         finally:
             server.stop()
     total = sum(counts.values())
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"server samples by category (all threads, idle left out; {total} samples):")
     for name, n in counts.most_common():
         print(f"  {name:<44}{100 * n / total:6.1f} %")
+    for leaf, n in leaves.most_common(args.top):
+        print(f"  {100 * n / total:5.1f} %  {leaf[:200]}")
     return 0
 
 

@@ -7,7 +7,7 @@ the model, published as `cxr bootstrap` publishes the shipped ones):
    `http.client` connection posting a body built once, so its own cost is small next to the server's.
 3. Throughput under load: 16 concurrent clients for a fixed time, micro-batching on and off, the two servers
    loaded in alternating rounds (req/s, p50, p99).
-4. Grad-CAM cost: POST /gradcam (PNG overlay) over POST /predict latency.
+4. Grad-CAM cost: POST /gradcam (the default overlay: JPEG, at most 1024 px) over POST /predict latency.
 7. Start-up: from starting the process to the first successful /predict; resident memory after N /predict
    requests against right after warm-up.
 

@@ -131,6 +131,14 @@ class TrainParams(_Config):
                                     "(a check reads a flag in memory: every step by default)")
 
 
+    @model_validator(mode="after")
+    def _global_batch_splits(self) -> TrainParams:
+        if self.batch_size % self.devices:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of devices ({self.devices}): it is "
+                             "the global batch, split evenly across the devices")
+        return self
+
+
 class TrainConfig(_Config):
     """A whole training run: which model, on which data, with which parameters."""
 

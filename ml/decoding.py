@@ -150,4 +150,5 @@ def _plain_gray_png(data: bytes, max_pixels: int | None) -> np.ndarray | None:
     expected = np.uint8 if depth == 8 else np.uint16
     if levels is None or levels.shape != (height, width) or levels.dtype != expected:
         return None  # corrupt, or not what the header said: read_image decides
-    return levels.astype(np.float32) / (255.0 if depth == 8 else 65535.0)
+    # one pass into one new array (astype then divide makes two): the same float32 quotients as read_image's
+    return np.divide(levels, np.float32(255.0 if depth == 8 else 65535.0), dtype=np.float32)

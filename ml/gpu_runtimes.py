@@ -1,8 +1,9 @@
 """Inference runtimes a CUDA device offers, as candidates for `ml.runtime.choose_runtime`.
 
 - `cuda_amp`: eager under autocast (bf16 where the GPU supports it, else fp16). Approximate: its
-  probabilities differ from fp32 by more than 1e-4, so it is admitted only by the caller's accuracy check
-  (the rule every approximate runtime answers to).
+  probabilities differ from fp32 by more than 1e-4, so the trial admits it only through an accuracy check.
+  On a GPU server a bf16 variant that `cxr quantize` admitted (AUROC within its bound, the rule the CPU's
+  reduced-precision variants answer to) runs as bf16 autocast on the device (`cuda_autocast`).
 - `cuda_graphs`: the fp32 model captured as a CUDA graph per batch size (captured on first use of a size,
   up to `MAX_GRAPHS` sizes; other sizes run eager), replayed with the input copied into the captured
   buffer: the same kernels without the launch overhead that dominates small batches.
@@ -69,16 +70,25 @@ def build_gpu_runtime(name: str, model: nn.Module, example: torch.Tensor) -> Cal
     if reason is not None:
         raise RuntimeUnavailable(reason)
     if name == "cuda_amp":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-        def amp(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
-                return model(x).float()
-
-        return amp
+        return cuda_autocast(model, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     if name == "cuda_graphs":
         return _CudaGraphs(model)
     return _ort_gpu(model, example, ORT_PROVIDERS[name])
+
+
+def cuda_autocast(model: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model under CUDA autocast in `dtype`, logits as float32 (the GPU form of a bf16 variant that
+    `cxr quantize` admitted: app.serving.reduced)."""
+    if not torch.cuda.is_available():
+        raise RuntimeUnavailable("no CUDA device is available")
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise RuntimeUnavailable("this GPU has no bfloat16")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+            return model(x).float()
+
+    return run
 
 
 class _CudaGraphs:

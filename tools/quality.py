@@ -4,6 +4,7 @@
     python -m tools.quality --model cxr3class        # one model
     python -m tools.quality --model pneumonia --retrain --ship   # train from the recipe (fixed seed), ship it
     python -m tools.quality --data /elsewhere/shared/data         # where the large sources live
+    python -m tools.quality --recipe recipes/all-cxr-merged.toml --run runs/all-cxr --val-only   # a candidate
 
 Figures per model: per-class AUROC with a 95% percentile-bootstrap interval (1000 resamples of the test
 rows, seed 0), accuracy, macro/micro F1 and precision/recall at the operating thresholds stored in the
@@ -283,9 +284,12 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
             retrain(recipe_path, data_root, run_dir, args.threads)
         training = run_training(run_dir, args.train_seconds)
         checkpoint = run_dir / "model.pt"
-    test_recipe, test_root, test_set = test_source(recipe, data_root, args.data)
-    test = predict_split(checkpoint, test_recipe, test_root, "test")
     val = predict_split(checkpoint, recipe, data_root, "val")
+    if args.val_only:  # a candidate that is not shipped: its figures come from validation, the test stays unread
+        test, test_set = val, "VALIDATION split (--val-only: the test split was not read)"
+    else:
+        test_recipe, test_root, test_set = test_source(recipe, data_root, args.data)
+        test = predict_split(checkpoint, test_recipe, test_root, "test")
     result = {
         "name": name,
         "recipe": entry["recipe"],
@@ -293,7 +297,8 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         "size_bytes": checkpoint.stat().st_size,
         "labels": test["pathologies"],
         "task": str(test["task"]),
-        "split_sizes": test["split_sizes"],
+        # the recipe's splits; the test count from the test set actually read (it may be another dataset)
+        "split_sizes": val["split_sizes"] | {"test": len(test["probs"])},
         "thresholds": [float(t) for t in test["thresholds"]],
         "threshold_policy": test["meta"]["train_config"]["params"].get("threshold_policy"),
         "tta": test["tta"],
@@ -416,9 +421,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "quality", help="run folders for --retrain")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for --retrain")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES, help="bootstrap resamples")
+    parser.add_argument("--recipe", type=Path, help="with --run: a model that is not in the manifest, by its recipe")
+    parser.add_argument("--val-only", action="store_true",
+                        help="figures on the validation split only, the test split unread (a candidate, not shipped)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     models = shipped_models()
+    if args.recipe:
+        if not args.run or args.ship:
+            parser.error("--recipe needs --run and cannot --ship (add the model to models/manifest.toml to ship it)")
+        name = args.run.name
+        models = {name: {"name": name, "recipe": str(args.recipe), "path": f"{name}/model.pt"}}
+        args.model = [name]
+    if args.val_only and args.ship:
+        parser.error("--val-only figures cannot ship: a shipped model's card reports its test split")
     names = args.model or list(models)
     unknown = [n for n in names if n not in models]
     if unknown:

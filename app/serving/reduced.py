@@ -32,6 +32,14 @@ class Variant:
     def build(self, loaded: LoadedModel, threads: int | None) -> Runtime:
         from ml.quantize import bf16_available, bf16_runtime, onnx_runtime
 
+        if loaded.device.type == "cuda":  # a GPU server (app.serving.device): the admission holds for bf16
+            if self.runtime == "bf16":
+                import torch
+
+                from ml.gpu_runtimes import cuda_autocast
+
+                return Runtime("bf16", cuda_autocast(loaded.model, torch.bfloat16))
+            raise ValueError(f"variant {self.runtime} runs on ONNX Runtime's CPU provider, not on a GPU server")
         if self.runtime == "int8_static" and self.onnx is not None:
             return onnx_runtime("int8_static", self.onnx, threads)
         if self.runtime == "bf16" and bf16_available():

@@ -138,7 +138,7 @@ class ServedModel:
     def _time_variants(self, trials: list[dict[str, object]], chosen_ms: float | None,
                        threads: int | None) -> Runtime | None:
         """Time each admitted variant at batch 1 and add its trial; the fastest if it beats `chosen_ms`."""
-        example = example_inputs(self.input_shape)
+        example = [x.to(self.loaded.device) for x in example_inputs(self.input_shape)]
         best: tuple[float, Runtime] | None = None
         for variant in self.variants:
             started = time.perf_counter()

@@ -70,3 +70,40 @@ def test_on_a_gpu_the_exact_runtimes_agree_with_eager_and_amp_needs_the_accuracy
     assert plan.cuda and plan.batch_max_size == AppSettings().gpu_batch_max_size
     assert set(plan.candidates) | set(plan.skipped) == set(AppSettings().gpu_runtime_candidates)
     assert set(GPU_RUNTIMES) >= {n for n in plan.candidates if n != "channels_last"}
+    assert "cuda_amp" not in AppSettings().gpu_runtime_candidates  # served through an admitted bf16 variant
+
+
+def _gpu_marked_model():
+    """A loaded model that says it serves on CUDA (its weights stay on the CPU: only the path is checked)."""
+    from ml.checkpoint import build_checkpoint
+    from ml.inference import LoadedModel
+    from ml.transforms import resolve_data_config
+
+    model = create_model("simple_cnn", num_classes=1)
+    loaded = LoadedModel.from_checkpoint(build_checkpoint(model, model_kwargs={}, labels=["Pneumonia"], task="binary",
+                                                          data_config=resolve_data_config(model.cfg)))
+    loaded.device = torch.device("cuda")
+    return loaded
+
+
+@no_cuda
+def test_on_a_gpu_server_an_admitted_bf16_variant_is_cuda_autocast_and_int8_is_refused():
+    from app.serving.reduced import Variant
+    from ml.gpu_runtimes import RuntimeUnavailable
+
+    loaded = _gpu_marked_model()
+    with pytest.raises(RuntimeUnavailable, match="no CUDA device"):  # it went for CUDA autocast, not the CPU's
+        Variant("bf16", None, {}).build(loaded, None)
+    with pytest.raises(ValueError, match="CPU provider, not on a GPU server"):
+        Variant("int8_static", b"onnx", {}).build(loaded, None)
+
+
+@cuda
+def test_on_a_gpu_an_admitted_bf16_variant_runs_under_cuda_autocast():
+    from app.serving.reduced import Variant
+
+    loaded = _gpu_marked_model()
+    loaded.model.cuda()
+    runtime = Variant("bf16", None, {}).build(loaded, None)
+    x = torch.randn(2, *((1, 28, 28) if loaded.model.cfg.in_chans == 1 else (3, 28, 28)), device="cuda")
+    assert runtime.name == "bf16" and runtime(x).dtype == torch.float32 and runtime(x).is_cuda

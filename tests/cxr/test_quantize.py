@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.services.bootstrap import import_shipped_models, register_shipped_datasets
 from app.serving.metrics import ServiceMetrics
 from app.serving.reduced import load_variants
 from app.serving.served import ServedModel
+from bench.server import wait_runtime_chosen
 from cxr.cli import main
+from ml.imaging import read_image
 from ml.inference import LoadedModel
 from ml.quantize import AUROC_TOLERANCE, MEAN_PROBABILITY_BOUND, PROBABILITY_BOUND, bf16_available
 from registry.artifacts import LocalArtifactStore
@@ -20,6 +23,7 @@ from registry.db import Database
 from registry.migrate import upgrade
 from registry.reduced_precision import admitted_variants
 from registry.versions import resolve
+from tests.app.live_server import Registry, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +43,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Database,
 
 
 def test_quantize_records_the_admitted_int8_model_and_serving_offers_it(
-    registry: tuple[Database, LocalArtifactStore], capsys: pytest.CaptureFixture[str]
+    registry: tuple[Database, LocalArtifactStore], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     db, store = registry
     assert main(["quantize", "pneumonia:1", "--calibration-images", "128"]) == 0
@@ -69,6 +73,22 @@ def test_quantize_records_the_admitted_int8_model_and_serving_offers_it(
     fastest = min((t for t in trials.values() if t["accepted"]), key=lambda t: t["median_ms"])
     assert served.runtime_info.name == fastest["name"] == served.runtime.name
     assert served.runtime_info.state == "chosen"
+
+    # and a real API process: the variant is loaded with the version and its trial shows in GET /models
+    server = start_server(Registry(url=str(db.engine.url), db=db, store=store), tmp_path / "server.log",
+                          default_model="pneumonia", runtime_candidates='["onnxruntime"]')
+    try:
+        serving = wait_runtime_chosen(server.url, "pneumonia", timeout=240)
+        sample = (REPO / "data" / "samples" / "nih_cxr_1024.png").read_bytes()
+        answer = httpx.post(server.url + "/predict", files=[("file", ("x.png", sample, "image/png"))], timeout=60)
+    finally:
+        stop_server(server)
+    assert serving is not None and serving["runtime_state"] == "chosen", serving
+    trial = {t["name"]: t for t in serving["runtime_trials"]}["int8_static"]
+    assert trial["accepted"] and "admitted by cxr quantize" in trial["reason"], serving
+    assert answer.status_code == 200, answer.text
+    expected = loaded.predict_images([read_image(sample)])[0][0]
+    assert abs(answer.json()["probabilities"]["Pneumonia"] - expected) <= PROBABILITY_BOUND
 
 
 def test_a_changed_int8_artifact_is_refused_and_the_exact_runtimes_serve(

@@ -140,3 +140,18 @@ def test_three_class_figures_from_a_multi_label_model() -> None:
     assert out["n"] == 6 and out["accuracy"] == pytest.approx(5 / 6)
     assert out["f1"]["normal"] == 1.0 and out["f1"]["Tuberculosis"] == pytest.approx(2 / 3)
     assert quality.three_class(pred | {"pathologies": ["Pneumonia", "Effusion"]}) is None
+
+
+def test_a_candidate_outside_the_manifest_is_measured_on_validation_only(capsys, monkeypatch, tmp_path) -> None:
+    import shutil
+
+    monkeypatch.setattr("bench.common.RESULTS", tmp_path)
+    run = tmp_path / "nih-candidate"
+    run.mkdir()
+    shutil.copy(quality.REPO_ROOT / "models" / "nih14" / "model.pt", run / "model.pt")
+    assert quality.main(["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run), "--val-only",
+                         "--resamples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "test n=94" in out and "VALIDATION split" in out  # the 94 validation rows, not the 177 test rows
+    with pytest.raises(SystemExit):
+        quality.main(["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run), "--ship"])

@@ -280,12 +280,11 @@ async function loadModels() {
 
 let jobsTimer = null;
 
-// "95 s", "4 min", "2.5 h": a duration as a person reads it
+// "45 s", "1 min 15 s", "2 h 5 min": seconds as a person reads them (as the job view in runs.js writes them)
 function duration(seconds) {
-  if (seconds == null) return "";
-  if (seconds < 90) return `${Math.round(seconds)} s`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h ? `${h} h ${m} min` : m ? `${m} min ${r} s` : `${r} s`;
 }
 
 // How a job is doing: phase, epochs done, time spent and left, and how long ago its worker last spoke
