@@ -180,13 +180,13 @@ def _gradient(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _text(rng: np.random.Generator, size: int) -> np.ndarray:
-    img = np.full((size, size), rng.uniform(0.7, 1.0), np.float32)
+    img = np.full((size, size), int(rng.integers(180, 256)), np.uint8)  # OpenCV draws text on 8-bit images
     words = ["REPORT", "Patient", "chest", "1234", "Lorem ipsum", "dolor sit", "X-RAY", "invoice", "total"]
     for row in range(int(rng.integers(3, 12))):
         y = int((row + 1) * size / 13)
         cv2.putText(img, " ".join(rng.choice(words, 3)), (int(rng.integers(0, 20)), y),
-                    int(rng.integers(0, 7)), rng.uniform(0.3, 0.9), float(rng.uniform(0, 0.3)), 1)
-    return img
+                    int(rng.integers(0, 7)), rng.uniform(0.3, 0.9), int(rng.integers(0, 80)), 1)
+    return img.astype(np.float32) / 255
 
 
 def _checker(rng: np.random.Generator, size: int) -> np.ndarray:
