@@ -96,14 +96,17 @@ def test_models_lists_versions_aliases_labels_and_metrics(
     first = pneumonia["versions"][0]
     assert first["architecture"] == "simple_cnn" and first["input_size"] == 28
     assert first["metrics"]["test"]["mean_auroc"] > 0.7  # evaluated on the real test split while training
-    # `quality`: the AUROC part from the run's own test evaluation; calibration unknown here, so null
+    # `quality`: the AUROC part from the run's own test evaluation; the calibration part from the temperatures
+    # fitted on validation while training, measured on the same test split
     production = next(v for v in pneumonia["versions"] if "production" in v["aliases"])
     quality = pneumonia["quality"]
     assert quality == production["quality"]
     assert quality["per_label_auroc"] == production["metrics"]["test"]["auroc"]
     assert quality["mean_auroc"] == production["metrics"]["test"]["mean_auroc"]
     assert quality["test_set"] == "the test split of its training dataset"
-    assert all(quality[k] is None for k in ("ece_before", "ece_after", "brier_before", "brier_after"))
+    calibration = production["metrics"]["test"]
+    for key in ("ece_before", "ece_after", "brier_before", "brier_after"):
+        assert 0.0 <= quality[key] <= 1.0 and quality[key] == calibration[key]
     assert by_name["zoo-densenet121"]["labels"] == published["zoo-densenet121"].labels
     assert any(v["loaded"] for v in pneumonia["versions"])  # held in the serving cache
 
