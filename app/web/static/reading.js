@@ -51,6 +51,9 @@ function renderReading(result) {
         (f.reliable ? "" : " (unreliable for this finding)"), f.reliable ? "" : "unreliable"));
     table.append(row);
   }
-  parts.push(table);
+  const wrap = document.createElement("div");  // a narrow screen scrolls the table, not the page
+  wrap.className = "findings-wrap";
+  wrap.append(table);
+  parts.push(wrap);
   box.replaceChildren(...parts);
 }
