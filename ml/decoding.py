@@ -28,15 +28,16 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image
+from PIL import Image
 
-from ml.errors import CXRError, ImageError, ImageTooLargeError
+from ml.errors import CXRError, ImageError
 from ml.imaging import (
     DEFAULT_MAX_PIXELS,
     STRIP_PIXELS,
     _check_container,
     _check_pixels,
     _Input,
+    _load_pil,
     _orient,
     read_image,
 )
@@ -107,13 +108,7 @@ def _reduced_jpeg(data: bytes, max_pixels: int | None, short_side: int, long_sid
             im.draft("L", (width // factor, height // factor))
             if im.size != (math.ceil(width / factor), math.ceil(height / factor)):
                 return None  # not the reduction asked for (a JPEG Pillow cannot draft): decode in full
-            try:
-                im.load()
-            except Image.DecompressionBombError as exc:
-                raise ImageTooLargeError(f"{inp.name}: {exc}") from None
-            except (OSError, SyntaxError, ValueError, EOFError) as exc:
-                raise ImageError(f"{inp.name}: image data is truncated or corrupt ({exc})") from None
-            orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+            orientation = _load_pil(im, inp)
             levels = np.asarray(im.convert("L") if im.mode != "L" else im)
     except CXRError:
         raise

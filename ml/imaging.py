@@ -239,15 +239,20 @@ def _read_pil(inp: _Input, max_pixels: int | None) -> np.ndarray:
     _check_container(inp)
     with _open_pil(inp) as im:
         _check_pixels(inp, im.width, im.height, 1, max_pixels)
-        try:
-            im.load()
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(f"{inp.name}: {exc}") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageError(f"{inp.name}: image data is truncated or corrupt ({exc})") from None
-        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+        orientation = _load_pil(im, inp)
         gray = _pil_to_gray(im, inp)
     return _orient(gray, orientation)  # the JPEG/TIFF orientation tag, as viewers show the image
+
+
+def _load_pil(im: Image.Image, inp: _Input) -> int:
+    """Decode an opened Pillow image, its failures as ours; returns its EXIF orientation (1: none)."""
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{inp.name}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{inp.name}: image data is truncated or corrupt ({exc})") from None
+    return im.getexif().get(ExifTags.Base.Orientation, 1)
 
 
 def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
