@@ -124,9 +124,11 @@ def _run_once(control: Path, world: int, reporter: Reporter, poll_s: float) -> F
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for rank in range(world):
-            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                   "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                   "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+            # The child inherits this process's environment (one OpenMP thread unless it says otherwise) plus
+            # torchrun's rendezvous variables, which torch.distributed reads.
+            env = {"OMP_NUM_THREADS": "1", **os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+                   "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port)}
             cmd = [sys.executable, "-m", "ml.training.distributed", str(control / "spec.json"),
                    "--local-rank", str(rank)]
             if rank == 0:
