@@ -114,6 +114,8 @@ class TrainParams(_Config):
     freeze_epochs: int = Field(0, ge=0, le=MAX_COUNT, description="epochs with the backbone frozen before unfreezing")
     early_stopping_patience: int | None = Field(None, ge=1, le=MAX_COUNT)
     grad_clip: float | None = Field(None, gt=0, le=1000)
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the weights "
+                                    "(decay per optimiser step, e.g. 0.999): validated, kept as best and shipped")
     # runtime
     num_workers: int = Field(0, ge=0, le=64)
     device: Literal["auto", "cpu", "cuda"] = "auto"

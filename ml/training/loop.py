@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from ml.checkpoint import build_checkpoint, checkpoint_epoch, load_checkpoint, save_checkpoint
 from ml.config import DataConfig, TrainConfig
@@ -38,6 +39,7 @@ from ml.errors import ConfigError, TrainingCancelled
 from ml.evaluation.plots import save_plots
 from ml.evaluation.predict import calibration_for_checkpoint, evaluate_splits, predict_batches
 from ml.models import CXRModel, create_model, get_model_config
+from ml.training.ema import WeightAverage
 from ml.training.losses import LossFn, build_loss
 from ml.training.reporter import Reporter
 from ml.transforms import BatchAugment, Preprocess, compute_mean_std, resolve_data_config
@@ -137,12 +139,15 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     optimizer = _optimizer(model, p.optimizer, p.lr, p.weight_decay)
     scheduler = _scheduler(optimizer, p.scheduler, p.epochs, p.plateau_factor, p.plateau_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    # with `ema_decay`, the weight average is what is validated, kept as best and shipped (ml.training.ema)
+    average = WeightAverage(model, p.ema_decay) if p.ema_decay else None
+    evaluated = average.module if average is not None else model
 
     # 6. Resume from the last checkpoint when one exists (every rank reads it).
     state = _State()
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.exists():
-        state = _restore(last_path, config, model, optimizer, scheduler, scaler)
+        state = _restore(last_path, config, model, optimizer, scheduler, scaler, average)
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
     elif main:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -154,8 +159,8 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     reporter.on_start(start_epoch=state.epoch, epochs=p.epochs, steps_per_epoch=len(train_batches), device=str(device))
     reporter.on_phase(phase="training")
 
-    def checkpoint(**extra: Any) -> dict[str, Any]:
-        return build_checkpoint(model, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
+    def checkpoint(weights: CXRModel = evaluated, **extra: Any) -> dict[str, Any]:
+        return build_checkpoint(weights, model_kwargs=model_kwargs, labels=dataset.pathologies, task=str(dataset.task),
                                 data_config=data_cfg, train_config=config.model_dump(mode="json"), **extra)
 
     # 7. Epochs: train, validate, schedule, checkpoint, stop early. `epoch` indexes the RNG streams (from 0);
@@ -168,8 +173,8 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
         _seed_epoch(p.seed, epoch)
         generator = torch.Generator().manual_seed(_epoch_seed(p.seed, epoch))
         train_metrics = _train_epoch(trained, train_batches, augment, preprocess, loss_fn, optimizer, scaler,
-                                     device, amp_dtype, p, epoch, generator, reporter)
-        val_metrics = _validate(model, val_batches, preprocess, loss_fn, device, amp_dtype, dataset.task)
+                                     device, amp_dtype, p, epoch, generator, reporter, average)
+        val_metrics = _validate(evaluated, val_batches, preprocess, loss_fn, device, amp_dtype, dataset.task)
         score = val_metrics["mean_auroc"] if val_metrics["mean_auroc"] is not None else -val_metrics["loss"]
         _step_scheduler(scheduler, score)
 
@@ -183,8 +188,8 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
         state.history.append({"epoch": number, **metrics})
         if main:
             _append_metrics(run_dir / "metrics.jsonl", number, metrics)
-            training_state = _training_state(state, optimizer, scheduler, scaler)
-            save_checkpoint(checkpoint(epoch=number, metrics=metrics, best_metric=state.best_metric,
+            training_state = _training_state(state, optimizer, scheduler, scaler, average)
+            save_checkpoint(checkpoint(model, epoch=number, metrics=metrics, best_metric=state.best_metric,
                                        training_state=training_state), last_path)
             reporter.on_checkpoint(path=last_path, kind="last", epoch=number, metrics=metrics)
             if improved:
@@ -219,7 +224,7 @@ def fit(config: TrainConfig, run_dir: str | Path, reporter: Reporter | None = No
     if calibration and "test" in calibration["splits"]:  # GET /models shows these in `quality`
         summary["calibration"] = {"method": calibration["method"], **calibration["splits"]["test"]}
     model_path = save_checkpoint(
-        checkpoint(epoch=best_epoch, thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
+        checkpoint(model, epoch=best_epoch, thresholds=report["thresholds"], metrics=summary, best_metric=state.best_metric,
                    calibration=calibration),
         run_dir / "model.pt",
     )
@@ -292,8 +297,6 @@ def _data_parallel(model: CXRModel, device: torch.device) -> torch.nn.Module:
     """DDP around `model` (rank 0's weights are broadcast). On GPUs BatchNorm becomes SyncBatchNorm, so its
     batch statistics are the global batch's as in one process (same parameter names: checkpoints load into
     the plain model); on the CPU (gloo, where PyTorch has no SyncBatchNorm) they stay per rank."""
-    from torch.nn.parallel import DistributedDataParallel
-
     if device.type == "cuda":
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the children in place
         return DistributedDataParallel(model, device_ids=[device.index])
@@ -355,8 +358,10 @@ def _step_scheduler(scheduler: Any, score: float) -> None:
 # --- 6. resume -----------------------------------------------------------------------------------
 
 
-def _training_state(state: _State, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
+def _training_state(state: _State, optimizer: Any, scheduler: Any, scaler: Any,
+                    average: WeightAverage | None) -> dict[str, Any]:
     return {
+        "weight_average": average.state_dict() if average is not None else None,
         "epoch": state.epoch,
         "best_metric": state.best_metric,
         "best_epoch": state.best_epoch,
@@ -370,7 +375,8 @@ def _training_state(state: _State, optimizer: Any, scheduler: Any, scaler: Any) 
     }
 
 
-def _restore(path: Path, config: TrainConfig, model: CXRModel, optimizer: Any, scheduler: Any, scaler: Any) -> _State:
+def _restore(path: Path, config: TrainConfig, model: CXRModel, optimizer: Any, scheduler: Any, scaler: Any,
+             average: WeightAverage | None) -> _State:
     ckpt = load_checkpoint(path)
     if ckpt["model_name"] != config.model:
         raise ConfigError(f"{path} holds model '{ckpt['model_name']}', not '{config.model}': use a new run folder")
@@ -382,6 +388,10 @@ def _restore(path: Path, config: TrainConfig, model: CXRModel, optimizer: Any, s
     if scheduler is not None and ts["scheduler"] is not None:
         scheduler.load_state_dict(ts["scheduler"])
     scaler.load_state_dict(ts["scaler"])
+    if average is not None:
+        if ts.get("weight_average") is None:
+            raise ConfigError(f"{path} was trained without ema_decay: resume it without, or use a new run folder")
+        average.load_state_dict(ts["weight_average"])
     torch.set_rng_state(ts["rng"]["torch"])
     history, best_epoch = list(ts["history"]), ts["best_epoch"]
     if ckpt.get("epochs_from") != 1:  # written before epochs counted from 1: name them as now
@@ -418,6 +428,7 @@ def _train_epoch(
     epoch: int,
     generator: torch.Generator,
     reporter: Reporter,
+    average: WeightAverage | None = None,
 ) -> dict[str, float | None]:
     model.train()
     world = _rank_world()[1]
@@ -439,6 +450,8 @@ def _train_epoch(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            if average is not None:
+                average.update(model.module if isinstance(model, DistributedDataParallel) else model)
         batch_loss = float(loss.detach())
         if not math.isfinite(batch_loss):
             raise FloatingPointError(f"loss became {batch_loss} at epoch {epoch + 1} step {step}; lower the lr")

@@ -10,7 +10,7 @@ import torch
 
 from ml.checkpoint import load_checkpoint, save_checkpoint
 from ml.config import TrainConfig
-from ml.errors import TrainingCancelled
+from ml.errors import ConfigError, TrainingCancelled
 from ml.inference import LoadedModel
 from ml.training.loop import fit
 from ml.training.reporter import Reporter
@@ -198,3 +198,43 @@ def test_a_run_is_calibrated_on_validation_and_served_calibrated(data_dir, tmp_p
         raw_probs = torch.sigmoid(raw(loaded.preprocess.batch([image]))).numpy()
     expected = scaled(raw_probs, np.array(cal["temperatures"]), "multilabel", np.array(cal["biases"]))
     np.testing.assert_allclose(loaded.predict_images([image]), expected, atol=1e-5)
+
+
+def test_a_weight_averaged_run_validates_and_ships_the_average_and_resumes_it_exactly(data_dir, tmp_path):
+    straight = fit(_config(data_dir, epochs=3, ema_decay=0.9), tmp_path / "straight")
+    fit(_config(data_dir, epochs=2, ema_decay=0.9), tmp_path / "resumed")
+    fit(_config(data_dir, epochs=3, ema_decay=0.9), tmp_path / "resumed")
+    last = {k: load_checkpoint(tmp_path / k / "last.pt") for k in ("straight", "resumed")}
+    avg = {k: v["training_state"]["weight_average"] for k, v in last.items()}
+    assert avg["straight"]["updates"] == avg["resumed"]["updates"] == 3 * 8  # 256 rows / 32 a batch, 3 epochs
+    assert all(torch.equal(avg["straight"]["state_dict"][n], avg["resumed"]["state_dict"][n])
+               for n in avg["straight"]["state_dict"])
+    # the average is not the trained weights, and it is what was kept as best and shipped
+    trained, averaged = last["straight"]["state_dict"], avg["straight"]["state_dict"]
+    assert not all(torch.equal(trained[n], averaged[n]) for n in trained)
+    best = load_checkpoint(tmp_path / "straight" / "best.pt")["state_dict"]
+    shipped = load_checkpoint(tmp_path / "straight" / "model.pt")["state_dict"]
+    assert all(torch.equal(best[n], shipped[n]) for n in best)
+    if straight.best_epoch == 3:
+        assert all(torch.equal(averaged[n], shipped[n]) for n in averaged)
+    # resuming an averaged run without the average (or the reverse) would silently change what is kept
+    fit(_config(data_dir, epochs=1), tmp_path / "plain-then-averaged")
+    with pytest.raises(ConfigError, match="without ema_decay"):
+        fit(_config(data_dir, epochs=2, ema_decay=0.9), tmp_path / "plain-then-averaged")
+
+
+def test_weight_average_follows_the_formula_with_its_warm_up(tmp_path):
+    from ml.training.ema import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    average = WeightAverage(model, decay=0.99)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked += 5
+    average.update(model)  # first update: decay min(0.99, 1/10) = 0.1
+    assert torch.allclose(average.module[0].weight, 0.1 * start + 0.9 * (start + 1))
+    assert int(average.module[1].num_batches_tracked) == 5  # integer buffers are copied
+    assert not average.module.training and not average.module[0].weight.requires_grad
+    with pytest.raises(ValueError):
+        WeightAverage(model, decay=1.0)
