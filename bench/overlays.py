@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree in trees.items():
                 folder = root / label.replace(" ", "-").replace("/", "_")
                 folder.mkdir()
-                url = srv.make_registry(folder, checkpoints)
+                url = srv.make_registry_for(tree, folder, checkpoints)
                 # not waiting for readiness: the models load as warm models or on their first request
                 servers[label] = srv.start(folder, url, tree=tree, wait_ready=False,
                                            default_model=names[0], warm_models=json.dumps(names[1:]),

@@ -3,6 +3,7 @@ published in it (the same `publish_checkpoint` path as `cxr bootstrap`), and `cx
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -35,6 +36,19 @@ def make_registry(root: Path, checkpoints: dict[str, Path]) -> str:
                                name=name, summary=checkpoint_summary(load_checkpoint(path)), alias="production")
     db.dispose()
     return url
+
+
+def make_registry_for(tree: Path, root: Path, checkpoints: dict[str, Path]) -> str:
+    """`make_registry` by the code of `tree` (another revision's checkout), so the registry has that
+    revision's schema: a server refuses a registry migrated past its own newest revision."""
+    if tree.resolve() == REPO_ROOT.resolve():
+        return make_registry(root, checkpoints)
+    code = ("import json, sys; from pathlib import Path; from bench.server import make_registry; "
+            "print(make_registry(Path(sys.argv[1]), {k: Path(v) for k, v in json.loads(sys.argv[2]).items()}))")
+    paths = json.dumps({name: str(path) for name, path in checkpoints.items()})
+    done = subprocess.run([sys.executable, "-c", code, str(root), paths], cwd=tree, check=True, capture_output=True,
+                          text=True)
+    return done.stdout.strip().splitlines()[-1]
 
 
 def _free_port() -> int:

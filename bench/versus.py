@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree in (("this tree", REPO_ROOT), (args.revision, other)):
                 folder = root / label.replace(" ", "-").replace("/", "_")
                 folder.mkdir()
-                url = srv.make_registry(folder, {args.model: SHIPPED / args.model / "model.pt"})
+                url = srv.make_registry_for(tree, folder, {args.model: SHIPPED / args.model / "model.pt"})
                 servers[label] = srv.start(folder, url, tree=tree, **settings)
             try:
                 for server in servers.values():

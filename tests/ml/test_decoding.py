@@ -129,7 +129,7 @@ def _with_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
 
 
 def _png_cases() -> dict[str, tuple[bytes, bool]]:
-    """PNG uploads, and whether OpenCV decodes them (else Pillow, through read_image)."""
+    """PNG uploads, and whether `ml.png` decodes them (else Pillow, through read_image)."""
     with Image.open(SAMPLES / "nih_cxr_1024.png") as im:
         gray = im.convert("L")
     small = gray.resize((300, 200))
@@ -155,16 +155,14 @@ PNG_CASES = _png_cases()
 
 @pytest.mark.parametrize("name", list(PNG_CASES))
 def test_a_png_decodes_pixel_for_pixel_as_pillow_gives_it(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cv2
-
     import ml.decoding
 
-    data, by_opencv = PNG_CASES[name]
+    data, by_ml_png = PNG_CASES[name]
     calls = []
-    imdecode = cv2.imdecode
-    monkeypatch.setattr(ml.decoding.cv2, "imdecode", lambda *a: calls.append(a) or imdecode(*a))
+    gray_image = ml.decoding.gray_image
+    monkeypatch.setattr(ml.decoding, "gray_image", lambda *a: calls.append(a) or gray_image(*a))
     decoded = read_image_for(data, short_side=28)
-    assert bool(calls) == by_opencv
+    assert bool(calls) == by_ml_png
     expected = read_image(data)
     assert decoded.image.dtype == expected.dtype == np.float32
     np.testing.assert_array_equal(decoded.image, expected)

@@ -1,0 +1,271 @@
+"""The fast grayscale PNG decoder (`ml.png`, through `ml.decoding.read_image_for`): pixel for pixel what Pillow
+gives (`read_image`) for every filter type, bit depth and size, for files written by Pillow, OpenCV and by hand;
+and for a broken or hostile file, what `read_image` does (the same pixels or the same error), with the bounds
+held before anything is inflated."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import ml.decoding
+from ml import png
+from ml.decoding import read_image_for
+from ml.errors import ImageError, ImageTooLargeError
+from ml.imaging import read_image
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _filtered(levels: np.ndarray, depth: int, filters: list[int]) -> bytes:
+    """PNG's filtered rows of a gray image: each row's filter type, then its bytes as that filter predicts
+    them from the original bytes (the encoder's side, so it can be vectorised)."""
+    bpp = depth // 8
+    data = levels.astype(">u2").view(np.uint8) if depth == 16 else levels.astype(np.uint8)
+    data = data.reshape(levels.shape[0], -1).astype(np.int64)
+    up = np.vstack([np.zeros_like(data[:1]), data[:-1]])
+    left = np.hstack([np.zeros_like(data[:, :bpp]), data[:, :-bpp]])
+    upleft = np.hstack([np.zeros_like(up[:, :bpp]), up[:, :-bpp]])
+    p = left + up - upleft
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+    predictions = [np.zeros_like(data), left, up, (left + up) // 2, paeth]
+    rows = [np.concatenate([[kind], (data[r] - predictions[kind][r]) % 256]) for r, kind in enumerate(filters)]
+    return np.array(rows, np.uint8).tobytes()
+
+
+def _png(levels: np.ndarray, depth: int = 8, filters: list[int] | int = 4, *, before: bytes = b"",
+         interlace: int = 0, stream: bytes | None = None, idat_parts: int = 3) -> bytes:
+    """A gray PNG written by hand: `filters` per row (or one for all), `before`: chunks before the image data,
+    `stream`: the zlib stream to send instead of the image's, split into `idat_parts` IDAT chunks."""
+    height, width = levels.shape
+    kinds = [filters] * height if isinstance(filters, int) else filters
+    if stream is None:
+        stream = zlib.compress(_filtered(levels, depth, kinds), 6)
+    step = -(-len(stream) // idat_parts)
+    idat = b"".join(_chunk(b"IDAT", stream[i : i + step]) for i in range(0, len(stream), step))
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, interlace)
+    return SIGNATURE + _chunk(b"IHDR", ihdr) + before + idat + _chunk(b"IEND", b"")
+
+
+def _levels(height: int, width: int, depth: int, seed: int = 0) -> np.ndarray:
+    """Noise over a gradient: every filter's every branch (Paeth's ties too) and both ends of the range."""
+    rng = np.random.default_rng(seed)
+    top = 255 if depth == 8 else 65535
+    ramp = np.add.outer(np.arange(height), np.arange(width)) * (top // max(1, height + width))
+    levels = (ramp + rng.integers(0, top // 8, (height, width))) % (top + 1)
+    levels.flat[:: max(1, levels.size // 7)] = top
+    return levels
+
+
+def _taken(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The calls that reach `ml.png` (and give an image back) from `read_image_for`."""
+    taken: list[object] = []
+    gray_image = png.gray_image
+
+    def spy(*args: object) -> np.ndarray | None:
+        image = gray_image(*args)
+        if image is not None:
+            taken.append(args)
+        return image
+
+    monkeypatch.setattr(ml.decoding, "gray_image", spy)
+    return taken
+
+
+def _as_read_image(data: bytes) -> None:
+    """`read_image_for` gives what `read_image` gives: the same pixels, or the same error."""
+    try:
+        expected = read_image(data)
+    except ImageError as exc:
+        with pytest.raises(type(exc)) as raised:
+            read_image_for(data, short_side=28)
+        assert str(raised.value) == str(exc)
+        return
+    decoded = read_image_for(data, short_side=28)
+    assert decoded.image.dtype == np.float32 and decoded.reduction == 1
+    np.testing.assert_array_equal(decoded.image, expected)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("filters", [0, 1, 2, 3, 4, "mixed"])
+@pytest.mark.parametrize("size", [(1, 1), (1, 9), (7, 1), (23, 37), (200, 301)])
+def test_every_filter_type_depth_and_size_decodes_as_pillow_does(
+    depth: int, filters: int | str, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    levels = _levels(*size, depth)
+    kinds = list(np.random.default_rng(1).integers(0, 5, size[0])) if filters == "mixed" else filters
+    data = _png(levels, depth, kinds)
+    taken = _taken(monkeypatch)
+    decoded = read_image_for(data, short_side=28)
+    assert taken, "the fast path should take a plain gray PNG"
+    expected = read_image(data)
+    np.testing.assert_array_equal(decoded.image, expected)
+    np.testing.assert_array_equal(expected, levels.astype(np.float32) / np.float32(255 if depth == 8 else 65535))
+
+
+def _written_by_libraries() -> dict[str, bytes]:
+    with Image.open(SAMPLES / "nih_cxr_1024.png") as im:
+        gray = im.convert("L")
+    small = np.asarray(gray.resize((333, 251)))
+    sixteen = small.astype(np.uint16) * 257 + np.arange(333, dtype=np.uint16) % 200
+    out = {"sample": (SAMPLES / "nih_cxr_1024.png").read_bytes()}
+    for level in (0, 1, 6, 9):
+        for name, array in (("8", small), ("16", sixteen)):
+            buf = io.BytesIO()
+            Image.fromarray(array).save(buf, "PNG", compress_level=level)
+            out[f"pillow-{name}bit-level{level}"] = buf.getvalue()
+    buf = io.BytesIO()
+    gray.save(buf, "PNG", optimize=True)
+    out["pillow-8bit-optimize"] = buf.getvalue()
+    strategies = {"default": cv2.IMWRITE_PNG_STRATEGY_DEFAULT, "filtered": cv2.IMWRITE_PNG_STRATEGY_FILTERED,
+                  "huffman": cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY, "rle": cv2.IMWRITE_PNG_STRATEGY_RLE,
+                  "fixed": cv2.IMWRITE_PNG_STRATEGY_FIXED}
+    for name, strategy in strategies.items():
+        for bits, array in (("8", small), ("16", sixteen)):
+            ok, encoded = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 9,
+                                                       cv2.IMWRITE_PNG_STRATEGY, strategy])
+            assert ok
+            out[f"opencv-{bits}bit-{name}"] = encoded.tobytes()
+    return out
+
+
+WRITTEN = _written_by_libraries()
+
+
+@pytest.mark.parametrize("name", list(WRITTEN))
+def test_pngs_written_by_pillow_and_opencv_decode_as_pillow_does(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = WRITTEN[name]
+    taken = _taken(monkeypatch)
+    decoded = read_image_for(data, short_side=28)
+    assert taken
+    np.testing.assert_array_equal(decoded.image, read_image(data))
+
+
+def test_a_png_with_an_orientation_in_its_text_or_interlaced_is_left_to_pillow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    levels = _levels(20, 30, 8)
+    xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    cases = {
+        "xmp": _png(levels, before=_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)),
+        "raw-exif-text": _png(levels, before=_chunk(b"tEXt", b"Raw profile type exif\x00\nexif\n  0\n")),
+        "interlaced": _png(levels, interlace=1),
+        "private-chunk": _png(levels, before=_chunk(b"prVt", b"x")),
+    }
+    taken = _taken(monkeypatch)
+    for data in cases.values():
+        _as_read_image(data)
+    assert not taken
+    assert read_image(cases["xmp"]).shape == (30, 20)  # Pillow turns it: so must serving
+
+
+def _corrupt_cases() -> dict[str, bytes]:
+    levels = _levels(40, 50, 8)
+    good = _png(levels, filters=list(np.arange(40) % 5))
+    ihdr_end = 8 + 25
+    first_idat = good.index(b"IDAT") - 4
+    stream = zlib.compress(_filtered(levels, 8, [4] * 40))
+    cases = {f"truncated-at-{cut}": good[:cut] for cut in (20, 40, 60, len(good) // 2, len(good) - 30,
+                                                            len(good) - 12, len(good) - 8, len(good) - 1)}
+    cases["ihdr-crc"] = good[: ihdr_end - 4] + b"\x00\x00\x00\x00" + good[ihdr_end:]
+    cases["idat-crc"] = good[: first_idat + 8 + 10] + bytes([good[first_idat + 18] ^ 1]) + good[first_idat + 19:]
+    cases["idat-length-past-the-end"] = good[:first_idat] + struct.pack(">I", 10**6) + good[first_idat + 4:]
+    cases["filter-type-5"] = _png(levels, stream=zlib.compress(b"\x05" + _filtered(levels, 8, [0] * 40)[1:]))
+    cases["stream-too-short"] = _png(levels, stream=stream[: len(stream) // 2])
+    cases["stream-one-row-short"] = _png(levels, stream=zlib.compress(_filtered(levels[:-1], 8, [1] * 39)))
+    cases["stream-a-row-too-long"] = _png(levels, stream=zlib.compress(_filtered(_levels(41, 50, 8), 8, [1] * 41)))
+    cases["stream-checksum-wrong"] = _png(levels, stream=stream[:-4] + bytes(4))
+    cases["stream-checksum-missing"] = _png(levels, stream=stream[:-4])
+    cases["garbage-after-the-stream"] = _png(levels, stream=stream + b"tail")
+    cases["not-a-zlib-stream"] = _png(levels, stream=b"\x00" * 300)
+    cases["no-iend"] = good[:-12]
+    cases["chunk-after-idat"] = good[:-12] + _chunk(b"tEXt", b"a\x00b") + good[-12:]
+    cases["text-bomb"] = _png(levels, before=_chunk(b"zTXt", b"c\x00\x00" + zlib.compress(b"x" * (2**25))))
+    cases["bad-gamma"] = _png(levels, before=_chunk(b"gAMA", b"\x01"))
+    return cases
+
+
+CORRUPT = _corrupt_cases()
+
+
+@pytest.mark.parametrize("name", list(CORRUPT))
+def test_a_broken_png_gives_what_read_image_gives(name: str) -> None:
+    _as_read_image(CORRUPT[name])
+
+
+def test_a_huge_declared_size_is_refused_before_anything_is_inflated(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: object) -> None:
+        raise AssertionError("inflated an image over the pixel limit")
+
+    monkeypatch.setattr(ml.decoding, "gray_image", never)
+    data = _png(np.zeros((2, 2), np.uint8))
+    huge = data[:16] + struct.pack(">II", 50_000, 50_000) + data[24:]
+    huge = huge[:12] + _chunk(b"IHDR", huge[16:29])[4:] + huge[33:]  # its checksum fixed
+    with pytest.raises(ImageTooLargeError):
+        read_image_for(huge, short_side=28)
+    with pytest.raises(ImageTooLargeError, match="over the limit of 1,000"):
+        read_image_for(_png(np.zeros((100, 100), np.uint8)), max_pixels=1000)
+
+
+def test_a_stream_that_inflates_past_the_image_costs_only_the_image() -> None:
+    """A 64 x 64 image whose stream inflates to 256 MiB: at most the rows the header declares are inflated."""
+    stream = zlib.compress(bytes(64 * 65) + bytes(2**28), 9)
+    data = _png(np.zeros((64, 64), np.uint8), stream=stream)
+    offset = SIGNATURE.__len__() + 25 + 8
+    tracemalloc.start()
+    try:
+        assert png.gray_image(data, offset, 64, 64, 8) is None  # more than the image: Pillow decides
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, peak
+    _as_read_image(data)  # Pillow decodes the rows it needs, as before
+
+
+_FUZZ_SEEDS = [_png(_levels(24, 31, 8), 8, list(np.arange(24) % 5)), _png(_levels(17, 13, 16), 16, 4),
+               _png(_levels(40, 40, 8), 8, 3, idat_parts=1)]
+
+
+@st.composite
+def _mutated_png(draw: st.DrawFn) -> bytes:
+    """A gray PNG seed with one to four mutations anywhere after its signature: flipped bytes, a 4-byte
+    field set to an extreme, a cut, an insertion or a deletion."""
+    data = bytearray(draw(st.sampled_from(_FUZZ_SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        if len(data) <= 9:
+            break
+        pos = draw(st.integers(8, len(data) - 1))
+        kind = draw(st.sampled_from(("flip", "field", "cut", "insert", "delete")))
+        if kind == "flip":
+            data[pos] ^= draw(st.integers(1, 255))
+        elif kind == "field":
+            data[pos : pos + 4] = struct.pack(">I", draw(st.sampled_from((0, 1, 255, 2**16, 2**31, 2**32 - 1))))
+        elif kind == "cut":
+            del data[pos:]
+        elif kind == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        else:
+            del data[pos : pos + draw(st.integers(1, 32))]
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(_mutated_png())
+def test_a_mutated_gray_png_gives_what_read_image_gives(data: bytes) -> None:
+    _as_read_image(data)
