@@ -17,7 +17,13 @@ from bench.server import wait_runtime_chosen
 from cxr.cli import main
 from ml.imaging import read_image
 from ml.inference import LoadedModel
-from ml.quantize import AUROC_TOLERANCE, MEAN_PROBABILITY_BOUND, PROBABILITY_BOUND, bf16_available
+from ml.quantize import (
+    AUROC_TOLERANCE,
+    MEAN_PROBABILITY_BOUND,
+    PROBABILITY_BOUND,
+    bf16_available,
+    int8_weight_type,
+)
 from registry.artifacts import LocalArtifactStore
 from registry.db import Database
 from registry.migrate import upgrade
@@ -57,6 +63,8 @@ def test_quantize_records_the_admitted_int8_model_and_serving_offers_it(
     assert int8["test_images"] == 624 and int8["max_auroc_change"] <= AUROC_TOLERANCE
     assert int8["max_probability_diff"] <= PROBABILITY_BOUND and int8["mean_probability_diff"] <= MEAN_PROBABILITY_BOUND
     assert int8["artifact_uri"].endswith(".onnx") and len(int8["sha256"]) == 64
+    # signed weights only where VNNI adds their products without saturating (see ml.quantize)
+    assert int8["weight_type"] == int8_weight_type() in ("int8", "uint8")
     assert set(admitted_variants(record)) >= {"int8_static"}
     assert ("bf16" in variants) and (variants["bf16"]["admitted"] or not bf16_available()
                                      or "AUROC" in variants["bf16"]["reason"] or "probabilit" in variants["bf16"]["reason"])
@@ -95,7 +103,7 @@ def test_a_changed_int8_artifact_is_refused_and_the_exact_runtimes_serve(
     registry: tuple[Database, LocalArtifactStore],
 ) -> None:
     db, store = registry
-    assert main(["quantize", "pneumonia:1", "--calibration-images", "64", "--candidates", "int8_static"]) == 0
+    assert main(["quantize", "pneumonia:1", "--calibration-images", "128", "--candidates", "int8_static"]) == 0
     with db.session() as session:
         record = resolve(session, "pneumonia:1")
     path = store.path_of(record.metrics["reduced_precision"]["int8_static"]["artifact_uri"])
