@@ -30,9 +30,13 @@ class Finding:
 
 def label_aurocs(metrics: dict[str, Any] | None) -> dict[str, float]:
     """Per-label test AUROC from a checkpoint's (or registry version's) stored evaluation; absent labels and
-    undefined values (a label without positives) are left out."""
-    test = (metrics or {}).get("test") or {}
-    values = test.get("auroc") or test.get("per_label_auroc") or {}
+    undefined values (a label without positives) are left out. The figures of `tools.quality` (`quality`:
+    the test set the recipe names, such as Kermany's official test split) come before the training run's own
+    test split (`test`), as in GET /models."""
+    metrics = metrics or {}
+    quality = metrics.get("quality") if isinstance(metrics.get("quality"), dict) else {}
+    test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+    values = quality.get("per_label_auroc") or test.get("auroc") or test.get("per_label_auroc") or {}
     return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
 
 

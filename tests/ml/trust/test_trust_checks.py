@@ -62,3 +62,13 @@ def test_findings_and_warnings_read_in_words() -> None:
     assert any("Hernia: unreliable for this finding (no test AUROC" in w for w in text)
     assert not any("Effusion" in w for w in text)
     assert warnings(items[:1], InputCheck(True, 0.9, 0.4, [])) == []
+
+
+def test_findings_read_the_external_test_figures_before_the_runs_own_split() -> None:
+    # a model shipped by tools.quality: its run's own split (drawn from the training pool) says 0.99, the
+    # collection made apart says 0.62; the reading must go by the latter, as GET /models does
+    metrics = {"test": {"auroc": {"Pneumonia": 0.99}}, "quality": {"per_label_auroc": {"Pneumonia": 0.62}}}
+    assert label_aurocs(metrics) == {"Pneumonia": 0.62}
+    assert label_aurocs({"quality": {"per_label_auroc": {"Pneumonia": 0.97}}}) == {"Pneumonia": 0.97}
+    assert label_aurocs({"quality": "garbled", "test": {"auroc": {"Pneumonia": 0.8}}}) == {"Pneumonia": 0.8}
+    assert label_aurocs(None) == {}
