@@ -89,39 +89,45 @@ CARDS: dict[str, dict[str, Any]] = {
         ],
     },
     "pneumonia-kermany": {
-        "title": "Pneumonia vs normal, Kermany pediatric training images at 64 px, on Kermany's official test split",
+        "title": "Pneumonia vs normal, Kermany pediatric training images at 160 px, on Kermany's official test split",
         "data": "Training: the 5216 Kermany et al. (Cell 2018; CC BY 4.0) pediatric training images as 224x224 "
-                "JPEGs (squashed by the copy's author without keeping the aspect ratio), read at 64x64. Test: "
+                "JPEGs (squashed by the copy's author without keeping the aspect ratio), read at 160x160. Test: "
                 "Kermany's official test split (624 children's images: 234 normal, 390 pneumonia; the same "
                 "copy, `test_224px/`), collected apart from the training images: the set on which Kermany et al. "
                 "report their figures. It was read once for these weights, with the threshold stored at training.",
         "split": "Training and validation: our own patient-aware split of Kaggle's training images, stratified by "
-                 "class, 70/10/20, seed 0 (patient id from the file name: personNNN_ for pneumonia, IM-NNNN or "
-                 "NORMAL2-IM-NNNN for normal; byte-identical files grouped). The validation split picked the "
-                 "epoch and the threshold. The recipe's own 20% test split (1045 images of the training pool, "
-                 "AUROC 0.994 and accuracy 0.966 there) overstates the model: the figures below are on the "
-                 "official test split instead.",
+                 "class, 85/15, seed 0 (patient id from the file name: personNNN_ for pneumonia, IM-NNNN or "
+                 "NORMAL2-IM-NNNN for normal; byte-identical files grouped), no test fraction: the test is the "
+                 "official split. The validation split picked the epoch, the threshold and the model among the "
+                 "candidates below.",
         "intended_use": "Demonstration of a pediatric pneumonia classifier measured on the benchmark's own test "
                         "split.",
         "limits": [
-            "Pediatric images from one centre only; 64 px from 224 px copies squashed to a square.",
+            "Pediatric images from one centre only; 160 px from 224 px copies squashed to a square.",
             ("The validation split comes from the training pool and does not show the shift to the official test "
-             "(validation AUROC 0.995): its Youden threshold sits at the edge of a nearly separable validation "
-             "set, and on the official test the model over-calls pneumonia (specificity below). Kaggle's official "
-             "validation folder has 16 images (a sanity check only: `python -m tools.kermany_val`), and "
-             "PneumoniaMNIST's official validation images are the same children's images as part of the training "
+             "(validation AUROC 0.997): models trained on these images over-call pneumonia on the official test "
+             "(the 64 px model shipped before this one: specificity 0.590 at its Youden threshold). The "
+             "threshold policy was therefore fixed before training to the highest validation cut that keeps 90% "
+             "sensitivity, a margin against that shift; the 90% figure was chosen from how the policies of the "
+             "two earlier models (this one's 64 px predecessor and the 28 px `pneumonia` model) transferred from "
+             "validation to their test splits, so it carries information from those earlier reads of this test "
+             "split. Kaggle's official validation folder has 16 images (a sanity check only: `python -m "
+             "tools.kermany_val`), and PneumoniaMNIST's official validation images are part of the training "
              "pool, so neither can pick a threshold. The table of threshold policies below shows where each "
              "validation-chosen cut lands on the official test; the served one is unchanged."),
-            ("Variant tried, not shipped (`recipes/pneumonia-kermany128.toml`): a quarter-width ResNet-18 at 128 "
-             "px, chest-X-ray augmentation (random resized crop 0.65-1, rotation 10 degrees, contrast 0.25, gamma "
-             "0.7-1.45, no flips), class-balanced BCE, 85/15 split, threshold policy 'sensitivity' 0.95, 3 epochs "
-             "(about 37 min on the shared cores; the 24- and 12-epoch versions of the recipe were stopped after "
-             "their first epoch, at 4.9 and 8.2 min of training an epoch, to fit the session). On the 783 "
-             "validation images neither model trained on (`python -m tools.kermany_val`): AUROC 0.991 "
-             "(0.986-0.996) against this model's 0.994 (0.990-0.997); at its threshold 0.126 sensitivity 0.950, "
-             "specificity 0.970, accuracy 0.955, against 0.971 / 0.940 / 0.963 here; on val16 AUROC 0.875 "
-             "against 0.828 (16 images). It did not beat this model on validation, so it was not shipped and "
-             "its official-test figures were not read."),
+            ("How this model was chosen (validation only; `python -m tools.kermany_val --model A --model B ...` "
+             "on the 783 validation images none of the candidates trained on, and on val16): the 64 px "
+             "`simple_cnn` shipped before (`recipes/pneumonia-kermany64.toml`, 20 epochs) AUROC 0.9940 "
+             "(0.990-0.997), val16 0.828; a quarter-width ResNet-18 at 128 px with chest-X-ray augmentation "
+             "(random resized crop 0.5-1, rotation 10 degrees, translation 0.05, contrast 0.25, gamma 0.7-1.45, "
+             "no flips), class-balanced BCE, dropout 0.2 and 30 epochs (`recipes/pneumonia-kermany128.toml`, "
+             "52 min on cores shared with another training run) AUROC 0.9973 (0.995-0.999), val16 1.000, at its "
+             "threshold val16 sensitivity 0.50; this model, the same at 160 px with a weight average (EMA 0.998 "
+             "a step) and 24 epochs, AUROC 0.9973 (0.995-0.999), val16 1.000, at its threshold val16 "
+             "sensitivity 0.75. The rule fixed before reading them: the highest validation AUROC, a tie to the "
+             "larger input. An earlier 3-epoch version of the 128 px recipe reached 0.991 and was not shipped. "
+             "Only this model's official-test figures were read (once); an ensemble of the two ResNets was not "
+             "tried, validation being saturated and unable to tell whether it pays."),
         ],
         "published": [
             ("Kermany et al. 2018 (ImageNet transfer learning, full resolution, the same official test split): "
