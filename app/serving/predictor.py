@@ -123,8 +123,14 @@ class Predictor:
             start = time.perf_counter()
             decoded = decode_for(upload, max_pixels=self.settings.max_image_pixels, short_side=short_side,
                                  long_side=keep_side or 0)
-            check = self.guard.check(upload, decoded.image, (decoded.height, decoded.width))
-            resized = served.loaded.preprocess.resize(decoded.image)
+            # The input check and the model's resize are independent: the check runs beside the resize on an
+            # idle pool thread (in this one when none is idle) and is joined before anything else happens, so
+            # a refusal (reject mode) still comes first and no forward pass runs for a refused upload.
+            join_check = self.pool.beside(self.guard.check, upload, decoded.image, (decoded.height, decoded.width))
+            try:
+                resized = served.loaded.preprocess.resize(decoded.image)
+            finally:
+                check = join_check()
             seconds = time.perf_counter() - start
             self.metrics.decode.observe(seconds)
             kept = None if keep_side is None else fit_within(decoded.image, keep_side)
