@@ -127,7 +127,7 @@ def train(epochs: int, steps: int, batch: int, seed: int, out: Path) -> None:
             total += float(loss.detach())
         print(f"epoch {epoch}/{epochs}: loss {total / steps:.4f} ({time.perf_counter() - started:.0f} s)")
     net.eval()
-    gate = InputGate(net, 0.5)
+    gate = InputGate(net, 0.5, runtime="eager")  # the threshold from the reference runtime
     val_scores = np.concatenate([gate.scores(v)[:, 0] for v in val_pos.values()])
     threshold = float(np.clip(np.quantile(val_scores, 0.01), 0.05, 0.5))
     flagged = {k: float((gate.scores(v)[:, 0] < threshold).mean()) for k, v in val_pos.items()}

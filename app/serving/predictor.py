@@ -2,7 +2,7 @@
 
 `POST /predict` resolves its model in the cache (`app.serving.cache`), takes a place in the model's queue
 (`app.serving.batching`), then either runs alone, when the model is idle (decode, preprocess and forward as
-one job on the inference pool), or decodes on the pool and joins a micro-batch, whose forward pass the
+one job on the inference pool; the input check beside the resize on an idle pool thread), or decodes on the pool and joins a micro-batch, whose forward pass the
 batcher runs on the pool through `ServedModel.timed_forward`. `POST /gradcam` does the same for one upload,
 then computes the maps: on a model cut at its CAM layer, the trunk's one forward pass gives both the
 probabilities and the activations, and only the rest runs backward; otherwise pytorch-grad-cam's hooks run on
