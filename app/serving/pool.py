@@ -2,9 +2,7 @@
 
 Work submitted here never runs on the event loop, and never more of it at once than `workers`, so a burst of
 requests queues instead of oversubscribing the cores. `pending` counts what is queued or running (the
-overload limit of a later change reads it). Torch's own intra-op threads are set once per process. A job
-can run an independent step of its own beside itself (`beside`) on a pool thread that is idle, never on one
-more than `workers`.
+overload limit of a later change reads it). Torch's own intra-op threads are set once per process.
 """
 
 from __future__ import annotations
@@ -55,20 +53,6 @@ class InferencePool:
             return await asyncio.wrap_future(self._executor.submit(fn, *args, **kwargs))
         finally:
             self.pending -= 1
-
-    def beside(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Callable[[], T]:
-        """From a pool job: queue `fn` on the pool, so that an idle worker runs it while the job goes on, and
-        return `join`, which gives its result (or raises its exception). When no worker has taken it up by
-        then (all busy: under load), `join` runs it in the caller's thread instead, so a job never waits for
-        work queued behind others' and the pool cannot deadlock on itself."""
-        future = self._executor.submit(fn, *args, **kwargs)
-
-        def join() -> T:
-            if future.cancel():  # still queued: nobody was idle
-                return fn(*args, **kwargs)
-            return future.result()
-
-        return join
 
     def shutdown(self) -> None:
         """Finish what runs, drop what waits."""

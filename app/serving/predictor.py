@@ -2,7 +2,7 @@
 
 `POST /predict` resolves its model in the cache (`app.serving.cache`), takes a place in the model's queue
 (`app.serving.batching`), then either runs alone, when the model is idle (decode, preprocess and forward as
-one job on the inference pool; the input check beside the resize on an idle pool thread), or decodes on the pool and joins a micro-batch, whose forward pass the
+one job on the inference pool), or decodes on the pool and joins a micro-batch, whose forward pass the
 batcher runs on the pool through `ServedModel.timed_forward`. `POST /gradcam` does the same for one upload,
 then computes the maps: on a model cut at its CAM layer, the trunk's one forward pass gives both the
 probabilities and the activations, and only the rest runs backward; otherwise pytorch-grad-cam's hooks run on
@@ -123,14 +123,8 @@ class Predictor:
             start = time.perf_counter()
             decoded = decode_for(upload, max_pixels=self.settings.max_image_pixels, short_side=short_side,
                                  long_side=keep_side or 0)
-            # The input check and the model's resize are independent: the check runs beside the resize on an
-            # idle pool thread (in this one when none is idle) and is joined before anything else happens, so
-            # a refusal (reject mode) still comes first and no forward pass runs for a refused upload.
-            join_check = self.pool.beside(self.guard.check, upload, decoded.image, (decoded.height, decoded.width))
-            try:
-                resized = served.loaded.preprocess.resize(decoded.image)
-            finally:
-                check = join_check()
+            check = self.guard.check(upload, decoded.image, (decoded.height, decoded.width))
+            resized = served.loaded.preprocess.resize(decoded.image)
             seconds = time.perf_counter() - start
             self.metrics.decode.observe(seconds)
             kept = None if keep_side is None else fit_within(decoded.image, keep_side)
