@@ -98,7 +98,11 @@ class InputGate:
         self._probabilities = _eager(self.net)
         self.runtime = "eager"
         if runtime == "onnxruntime":
-            session = _onnxruntime(self.net)
+            try:
+                session = _onnxruntime(self.net)
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot be built leaves the exact one
+                log.warning("input gate: ONNX Runtime could not be built (%s); using eager PyTorch", exc)
+                session = None
             if session is not None:
                 self._probabilities, self.runtime = session, "onnxruntime"
         elif runtime != "eager":
