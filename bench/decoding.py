@@ -1,7 +1,7 @@
 """Decode + preprocess, before and after `ml.decoding`, side by side in one run; and the 28 px model's `/predict`
 end to end against another revision's server.
 
-    python -m bench.decoding [--repeats 60] [--against REV] [--samples 30]
+    python -m bench.decoding [--repeats 60] [--against REV] [--samples 30] [--check-only]
 
 1. In this process, for the 1024 px PNG sample and the two JPEG samples, for the 28 px model (`pneumonia`) and a
    224 px input: `read_image` + resize (before) and `read_image_for` + resize (after), in turn; the median of
@@ -9,7 +9,10 @@ end to end against another revision's server.
    wall time. The process runs with the API's malloc settings (`cxr api` sets them: freed buffers stay
    resident, so a decode's large arrays are not faulted in afresh each time); `--default-malloc` runs it
    with glibc's defaults instead.
-2. With `--against REV`: `cxr api` of this tree and of REV (a temporary worktree) serving the shipped `pneumonia`
+2. The input check (`ml.trust.InputGate.check`) of each upload's decoded image, before (numpy's percentiles,
+   the gate's network in eager PyTorch: the check as it was until f3e441b, rebuilt here from the same parts)
+   and after (as served), in turn; thread CPU medians, and each part's.
+3. With `--against REV`: `cxr api` of this tree and of REV (a temporary worktree) serving the shipped `pneumonia`
    model, `/predict` of each upload posted to both in turn over keep-alive connections; medians and ratios.
 """
 
@@ -25,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench import server as srv
@@ -35,6 +39,9 @@ from ml.decoding import read_image_for
 from ml.imaging import read_image
 from ml.inference import LoadedModel
 from ml.transforms import Preprocess
+from ml.trust import InputGate, cheap_reasons, colour_fraction, gate_input
+from ml.trust import checks as trust_checks
+from ml.trust import gate as trust_gate
 
 SAMPLES = REPO_ROOT / "data" / "samples"
 # what `cxr api` sets (cxr.service_commands.MALLOC_ENV; the benchmarks do not import the command line)
@@ -67,6 +74,46 @@ def in_process(repeats: int) -> None:
             print(f"{name:<32}{pre.cfg.input_size:>6}"
                   + "".join(f"{med[k][0]:>8.2f} ({med[k][1]:>5.1f})" for k in ways)
                   + f"{med['after'][0] / med['before'][0]:>10.2f}")
+
+
+def _check_before(gate: InputGate, image: object, colour: float | None, size: tuple[int, int]) -> None:
+    """The check as it was: `np.percentile` in the cheap checks and the gate's input, the eager network."""
+    saved = trust_checks.percentiles, trust_gate.percentiles
+    trust_checks.percentiles = trust_gate.percentiles = np.percentile
+    try:
+        gate.check(image, colour, size)  # type: ignore[arg-type]
+    finally:
+        trust_checks.percentiles, trust_gate.percentiles = saved
+
+
+def input_check(repeats: int) -> None:
+    torch.set_num_threads(1)
+    before, after = InputGate.load(runtime="eager"), InputGate.load()
+    print(f"\ninput check (InputGate.check) of the decoded upload: thread CPU ms, medians of {repeats} in turn"
+          f" (network: {after.runtime})")
+    print(f"{'upload':<32}{'size':>11}{'before':>8}{'after':>8}{'ratio':>7}   after's parts: colour, cheap checks,"
+          " gate input, network")
+    for name in UPLOADS:
+        med, shape = _time_check((SAMPLES / name).read_bytes(), before, after, repeats)
+        print(f"{name:<32}{shape:>11}{med['before']:>8.2f}{med['after']:>8.2f}{med['after'] / med['before']:>7.2f}   "
+              + ", ".join(f"{med[k]:.2f}" for k in ("colour", "cheap", "input", "network")))
+
+
+def _time_check(data: bytes, before: InputGate, after: InputGate, repeats: int) -> tuple[dict[str, float], str]:
+    decoded = read_image_for(data, short_side=28)
+    image, size, colour = decoded.image, (decoded.height, decoded.width), colour_fraction(data)
+    x = gate_input(image)[None]
+    ways = {"before": lambda: _check_before(before, image, colour, size),
+            "after": lambda: after.check(image, colour, size),
+            "colour": lambda: colour_fraction(data), "cheap": lambda: cheap_reasons(image, colour, size),
+            "input": lambda: gate_input(image), "network": lambda: after.scores(x)}
+    cpu: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(repeats):
+        for key, fn in ways.items():
+            c = time.thread_time()
+            fn()
+            cpu[key].append((time.thread_time() - c) * 1000)
+    return {k: statistics.median(v) for k, v in cpu.items()}, f"{image.shape[1]}x{image.shape[0]}"
 
 
 def http(revision: str, samples: int) -> None:
@@ -118,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", metavar="REV", help="also /predict end to end against this git revision")
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--default-malloc", action="store_true", help="glibc's malloc defaults, not the API's")
+    parser.add_argument("--check-only", action="store_true", help="only the input check (2.)")
     args = parser.parse_args(argv)
     if not args.default_malloc and any(os.environ.get(k) != v for k, v in API_MALLOC.items()):
         # glibc reads them at start-up: run again with them
@@ -126,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     as_api = all(os.environ.get(k) == v for k, v in API_MALLOC.items())
     print("malloc:", " ".join(f"{k}={v}" for k, v in API_MALLOC.items()) + " (as the API runs)" if as_api
           else "glibc's defaults")
-    in_process(args.repeats)
-    if args.against:
+    if not args.check_only:
+        in_process(args.repeats)
+    input_check(args.repeats)
+    if args.against and not args.check_only:
         http(args.against, args.samples)
     return 0
 

@@ -127,7 +127,7 @@ def train(epochs: int, steps: int, batch: int, seed: int, out: Path) -> None:
             total += float(loss.detach())
         print(f"epoch {epoch}/{epochs}: loss {total / steps:.4f} ({time.perf_counter() - started:.0f} s)")
     net.eval()
-    gate = InputGate(net, 0.5)
+    gate = InputGate(net, 0.5, runtime="eager")  # the threshold from the reference runtime
     val_scores = np.concatenate([gate.scores(v)[:, 0] for v in val_pos.values()])
     threshold = float(np.clip(np.quantile(val_scores, 0.01), 0.05, 0.5))
     flagged = {k: float((gate.scores(v)[:, 0] < threshold).mean()) for k, v in val_pos.items()}
@@ -143,9 +143,12 @@ def train(epochs: int, steps: int, batch: int, seed: int, out: Path) -> None:
 # -- evaluation ----------------------------------------------------------------------------------------
 
 
-def _flag(gate: InputGate, data: bytes) -> bool:
+def _flag(gate: InputGate, data: bytes, category: str, checks: list[dict] | None = None) -> bool:
     image = read_image(data)
-    return not gate.check(image, colour_fraction(data)).in_distribution
+    check = gate.check(image, colour_fraction(data))
+    if checks is not None:
+        checks.append({"category": category, **check.as_dict()})
+    return not check.in_distribution
 
 
 def xray_variants(item: gd.XraySource) -> Iterator[tuple[str, bytes, bool]]:
@@ -179,9 +182,11 @@ def other_items(seed: int) -> Iterator[tuple[str, bytes]]:
             yield f"drawn (new samples): {kind}", gd.png8(gd.drawn(kind, rng, int(rng.integers(64, 400))))
 
 
-def evaluate(weights: Path, seed: int, out: Path | None, limit: int | None = None) -> dict[str, dict[str, float]]:
+def evaluate(weights: Path, seed: int, out: Path | None, limit: int | None = None, checks_out: Path | None = None
+             ) -> dict[str, dict[str, float]]:
     gate = InputGate.load(weights)
     rows: dict[str, list[bool]] = {}
+    checks: list[dict] | None = [] if checks_out else None
     rng = np.random.default_rng(seed)
     for name, splits in gd.xray_sets().items():
         items = splits["test"]()
@@ -189,10 +194,11 @@ def evaluate(weights: Path, seed: int, out: Path | None, limit: int | None = Non
             items = [items[i] for i in sorted(rng.choice(len(items), limit, replace=False))]
         for item in items:
             for encoding, data, _ in xray_variants(item):
-                rows.setdefault(f"chest X-ray {name}: {encoding}", []).append(_flag(gate, data))
+                category = f"chest X-ray {name}: {encoding}"
+                rows.setdefault(category, []).append(_flag(gate, data, category, checks))
         print(f"{name}: {len(items)} test images checked", flush=True)
     for category, data in other_items(seed):
-        rows.setdefault(category, []).append(_flag(gate, data))
+        rows.setdefault(category, []).append(_flag(gate, data, category, checks))
     table = {k: {"n": len(v), "flagged": float(np.mean(v))} for k, v in rows.items()}
     for k, v in table.items():
         print(f"{k:<70} {v['n']:>5} {v['flagged']:7.1%}")
@@ -207,6 +213,8 @@ def evaluate(weights: Path, seed: int, out: Path | None, limit: int | None = Non
         print(f"{k:<70} {v:7.1%}")
     if out:
         out.write_text(json.dumps({"categories": table, "summary": summary}, indent=1) + "\n")
+    if checks_out and checks is not None:  # one line per image, in order: to compare two versions of the check
+        checks_out.write_text("".join(json.dumps(c) + "\n" for c in checks))
     return table
 
 
@@ -228,12 +236,14 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--seed", type=int, default=1)
     e.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
     e.add_argument("--limit", type=int, default=None, help="test radiographs per data set (default: all)")
+    e.add_argument("--checks-out", type=Path, default=None,
+                   help="also write each image's check (category, flag, score, reasons) as JSON lines")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.command == "train":
         train(args.epochs, args.steps, args.batch, args.seed, args.out)
     else:
-        evaluate(args.weights, args.seed, args.out, args.limit)
+        evaluate(args.weights, args.seed, args.out, args.limit, args.checks_out)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ class InputGuard:
 
     def check(self, upload: Upload, image: np.ndarray, size: tuple[int, int] | None = None) -> InputCheck:
         """The check of one decoded upload (`size`: its height and width when `image` was decoded reduced);
-        raises `NotAChestXray` when flagged in reject mode. Blocking (about a millisecond, more for a colour
-        file): call it on the pool."""
+        raises `NotAChestXray` when flagged in reject mode. Blocking (about 0.5-1 ms of one core, more for a
+        colour file): call it on the pool."""
         try:
             colour = colour_fraction(upload.data)
         except (ImageError, OSError, ValueError):  # decoded once already; a header the probe dislikes is no reason

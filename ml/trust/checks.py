@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ml.imaging import probe_image
+from ml.trust.percentiles import percentiles
 
 MIN_SIDE = 24  # PneumoniaMNIST's 28 px radiographs are real inputs of the default model
 MAX_ASPECT = 2.5  # chest films are about square (long/short up to ~1.3); a strip is not one
@@ -34,7 +35,7 @@ def cheap_reasons(image: np.ndarray, colour: float | None = None, size: tuple[in
         reasons.append(f"image too small ({w}x{h} pixels; a radiograph needs at least {MIN_SIDE} on each side)")
     elif max(h, w) / min(h, w) > MAX_ASPECT:
         reasons.append(f"implausible shape for a chest X-ray ({w}x{h}, {max(h, w) / min(h, w):.1f}:1)")
-    low, high = np.percentile(sample, [0.5, 99.5])
+    low, high = percentiles(sample, (0.5, 99.5))
     if high - low < MIN_SPREAD:
         reasons.append("image is (nearly) uniform: no anatomy to read")
     if colour is not None and colour > COLOUR_LIMIT:
