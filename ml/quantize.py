@@ -23,11 +23,8 @@ runtime trial (`app.serving.served`).
 from __future__ import annotations
 
 import copy
-import io
 import statistics
 import tempfile
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +36,7 @@ import torch
 from ml.data.base import CXRDataset
 from ml.evaluation.metrics import per_class_auroc, probabilities
 from ml.inference import LoadedModel
-from ml.runtime import Runtime
+from ml.runtime import Runtime, export_onnx, onnx_runtime, time_runtime
 
 AUROC_TOLERANCE = 0.005
 PROBABILITY_BOUND = 0.10
@@ -84,17 +81,6 @@ def bf16_available() -> bool:
         return False
 
 
-def export_onnx(model: torch.nn.Module, example: torch.Tensor) -> bytes:
-    """The model (logits out) as ONNX with a dynamic batch axis, exported as `ml.runtime` exports it."""
-    buf = io.BytesIO()
-    cpu_model = copy.deepcopy(model).cpu().eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(cpu_model, (example.cpu(),), buf, input_names=["x"], output_names=["logits"],
-                          dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
-    return buf.getvalue()
-
-
 def int8_weight_type() -> str:
     """"int8" (signed weights) on a CPU with VNNI (AVX-512 VNNI, AVX-VNNI or AMX int8), else "uint8"."""
     try:
@@ -130,22 +116,6 @@ def quantize_int8(onnx_fp32: bytes, calibration: Sequence[np.ndarray], weight_ty
         return int8.read_bytes()
 
 
-def onnx_runtime(name: str, onnx: bytes, threads: int | None = None) -> Runtime:
-    """A `Runtime` running an ONNX model (input `x`, logits out) with ONNX Runtime on the CPU."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"x": x.detach().cpu().numpy()})[0])
-
-    return Runtime(name, run)
-
-
 def bf16_runtime(model: torch.nn.Module) -> Runtime:
     """Eager PyTorch in channels-last under bfloat16 autocast; logits returned as float32."""
     channels_last = copy.deepcopy(model).cpu().eval().to(memory_format=torch.channels_last)
@@ -168,17 +138,6 @@ def _inputs(loaded: LoadedModel, ds: CXRDataset, batch: int = 64) -> list[torch.
 
 def _probabilities(runtime: Runtime, batches: list[torch.Tensor], loaded: LoadedModel) -> np.ndarray:
     return np.concatenate([probabilities(runtime(b).float(), loaded.task).numpy() for b in batches])
-
-
-def _median_ms(runtime: Runtime, x: torch.Tensor, repeats: int) -> float:
-    for _ in range(2):
-        runtime(x)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runtime(x)
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def _aurocs(labels: list[str], values: np.ndarray) -> dict[str, float | None]:
@@ -208,7 +167,7 @@ def trial(
     reference = _probabilities(fp32, batches, loaded)
     auroc_fp32 = per_class_auroc(reference, test.labels)
     one = batches[0][:1]
-    fp32_ms = _median_ms(fp32, one, repeats)
+    fp32_ms = statistics.median(time_runtime(fp32, one, repeats=repeats))
     admissions: list[Admission] = []
     int8_onnx = None
     for name in candidates:
@@ -251,7 +210,8 @@ def trial(
             auroc=_aurocs(test.pathologies, auroc), auroc_fp32=_aurocs(test.pathologies, auroc_fp32),
             max_auroc_change=None if max_change is None else round(max_change, 6),
             max_probability_diff=round(float(diff.max()), 6), mean_probability_diff=round(float(diff.mean()), 6),
-            median_ms=round(_median_ms(runtime, one, repeats), 3), median_ms_fp32=round(fp32_ms, 3),
+            median_ms=round(statistics.median(time_runtime(runtime, one, repeats=repeats)), 3),
+            median_ms_fp32=round(fp32_ms, 3),
             test_images=len(test), calibration_images=calibrated, weight_type=weight_type,
         ))
     return TrialResult(admissions, int8_onnx)

@@ -101,31 +101,44 @@ def _no_grad(fn: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]
 
 def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int | None) -> Runtime:
     """The module exported to ONNX and run by ONNX Runtime; a module returning a tuple gives a tuple."""
-    import onnxruntime as ort
+    return onnx_runtime("onnxruntime", export_onnx(model, example), threads)
 
-    buf = io.BytesIO()
-    cpu_model = copy.deepcopy(model).cpu()
+
+def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
+    """`model` (a copy, on the CPU, in eval mode) as ONNX: input `x`; output `logits`, or `out0`, `out1`, ...
+    when it returns a tuple; the batch axis dynamic."""
+    cpu_model = copy.deepcopy(model).cpu().eval()
     with torch.no_grad():
         sample = cpu_model(example.cpu())
-    several = isinstance(sample, tuple)
-    names = [f"out{i}" for i in range(len(sample))] if several else ["logits"]
+    names = [f"out{i}" for i in range(len(sample))] if isinstance(sample, tuple) else ["logits"]
     # The TorchScript exporter is deprecated, but the torch.export-based one took 59 s instead of 6 s for
     # DenseNet-121 here, and export happens when a model is loaded; both gave the same outputs (< 1e-6).
+    buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         torch.onnx.export(cpu_model, (example.cpu(),), buf, input_names=["x"], output_names=names,
                           dynamic_axes={name: {0: "batch"} for name in ["x", *names]}, dynamo=False)
+    return buf.getvalue()
+
+
+def onnx_runtime(name: str, onnx: bytes, threads: int | None = None) -> Runtime:
+    """A `Runtime` named `name` running an ONNX model (input `x`) with ONNX Runtime on the CPU: a tensor out,
+    or a tuple of them for a model exported from a module that returns a tuple (outputs `out0`, `out1`, ...:
+    `export_onnx`)."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+    several = session.get_outputs()[0].name == "out0"
 
     def run(x: torch.Tensor) -> Any:
         outputs = [torch.from_numpy(o) for o in session.run(None, {"x": x.detach().cpu().numpy()})]
         return tuple(outputs) if several else outputs[0]
 
-    return Runtime("onnxruntime", run)
+    return Runtime(name, run)
 
 
 def time_runtime(runtime: Runtime, batch: torch.Tensor, *, repeats: int = 10, warmup: int = 2) -> list[float]:

@@ -16,9 +16,7 @@ eager module is used otherwise and where ONNX Runtime is missing).
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 from torch import nn
 
 from ml.errors import ModelError
+from ml.runtime import export_onnx, onnx_runtime
 from ml.trust.checks import cheap_reasons
 from ml.trust.percentiles import percentiles
 
@@ -160,24 +159,16 @@ def _onnxruntime(net: GateNet) -> Callable[[np.ndarray], np.ndarray] | None:
     """The gate exported to ONNX and run by ONNX Runtime on one thread, checked against eager on drawn
     inputs; None where ONNX Runtime is not installed or the check fails (logged)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401 - only whether it is installed (the API's extra)
     except ImportError:
         return None
     whole = _WithSoftmax(net).eval()
     example = torch.rand(2, GATE_SIZE, GATE_SIZE, generator=torch.Generator().manual_seed(0))
-    buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():  # the TorchScript exporter is deprecated (ml.runtime)
-        warnings.simplefilter("ignore")
-        torch.onnx.export(whole, (example,), buf, input_names=["x"], output_names=["p"],
-                          dynamic_axes={"x": {0: "batch"}, "p": {0: "batch"}}, dynamo=False)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1  # 0.1 ms of work: more threads would only wait for each other
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    # one thread: 0.1 ms of work, more threads would only wait for each other
+    runtime = onnx_runtime("onnxruntime", export_onnx(whole, example), threads=1)
 
     def run(inputs: np.ndarray) -> np.ndarray:
-        return session.run(None, {"x": inputs})[0]
+        return runtime(torch.from_numpy(inputs)).numpy()
 
     with torch.inference_mode():
         expected = whole(example).numpy()
