@@ -43,6 +43,11 @@ class AppSettings(RegistrySettings):
         40_000_000, ge=1024, description="largest decoded image (width x height; DICOM also counts frames and "
                                          "colour samples)"
     )
+    reduced_decoding: bool = Field(
+        True, description="decode an upload far larger than the model's input reduced (a JPEG in the DCT domain, a "
+                          "gray PNG to block means; the model input within 0.03 of the full decode's); false: in "
+                          "full, exactly as training reads it"
+    )
     max_files_per_request: int = Field(16, ge=1, le=256, description="files one /predict or /gradcam request may carry")
     inference_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads per pool worker (default: the cores divided among them)"

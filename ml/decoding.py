@@ -13,7 +13,11 @@ A plain grayscale PNG (8 or 16 bits, not interlaced, no transparency, no orienta
 chunks, up to `STRIP_PIXELS`: what radiographs are) decodes through `ml.png` (ISA-L's inflate and a compiled
 unfilter), pixel for pixel what Pillow gives (`tests/ml/test_png.py`: every filter type, both depths, files
 written by Pillow and OpenCV, broken and hostile files): 3.2 against 13 ms of thread time for the 1024 px
-sample with `read_image`. Pillow still reads the header and the chunks before the image data, and anything
+sample with `read_image`. When the use leaves room (the same `reduction_for` as a JPEG's), the PNG reduces as
+it is unfiltered: each block of 2, 4 or 8 pixels a side becomes its mean level, exactly (the sums are
+integers; `tests/ml/test_png.py` checks them against Pillow's pixels), so the full-size float image, the
+model's resize from it and the input check's are not computed; the model input then differs from the full
+decode's within the JPEG's tolerance above. Pillow still reads the header and the chunks before the image data, and anything
 not exactly as expected falls back to `read_image`, which decodes it or says why. Other PNGs
 (palette, alpha, colour, `tRNS`, `eXIf`), TIFF, BMP and DICOM go through `read_image`. Its bounds hold here too: the JPEG's
 segments and scans are checked and its pixel count is held to `max_pixels` from the frame header before
@@ -81,9 +85,9 @@ def read_image_for(
         if reduced is not None:
             return reduced
     elif data[:8] == PNG_SIGNATURE:
-        gray = _plain_gray_png(data, max_pixels)
-        if gray is not None:
-            return Decoded(gray, gray.shape[1], gray.shape[0])
+        plain = _plain_gray_png(data, max_pixels, short_side, long_side, margin)
+        if plain is not None:
+            return plain
     image = read_image(data, max_pixels=max_pixels)
     height, width = image.shape
     return Decoded(image, width, height)
@@ -128,10 +132,13 @@ def _reduced_jpeg(data: bytes, max_pixels: int | None, short_side: int, long_sid
     return Decoded(image, width, height, factor)
 
 
-def _plain_gray_png(data: bytes, max_pixels: int | None) -> np.ndarray | None:
+def _plain_gray_png(data: bytes, max_pixels: int | None, short_side: int, long_side: int,
+                    margin: int) -> Decoded | None:
     """A grayscale 8- or 16-bit PNG without transparency or orientation, decoded by `ml.png`: exactly what
-    `read_image` gives. None for any other PNG (or one over `STRIP_PIXELS`, which converts in strips), and for
-    one whose header or image data is not exactly as expected: `read_image` then decodes it or says why."""
+    `read_image` gives, or with `short_side`/`long_side` asked for, each block of `reduction_for`'s factor
+    reduced to its mean. None for any other PNG (or one over `STRIP_PIXELS`, which converts in strips), and
+    for one whose header or image data is not exactly as expected: `read_image` then decodes it or says
+    why."""
     inp = _Input(name="<bytes>", path=None, data=data)
     _check_container(inp)  # chunk counts bounded
     try:
@@ -151,7 +158,9 @@ def _plain_gray_png(data: bytes, max_pixels: int | None) -> np.ndarray | None:
         raise ImageError(f"{inp.name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if not plain or not _plain_chunks_before(data, tile[0].offset):
         return None
-    return gray_image(data, tile[0].offset, width, height, depth)
+    factor = reduction_for(width, height, short_side, long_side, margin) if short_side or long_side else 1
+    gray = gray_image(data, tile[0].offset, width, height, depth, factor)
+    return None if gray is None else Decoded(gray, width, height, factor)
 
 
 def _plain_chunks_before(data: bytes, offset: int) -> bool:

@@ -7,7 +7,9 @@ just decoded). For the 1024 px sample zlib's inflate takes 4.0 ms and libpng's o
 left neighbour kept in a register rather than read back from memory, Paeth as selects without a branch to
 mispredict (the form of stb_image's `stbi__paeth`), and two Average or Paeth rows interleaved, so the CPU
 works on two chains of dependent bytes at once; each level is written out as its float32 value from a table
-of numpy's quotients (`LEVELS`), exactly `read_image`'s.
+of numpy's quotients (`LEVELS`), exactly `read_image`'s. For a model whose input is far smaller than the image
+(`ml.decoding` decides), a second loop keeps only each block's sum of levels (2, 4 or 8 pixels a side) and
+never writes the full image: each block's mean, exact, is the reduced image.
 
 Only the mechanics are here: the caller (`ml.decoding`) has Pillow read the header and every chunk before the
 image data (its checks, checksums and errors), and gives the offset of the first IDAT's data. Anything this
@@ -19,7 +21,8 @@ The inflate never produces more than the header's rows need (`max_length`), so a
 more (a decompression bomb in a small image) costs what the image does. IDAT checksums are not checked, as
 Pillow does not check them either (zlib's Adler-32 over the inflated data is).
 
-The loops compile when this module is imported: about 3 s and 150 MiB of resident memory (numba and LLVM),
+The loops compile when this module is imported: about 4 s (2 s before the reducing loops) and 150 MiB of
+resident memory (numba and LLVM),
 once per process, at the API's start-up, never on a request (no on-disk cache: the API's file system may be
 read-only). They release the GIL, so the API's pool threads decode side by side.
 """
@@ -36,6 +39,7 @@ from isal import isal_zlib
 _RAW = numba.types.Array(numba.types.uint8, 2, "C", readonly=True)
 _OUT = numba.types.Array(numba.types.float32, 2, "C")
 _LEVELS = numba.types.Array(numba.types.float32, 1, "C", readonly=True)
+_SUMS = numba.types.Array(numba.types.int64, 2, "C")
 _CHUNK = struct.Struct(">I4s")
 # Each level's value in [0, 1]: numpy's float32 quotient, the one `read_image` computes
 LEVELS = {8: np.arange(2**8, dtype=np.float32) / np.float32(2**8 - 1),
@@ -59,33 +63,62 @@ def _predict(kind: int, a: int, b: int, c: int) -> int:
     return hi if thresh <= lo else (lo if hi <= thresh else c)
 
 
-def _make_pair(first: int, second: int) -> Callable[..., None]:
+def _make_pair(first: int, second: int, emit: Callable[..., None]) -> Callable[..., None]:
     """Two rows of an 8-bit image unfiltered side by side, filters `first` and `second` (3 or 4, compiled
-    as constants): each alone is a chain of dependent bytes, two interleaved keep the CPU twice as busy."""
+    as constants), each byte handed to `emit`: each row alone is a chain of dependent bytes, two interleaved
+    keep the CPU twice as busy."""
 
     @numba.njit(inline="always")
-    def pair(raw: np.ndarray, r: int, above: np.ndarray, out: np.ndarray, levels: np.ndarray) -> None:
-        """Rows r and r + 1 into `out`; `above` holds row r - 1 and is left holding row r + 1."""
+    def pair(raw: np.ndarray, r: int, above: np.ndarray, full: np.ndarray, columns: np.ndarray,
+             levels: np.ndarray) -> None:
+        """Rows r and r + 1; `above` holds row r - 1 and is left holding row r + 1."""
         a0 = a1 = c0 = c1 = 0
         for i in range(above.shape[0]):
             b0 = np.int64(above[i])
             x0 = (np.int64(raw[r, i + 1]) + _predict(first, a0, b0, c0)) & 0xFF
             x1 = (np.int64(raw[r + 1, i + 1]) + _predict(second, a1, x0, c1)) & 0xFF
             above[i] = x1
-            out[r, i] = levels[x0]
-            out[r + 1, i] = levels[x1]
+            emit(full, columns, levels, r, i, x0)
+            emit(full, columns, levels, r + 1, i, x1)
             a0, c0, a1, c1 = x0, b0, x1, x0
 
     return pair
 
 
-_PAIR_33, _PAIR_34, _PAIR_43, _PAIR_44 = (_make_pair(3, 3), _make_pair(3, 4), _make_pair(4, 3),
-                                          _make_pair(4, 4))
+def _make_emit(keep: bool, reduce: bool) -> Callable[..., None]:
+    """What a decode does with each pixel's level (compiled into its loops): its float32 value into the full
+    image (`keep`), and added to its column's sum over the current band of blocks (`reduce`; one sum per
+    column, so no chain of additions to one place)."""
+
+    @numba.njit(inline="always")
+    def emit(full: np.ndarray, columns: np.ndarray, levels: np.ndarray, r: int, i: int, level: int) -> None:
+        if keep:
+            full[r, i] = levels[level]
+        if reduce:
+            columns[i] += level
+
+    return emit
 
 
-def _make_decoder(bpp: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], bool]:
-    """The loop that unfilters the image data of a `bpp`-byte gray PNG (1: 8-bit, 2: 16-bit) into float32
-    levels, compiled now."""
+@numba.njit(inline="always")
+def _finish_band(columns: np.ndarray, sums: np.ndarray, band: int, shift: int) -> None:
+    """The column sums of a complete band of blocks summed across each block's columns into `sums`, and
+    cleared for the next band."""
+    for block in range(sums.shape[1]):
+        total = 0
+        for i in range(block << shift, min(columns.shape[0], (block + 1) << shift)):
+            total += columns[i]
+            columns[i] = 0
+        sums[band, block] = total
+
+
+def _make_decoder(bpp: int, keep: bool, reduce: bool
+                  ) -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], bool]:
+    """The loop that unfilters the image data of a `bpp`-byte gray PNG (1: 8-bit, 2: 16-bit) into each
+    pixel's float32 value (`keep`), each block's sum of levels (`reduce`), or both; compiled now."""
+    emit = _make_emit(keep, reduce)
+    pair_33, pair_34, pair_43, pair_44 = (_make_pair(3, 3, emit), _make_pair(3, 4, emit),
+                                          _make_pair(4, 3, emit), _make_pair(4, 4, emit))
 
     @numba.njit(inline="always")
     def unfilter_row(kind: int, src: np.ndarray, up: np.ndarray, cur: np.ndarray) -> None:
@@ -113,10 +146,12 @@ def _make_decoder(bpp: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], bo
                 cur[i] = x
                 a2, a1, c2, c1 = a1, x, c1, b
 
-    @numba.njit(numba.types.boolean(_RAW, _OUT, _LEVELS), nogil=True, boundscheck=False, cache=False)
-    def decode(raw: np.ndarray, out: np.ndarray, levels: np.ndarray) -> bool:
-        """Unfilter `raw` (each row: its filter type, then its bytes) keeping only the row above, and write
-        each level's value (`levels[level]`) into `out`; False for a filter type over 4."""
+    @numba.njit(numba.types.boolean(_RAW, _OUT, _SUMS, _LEVELS, numba.types.int64), nogil=True,
+                boundscheck=False, cache=False)
+    def decode(raw: np.ndarray, full: np.ndarray, sums: np.ndarray, levels: np.ndarray, shift: int) -> bool:
+        """Unfilter `raw` (each row: its filter type, then its bytes) keeping only the row above, into `full`
+        (each level's value, `levels[level]`) and into `sums` (each block of 2**shift pixels a side, its sum
+        of levels), as the loop was made; False for a filter type over 4."""
         height = raw.shape[0]
         n = raw.shape[1] - 1
         for r in range(height):
@@ -124,32 +159,44 @@ def _make_decoder(bpp: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], bo
                 return False
         above = np.zeros(n, np.uint8)  # the first row's "above" is zeros, as PNG says
         cur = np.zeros(n, np.uint8)
+        columns = np.zeros(n // bpp if reduce else 0, np.int64)
+        last = (1 << shift) - 1  # row r is the last of its band of blocks when r & last == last
         r = 0
         while r < height:
             first = raw[r, 0]
             second = raw[r + 1, 0] if r + 1 < height else 0
-            if bpp == 1 and (first == 3 or first == 4) and (second == 3 or second == 4):
+            if (bpp == 1 and (first == 3 or first == 4) and (second == 3 or second == 4)
+                    and (shift == 0 or r & last != last)):  # two rows of one band
                 if first == 3 and second == 3:
-                    _PAIR_33(raw, r, above, out, levels)
+                    pair_33(raw, r, above, full, columns, levels)
                 elif first == 3:
-                    _PAIR_34(raw, r, above, out, levels)
+                    pair_34(raw, r, above, full, columns, levels)
                 elif second == 3:
-                    _PAIR_43(raw, r, above, out, levels)
+                    pair_43(raw, r, above, full, columns, levels)
                 else:
-                    _PAIR_44(raw, r, above, out, levels)
+                    pair_44(raw, r, above, full, columns, levels)
                 r += 2
-                continue
-            unfilter_row(first, raw[r, 1:], above, cur)
-            for j in range(n // bpp):
-                out[r, j] = levels[cur[j] if bpp == 1 else np.int64(cur[2 * j]) << 8 | cur[2 * j + 1]]
-            above, cur = cur, above
-            r += 1
+            else:
+                unfilter_row(first, raw[r, 1:], above, cur)
+                for j in range(n // bpp):
+                    emit(full, columns, levels, r, j,
+                          np.int64(cur[j]) if bpp == 1 else np.int64(cur[2 * j]) << 8 | cur[2 * j + 1])
+                above, cur = cur, above
+                r += 1
+            if reduce and ((r - 1) & last == last or r == height):
+                _finish_band(columns, sums, (r - 1) >> shift, shift)
         return True
 
     return decode
 
 
-_DECODE = {8: _make_decoder(1), 16: _make_decoder(2)}
+# (depth, reduced) -> its loop: the full image, or only the blocks' sums. Each costs about 1 s to compile at
+# import, so there is no loop making both: serving decodes twice where it needs both (app.serving.predictor)
+_DECODE = {(depth, reduce): _make_decoder(depth // 8, not reduce, reduce) for depth in (8, 16)
+           for reduce in (False, True)}
+REDUCTIONS = (2, 4, 8)
+_NO_FULL = np.zeros((0, 0), np.float32)
+_NO_SUMS = np.zeros((0, 0), np.int64)
 
 
 def image_data(data: bytes, offset: int) -> bytes | None:
@@ -169,10 +216,16 @@ def image_data(data: bytes, offset: int) -> bytes | None:
     return None
 
 
-def gray_image(data: bytes, offset: int, width: int, height: int, depth: int) -> np.ndarray | None:
+def gray_image(data: bytes, offset: int, width: int, height: int, depth: int, reduction: int = 1
+               ) -> np.ndarray | None:
     """A non-interlaced grayscale PNG, whose first IDAT's data starts at `offset`, as float32 HxW in [0, 1]:
-    each level over 255 or 65535 (the bit depth's), exactly `read_image`'s quotients. None where anything is
-    not as expected (module docstring)."""
+    each level over 255 or 65535 (the bit depth's), exactly `read_image`'s quotients. With a `reduction` of
+    2, 4 or 8, each block of that many pixels a side instead (the last row and column of blocks as many as
+    there are: ceil(H / reduction) x ceil(W / reduction)), its mean level over the depth's maximum: the
+    block's sum and the divisor are exact in float32, so each value is their quotient correctly rounded.
+    None where anything is not as expected (module docstring)."""
+    if reduction != 1 and reduction not in REDUCTIONS:
+        raise ValueError(f"a PNG reduces by {REDUCTIONS}, not {reduction}")
     if depth not in (8, 16) or width < 1 or height < 1:
         return None
     compressed = image_data(data, offset)
@@ -187,7 +240,18 @@ def gray_image(data: bytes, offset: int, width: int, height: int, depth: int) ->
         return None
     if len(raw) != height * row or not inflater.eof or inflater.unused_data:
         return None  # short, longer than the image, or its checksum missing or wrong
-    out = np.empty((height, width), np.float32)
-    if not _DECODE[depth](np.frombuffer(raw, np.uint8).reshape(height, row), out, LEVELS[depth]):
+    reduce = reduction != 1
+    image = _NO_FULL if reduce else np.empty((height, width), np.float32)
+    sums = np.zeros((-(-height // reduction), -(-width // reduction)), np.int64) if reduce else _NO_SUMS
+    rows = np.frombuffer(raw, np.uint8).reshape(height, row)
+    if not _DECODE[depth, reduce](rows, image, sums, LEVELS[depth], reduction.bit_length() - 1):
         return None
-    return out
+    return sums.astype(np.float32) / block_divisors(height, width, reduction, depth) if reduce else image
+
+
+def block_divisors(height: int, width: int, reduction: int, depth: int) -> np.ndarray:
+    """Each block's pixel count times the depth's largest level, float32 (exact: at most 64 x 65535)."""
+    def counts(n: int) -> np.ndarray:
+        return np.minimum(reduction, n - reduction * np.arange(-(-n // reduction)))
+
+    return (np.outer(counts(height), counts(width)) * (2**depth - 1)).astype(np.float32)

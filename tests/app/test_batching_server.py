@@ -18,7 +18,6 @@ import pytest
 
 from ml.decoding import read_image_for
 from ml.explain.gradcam import compute_cams, heatmap_grid
-from ml.imaging import read_image
 from ml.inference import LoadedModel
 from tests.app.live_server import Registry, Server, start_server, stop_server, zoo_checkpoint
 
@@ -163,9 +162,10 @@ def test_gradcam_runs_the_trunk_in_the_chosen_runtime_and_gives_the_hooks_map(
     assert serving["gradcam_trunk_runtime"] == serving["runtime"], serving  # the trunk agreed with eager
     body = response.json()
     assert body["probabilities"] == pytest.approx(predicted.json()["probabilities"], abs=1e-4)
-    # the map pytorch-grad-cam's hooks give on the whole eager model in this process, for the same class
+    # the map pytorch-grad-cam's hooks give on the whole eager model in this process, for the same class and
+    # the same model input (decoded for the model as /predict decodes it)
     [target] = body["targets"]
     loaded = LoadedModel.from_checkpoint(checkpoints[name])
-    x = loaded.preprocess.batch([read_image(sample)])
+    x = loaded.preprocess.batch([read_image_for(sample.read_bytes(), short_side=loaded.preprocess.source_side).image])
     [expected] = compute_cams(loaded.model, x, [loaded.labels.index(target["label"])])
     assert np.abs(np.array(target["heatmap"]) - np.array(heatmap_grid(expected))).max() <= 1e-3

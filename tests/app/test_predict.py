@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from ml.decoding import read_image_for
 from ml.imaging import read_image
 from ml.inference import LoadedModel
 from registry.records import ModelVersionRecord
+from tests.app.conftest import SERVER_LIMITS
+from tests.app.live_server import Registry, Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +46,46 @@ def test_predict_answers_every_label_of_the_default_model_as_it_computes_in_proc
     }
     assert body["filename"] == sample.name and (body["width"], body["height"]) == (1024, 1024)
     assert set(body["probabilities"]) == set(body["thresholds"]) == {"Pneumonia"}
-    # the same numbers as the library gives in this process for the same checkpoint and file
+    # the same numbers as the library gives in this process for the same checkpoint and file, decoded for the
+    # model's input (the 1024 px PNG reduced to 128 px block means, `ml.decoding`); within the tolerance of the
+    # full decode (read_image: what training reads)
     loaded = LoadedModel.from_checkpoint(trained_checkpoint)
-    expected = loaded.explain_probabilities(loaded.predict_images([read_image(sample)])[0])
+    decoded = read_image_for(sample.read_bytes(), short_side=loaded.preprocess.source_side)
+    assert decoded.reduction == 8
+    expected = loaded.explain_probabilities(loaded.predict_images([decoded.image])[0])
     assert body["probabilities"]["Pneumonia"] == pytest.approx(expected.probabilities["Pneumonia"], abs=1e-5)
+    full = loaded.predict_images([read_image(sample)])[0][0]
+    assert body["probabilities"]["Pneumonia"] == pytest.approx(float(full), abs=0.02)
     assert body["thresholds"] == pytest.approx(expected.thresholds)
     assert body["positive"] == expected.positive
     timing = body["timing_ms"]
     assert 0 < timing["inference"] <= timing["total"] and 0 < timing["decode"] <= timing["total"]
+
+
+@pytest.fixture(scope="module")
+def exact_server(
+    registry: Registry, published: dict[str, ModelVersionRecord], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The API with `CXR_REDUCED_DECODING=false`: every upload decoded in full."""
+    running = start_server(registry, tmp_path_factory.mktemp("exact") / "server.log", reduced_decoding="false",
+                           runtime_candidates="[]", **SERVER_LIMITS)
+    yield running
+    stop_server(running)
+
+
+def test_with_reduced_decoding_off_every_upload_decodes_in_full_as_training_reads_it(
+    exact_server: Server, samples_dir: Path, trained_checkpoint: Path
+) -> None:
+    loaded = LoadedModel.from_checkpoint(trained_checkpoint)
+    names = ["nih_cxr_1024.png", "person1951_bacteria_4882.jpeg", "NORMAL2-IM-1438-0001.jpeg"]
+    with httpx.Client(base_url=exact_server.url, timeout=120) as client:
+        for name in names:
+            response = client.post("/predict", files=[_file(samples_dir / name)])
+            assert response.status_code == 200, response.text
+            full = float(loaded.predict_images([read_image(samples_dir / name)])[0][0])
+            assert response.json()["probabilities"]["Pneumonia"] == pytest.approx(full, abs=1e-5), name
+            gradcam = client.post("/gradcam", files=[_file(samples_dir / name)])
+            assert gradcam.status_code == 200, gradcam.text
 
 
 def test_several_files_answer_a_list_in_request_order(client: httpx.Client, samples_dir: Path) -> None:

@@ -1,5 +1,6 @@
-"""Decoding for a known use: a JPEG far larger than the model's input decodes reduced in the DCT domain, within
-a stated tolerance of the full decode; everything else exactly as `read_image`, with its bounds."""
+"""Decoding for a known use: a JPEG far larger than the model's input decodes reduced in the DCT domain, a plain
+gray PNG to its blocks' means, within a stated tolerance of the full decode; everything else exactly as
+`read_image`, with its bounds."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def _jpeg(image: Image.Image, **options: object) -> bytes:
     return out.getvalue()
 
 
+def _png(image: Image.Image, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", **options)
+    return out.getvalue()
+
+
 def _uploads() -> dict[str, bytes]:
     with Image.open(SAMPLES / "nih_cxr_1024.png") as im:
         gray = im.convert("L")
@@ -38,6 +45,8 @@ def _uploads() -> dict[str, bytes]:
         "gray-1024": _jpeg(gray),
         "colour-1024": _jpeg(Image.fromarray(rgb)),
         "progressive-1024": _jpeg(gray, progressive=True),
+        "nih_cxr_1024.png": (SAMPLES / "nih_cxr_1024.png").read_bytes(),  # reduced as it is unfiltered (ml.png)
+        "16bit-1024.png": _png(Image.fromarray((np.asarray(gray, dtype=np.uint16) * 257 + 101).astype(np.uint16))),
     }
 
 
@@ -52,7 +61,7 @@ def _preprocess(size: int, mode: str) -> Preprocess:
 @pytest.mark.parametrize("mode", ["shorter", "squash"])
 @pytest.mark.parametrize("size", [28, 64, 224])
 @pytest.mark.parametrize("name", list(UPLOADS))
-def test_a_reduced_jpeg_gives_the_model_input_of_the_full_decode_within_the_tolerance(
+def test_a_reduced_upload_gives_the_model_input_of_the_full_decode_within_the_tolerance(
     name: str, size: int, mode: str
 ) -> None:
     data, preprocess = UPLOADS[name], _preprocess(size, mode)
@@ -77,9 +86,9 @@ def test_the_reduction_keeps_a_margin_over_what_is_needed() -> None:
     assert reduction_for(40, 30, 28, 0) == 1  # smaller than twice the input: full (capped at the image)
 
 
-def test_everything_but_a_reducible_jpeg_decodes_exactly_as_read_image() -> None:
+def test_everything_but_a_reducible_upload_decodes_exactly_as_read_image() -> None:
     png = (SAMPLES / "nih_cxr_1024.png").read_bytes()
-    for data, side in ((png, 28), (UPLOADS["gray-1024"], 512), (UPLOADS["gray-1024"], 0)):
+    for data, side in ((png, 512), (png, 0), (UPLOADS["gray-1024"], 512), (UPLOADS["gray-1024"], 0)):
         decoded = read_image_for(data, short_side=side)
         assert decoded.reduction == 1
         np.testing.assert_array_equal(decoded.image, read_image(data))
@@ -111,12 +120,6 @@ def test_the_bounds_hold_before_anything_is_decoded() -> None:
     assert type(reduced.value) is type(full.value)
     with pytest.raises(ImageError):
         read_image_for(b"\xff\xd8\xff" + b"\x00" * 100, short_side=28)
-
-
-def _png(image: Image.Image, **options: object) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "PNG", **options)
-    return out.getvalue()
 
 
 def _with_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
@@ -161,7 +164,7 @@ def test_a_png_decodes_pixel_for_pixel_as_pillow_gives_it(name: str, monkeypatch
     calls = []
     gray_image = ml.decoding.gray_image
     monkeypatch.setattr(ml.decoding, "gray_image", lambda *a: calls.append(a) or gray_image(*a))
-    decoded = read_image_for(data, short_side=28)
+    decoded = read_image_for(data)
     assert bool(calls) == by_ml_png
     expected = read_image(data)
     assert decoded.image.dtype == expected.dtype == np.float32

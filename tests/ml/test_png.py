@@ -1,7 +1,8 @@
 """The fast grayscale PNG decoder (`ml.png`, through `ml.decoding.read_image_for`): pixel for pixel what Pillow
-gives (`read_image`) for every filter type, bit depth and size, for files written by Pillow, OpenCV and by hand;
-and for a broken or hostile file, what `read_image` does (the same pixels or the same error), with the bounds
-held before anything is inflated."""
+gives (`read_image`) for every filter type, bit depth and size, for files written by Pillow, OpenCV and by hand,
+and reduced (for a model input far smaller than the image) exactly the mean of each block of Pillow's pixels;
+for a broken or hostile file, what `read_image` does (the same pixels or the same error), with the bounds held
+before anything is inflated."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from PIL import Image
 
 import ml.decoding
 from ml import png
-from ml.decoding import read_image_for
+from ml.decoding import read_image_for, reduction_for
 from ml.errors import ImageError, ImageTooLargeError
 from ml.imaging import read_image
 
@@ -88,18 +89,39 @@ def _taken(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return taken
 
 
-def _as_read_image(data: bytes) -> None:
-    """`read_image_for` gives what `read_image` gives: the same pixels, or the same error."""
+def block_means(image: np.ndarray, reduction: int) -> np.ndarray:
+    """What a reduced decode must give for a decoded image (`read_image`'s levels over 255 or 65535): each
+    block's integer sum of levels over its pixel count times the depth's maximum, in float32 (computed with
+    numpy from the levels, apart from `ml.png`)."""
+    if reduction == 1:
+        return image
+    for depth in (8, 16):
+        top = 2**depth - 1
+        levels = np.rint(image.astype(np.float64) * top).astype(np.int64)
+        if np.array_equal(levels.astype(np.float32) / np.float32(top), image):
+            break
+    height, width = image.shape
+    sums = np.add.reduceat(np.add.reduceat(levels, np.arange(0, height, reduction), axis=0),
+                           np.arange(0, width, reduction), axis=1)
+    rows = np.minimum(reduction, height - np.arange(0, height, reduction))
+    cols = np.minimum(reduction, width - np.arange(0, width, reduction))
+    return sums.astype(np.float32) / (np.outer(rows, cols) * top).astype(np.float32)
+
+
+def _as_read_image(data: bytes, short_side: int = 28) -> None:
+    """`read_image_for` gives what `read_image` gives: the same pixels (each block's mean where the fast path
+    reduces), or the same error."""
     try:
         expected = read_image(data)
     except ImageError as exc:
         with pytest.raises(type(exc)) as raised:
-            read_image_for(data, short_side=28)
+            read_image_for(data, short_side=short_side)
         assert str(raised.value) == str(exc)
         return
-    decoded = read_image_for(data, short_side=28)
-    assert decoded.image.dtype == np.float32 and decoded.reduction == 1
-    np.testing.assert_array_equal(decoded.image, expected)
+    decoded = read_image_for(data, short_side=short_side)
+    assert decoded.image.dtype == np.float32
+    assert decoded.reduction in (1, reduction_for(decoded.width, decoded.height, short_side, 0))
+    np.testing.assert_array_equal(decoded.image, block_means(expected, decoded.reduction))
 
 
 @pytest.mark.parametrize("depth", [8, 16])
@@ -112,11 +134,35 @@ def test_every_filter_type_depth_and_size_decodes_as_pillow_does(
     kinds = list(np.random.default_rng(1).integers(0, 5, size[0])) if filters == "mixed" else filters
     data = _png(levels, depth, kinds)
     taken = _taken(monkeypatch)
-    decoded = read_image_for(data, short_side=28)
+    decoded = read_image_for(data)
     assert taken, "the fast path should take a plain gray PNG"
     expected = read_image(data)
     np.testing.assert_array_equal(decoded.image, expected)
     np.testing.assert_array_equal(expected, levels.astype(np.float32) / np.float32(255 if depth == 8 else 65535))
+    offset = data.index(b"IDAT") + 4
+    for reduction in png.REDUCTIONS:
+        reduced = png.gray_image(data, offset, size[1], size[0], depth, reduction)
+        assert reduced is not None and reduced.shape == (-(-size[0] // reduction), -(-size[1] // reduction))
+        np.testing.assert_array_equal(reduced, block_means(expected, reduction))
+
+
+def test_a_png_reduces_by_what_the_use_leaves_room_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _png(_levels(1024, 1000, 8))
+    taken = _taken(monkeypatch)
+    # 1000 px on the short side: 125 at 1/8 is under twice 64, 250 at 1/4 under twice 160
+    for short_side, long_side, reduction in ((28, 0, 8), (64, 0, 4), (160, 0, 2), (224, 0, 2), (28, 1024, 1),
+                                             (0, 0, 1), (600, 0, 1)):
+        decoded = read_image_for(data, short_side=short_side, long_side=long_side)
+        assert decoded.reduction == reduction
+        assert (decoded.height, decoded.width) == (1024, 1000)  # the upload's size, whatever was decoded
+        assert decoded.image.shape == (-(-1024 // reduction), -(-1000 // reduction))
+    assert len(taken) == 7
+
+
+def test_a_png_with_a_bad_reduction_is_a_programming_error() -> None:
+    data = _png(_levels(16, 16, 8))
+    with pytest.raises(ValueError, match="reduces by"):
+        png.gray_image(data, data.index(b"IDAT") + 4, 16, 16, 8, 3)
 
 
 def _written_by_libraries() -> dict[str, bytes]:
@@ -152,9 +198,11 @@ WRITTEN = _written_by_libraries()
 def test_pngs_written_by_pillow_and_opencv_decode_as_pillow_does(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     data = WRITTEN[name]
     taken = _taken(monkeypatch)
-    decoded = read_image_for(data, short_side=28)
-    assert taken
-    np.testing.assert_array_equal(decoded.image, read_image(data))
+    expected = read_image(data)
+    np.testing.assert_array_equal(read_image_for(data).image, expected)
+    reduced = read_image_for(data, short_side=28)
+    assert len(taken) == 2 and reduced.reduction == (8 if expected.shape == (1024, 1024) else 4)
+    np.testing.assert_array_equal(reduced.image, block_means(expected, reduced.reduction))
 
 
 def test_a_png_with_an_orientation_in_its_text_or_interlaced_is_left_to_pillow(
