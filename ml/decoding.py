@@ -48,7 +48,7 @@ from ml.imaging import (
     _orient,
     read_image,
 )
-from ml.png import gray_image
+from ml.png import gray_images
 
 REDUCTIONS = (8, 4, 2)
 MARGIN = 2
@@ -85,12 +85,28 @@ def read_image_for(
         if reduced is not None:
             return reduced
     elif data[:8] == PNG_SIGNATURE:
-        plain = _plain_gray_png(data, max_pixels, short_side, long_side, margin)
+        plain = _plain_gray_png(data, max_pixels, ((short_side, long_side),), margin)
         if plain is not None:
-            return plain
+            return plain[0]
     image = read_image(data, max_pixels=max_pixels)
     height, width = image.shape
     return Decoded(image, width, height)
+
+
+def read_images_for(
+    data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, short_side: int, long_side: int,
+    margin: int = MARGIN,
+) -> tuple[Decoded, Decoded]:
+    """`data` decoded for a model (`read_image_for` with `short_side`) and for showing (with `long_side`):
+    one decode where one serves both; a plain gray PNG inflated once for both."""
+    if data[:8] == PNG_SIGNATURE:
+        plain = _plain_gray_png(data, max_pixels, ((short_side, 0), (0, long_side)), margin)
+        if plain is not None:
+            return plain[0], plain[1]
+    model = read_image_for(data, max_pixels=max_pixels, short_side=short_side, margin=margin)
+    if model.reduction == 1:
+        return model, model
+    return model, read_image_for(data, max_pixels=max_pixels, long_side=long_side, margin=margin)
 
 
 def reduction_for(width: int, height: int, short_side: int, long_side: int, margin: int = MARGIN) -> int:
@@ -132,13 +148,13 @@ def _reduced_jpeg(data: bytes, max_pixels: int | None, short_side: int, long_sid
     return Decoded(image, width, height, factor)
 
 
-def _plain_gray_png(data: bytes, max_pixels: int | None, short_side: int, long_side: int,
-                    margin: int) -> Decoded | None:
-    """A grayscale 8- or 16-bit PNG without transparency or orientation, decoded by `ml.png`: exactly what
-    `read_image` gives, or with `short_side`/`long_side` asked for, each block of `reduction_for`'s factor
-    reduced to its mean. None for any other PNG (or one over `STRIP_PIXELS`, which converts in strips), and
-    for one whose header or image data is not exactly as expected: `read_image` then decodes it or says
-    why."""
+def _plain_gray_png(data: bytes, max_pixels: int | None, needs: tuple[tuple[int, int], ...],
+                    margin: int) -> list[Decoded] | None:
+    """A grayscale 8- or 16-bit PNG without transparency or orientation, decoded by `ml.png` once for each
+    of `needs` (short side, long side): exactly what `read_image` gives, or where a need leaves room, each
+    block of `reduction_for`'s factor reduced to its mean. None for any other PNG (or one over
+    `STRIP_PIXELS`, which converts in strips), and for one whose header or image data is not exactly as
+    expected: `read_image` then decodes it or says why."""
     inp = _Input(name="<bytes>", path=None, data=data)
     _check_container(inp)  # chunk counts bounded
     try:
@@ -158,9 +174,12 @@ def _plain_gray_png(data: bytes, max_pixels: int | None, short_side: int, long_s
         raise ImageError(f"{inp.name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if not plain or not _plain_chunks_before(data, tile[0].offset):
         return None
-    factor = reduction_for(width, height, short_side, long_side, margin) if short_side or long_side else 1
-    gray = gray_image(data, tile[0].offset, width, height, depth, factor)
-    return None if gray is None else Decoded(gray, width, height, factor)
+    factors = tuple(reduction_for(width, height, short, long, margin) if short or long else 1
+                    for short, long in needs)
+    grays = gray_images(data, tile[0].offset, width, height, depth, factors)
+    if grays is None:
+        return None
+    return [Decoded(gray, width, height, factor) for gray, factor in zip(grays, factors, strict=True)]
 
 
 def _plain_chunks_before(data: bytes, offset: int) -> bool:

@@ -191,7 +191,8 @@ def _make_decoder(bpp: int, keep: bool, reduce: bool
 
 
 # (depth, reduced) -> its loop: the full image, or only the blocks' sums. Each costs about 1 s to compile at
-# import, so there is no loop making both: serving decodes twice where it needs both (app.serving.predictor)
+# import, so there is no loop making both: where both are needed (`gray_images`), the image data inflated once
+# is unfiltered twice
 _DECODE = {(depth, reduce): _make_decoder(depth // 8, not reduce, reduce) for depth in (8, 16)
            for reduce in (False, True)}
 REDUCTIONS = (2, 4, 8)
@@ -219,13 +220,22 @@ def image_data(data: bytes, offset: int) -> bytes | None:
 def gray_image(data: bytes, offset: int, width: int, height: int, depth: int, reduction: int = 1
                ) -> np.ndarray | None:
     """A non-interlaced grayscale PNG, whose first IDAT's data starts at `offset`, as float32 HxW in [0, 1]:
-    each level over 255 or 65535 (the bit depth's), exactly `read_image`'s quotients. With a `reduction` of
-    2, 4 or 8, each block of that many pixels a side instead (the last row and column of blocks as many as
-    there are: ceil(H / reduction) x ceil(W / reduction)), its mean level over the depth's maximum: the
-    block's sum and the divisor are exact in float32, so each value is their quotient correctly rounded.
-    None where anything is not as expected (module docstring)."""
-    if reduction != 1 and reduction not in REDUCTIONS:
-        raise ValueError(f"a PNG reduces by {REDUCTIONS}, not {reduction}")
+    each level over 255 or 65535 (the bit depth's), exactly `read_image`'s quotients; reduced by `reduction`
+    as `gray_images` says. None where anything is not as expected (module docstring)."""
+    images = gray_images(data, offset, width, height, depth, (reduction,))
+    return None if images is None else images[0]
+
+
+def gray_images(data: bytes, offset: int, width: int, height: int, depth: int, reductions: tuple[int, ...]
+                ) -> list[np.ndarray] | None:
+    """The image once for each of `reductions`, from one inflate: 1, the full image; 2, 4 or 8, each block of
+    that many pixels a side (the last row and column of blocks as many as there are: ceil(H / reduction) x
+    ceil(W / reduction)), its mean level over the depth's maximum: the block's sum and the divisor are exact
+    in float32, so each value is their quotient correctly rounded. None where anything is not as expected
+    (module docstring)."""
+    for reduction in reductions:
+        if reduction != 1 and reduction not in REDUCTIONS:
+            raise ValueError(f"a PNG reduces by {REDUCTIONS}, not {reduction}")
     if depth not in (8, 16) or width < 1 or height < 1:
         return None
     compressed = image_data(data, offset)
@@ -240,13 +250,17 @@ def gray_image(data: bytes, offset: int, width: int, height: int, depth: int, re
         return None
     if len(raw) != height * row or not inflater.eof or inflater.unused_data:
         return None  # short, longer than the image, or its checksum missing or wrong
-    reduce = reduction != 1
-    image = _NO_FULL if reduce else np.empty((height, width), np.float32)
-    sums = np.zeros((-(-height // reduction), -(-width // reduction)), np.int64) if reduce else _NO_SUMS
     rows = np.frombuffer(raw, np.uint8).reshape(height, row)
-    if not _DECODE[depth, reduce](rows, image, sums, LEVELS[depth], reduction.bit_length() - 1):
-        return None
-    return sums.astype(np.float32) / block_divisors(height, width, reduction, depth) if reduce else image
+    images: dict[int, np.ndarray] = {}
+    for reduction in dict.fromkeys(reductions):  # each once, in order
+        reduce = reduction != 1
+        image = _NO_FULL if reduce else np.empty((height, width), np.float32)
+        sums = np.zeros((-(-height // reduction), -(-width // reduction)), np.int64) if reduce else _NO_SUMS
+        if not _DECODE[depth, reduce](rows, image, sums, LEVELS[depth], reduction.bit_length() - 1):
+            return None
+        images[reduction] = sums.astype(np.float32) / block_divisors(height, width, reduction, depth) if reduce \
+            else image
+    return [images[reduction] for reduction in reductions]
 
 
 def block_divisors(height: int, width: int, reduction: int, depth: int) -> np.ndarray:

@@ -11,13 +11,15 @@ messages only, never as a path.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from fastapi import Request, UploadFile
 
 from app.serving.errors import InvalidInput, TooLarge, UnsupportedMedia
-from ml.decoding import Decoded, read_image_for
+from ml.decoding import Decoded, read_image_for, read_images_for
 from ml.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 
 # Content types a client may declare for an X-ray; browsers send application/octet-stream for .dcm files.
@@ -84,14 +86,29 @@ def decode(upload: Upload, *, max_pixels: int) -> np.ndarray:
 
 
 def decode_for(upload: Upload, *, max_pixels: int, short_side: int = 0, long_side: int = 0) -> Decoded:
-    """The upload decoded for a use that needs `short_side` and `long_side` pixels (`ml.decoding`: a JPEG
-    far larger than that decodes reduced), with its full size; runs on a pool thread."""
+    """The upload decoded for a use that needs `short_side` and `long_side` pixels (`ml.decoding`: a JPEG or
+    gray PNG far larger than that decodes reduced), with its full size; runs on a pool thread."""
+    with _refusals(upload):
+        return read_image_for(upload.data, max_pixels=max_pixels, short_side=short_side, long_side=long_side)
+
+
+def decode_twice_for(upload: Upload, *, max_pixels: int, short_side: int, long_side: int
+                     ) -> tuple[Decoded, Decoded]:
+    """The upload decoded for the model (`short_side`, as `decode_for` gives it) and for an overlay
+    (`long_side`), sharing what can be shared (`ml.decoding.read_images_for`); runs on a pool thread."""
+    with _refusals(upload):
+        return read_images_for(upload.data, max_pixels=max_pixels, short_side=short_side, long_side=long_side)
+
+
+@contextmanager
+def _refusals(upload: Upload) -> Iterator[None]:
+    """A file that is not an image, or one the decoders refuse, as the serving error that says why."""
     if sniff_format(upload.data) is None:
         raise UnsupportedMedia(
             f"'{upload.name}' is not an image: expected {ACCEPTED_FORMATS}", code="not_an_image"
         )
     try:
-        return read_image_for(upload.data, max_pixels=max_pixels, short_side=short_side, long_side=long_side)
+        yield
     except ImageTooLargeError as exc:
         raise TooLarge(_named(exc, upload), code="image_too_large") from None
     except UnsupportedImageError as exc:

@@ -24,14 +24,13 @@ import torch
 from app.serving.batching import Ticket
 from app.serving.cache import ModelCache, Resolved
 from app.serving.errors import ServingError
-from app.serving.inputs import Upload, decode_for
+from app.serving.inputs import Upload, decode_for, decode_twice_for
 from app.serving.metrics import ServiceMetrics
 from app.serving.pool import InferencePool, set_torch_threads
 from app.serving.served import ServedModel
 from app.serving.targets import check_targets, target_indices
 from app.serving.trust import InputGuard
 from app.settings import AppSettings
-from ml.decoding import Decoded
 from ml.explain.gradcam import heatmap_grid, overlay
 from ml.explain.overlays import DEFAULT_FORMAT, DEFAULT_MAX_SIDE, OVERLAY_FORMATS, encode_overlay, fit_within
 from ml.inference import Prediction
@@ -120,31 +119,28 @@ class Predictor:
     def _prepare_all(self, served: ServedModel, uploads: list[Upload], keep_side: int | None) -> list[Prepared]:
         # The model's input is decoded for it (`ml.decoding`: reduced where the image is far larger, unless
         # CXR_REDUCED_DECODING=false), the same for /predict and /gradcam, so both give the same probabilities
-        # and input check. An overlay that needs more pixels than that decode kept decodes again for itself,
-        # after the first image is freed.
+        # and input check; an overlay that needs more pixels is decoded for itself beside it.
         reduced = self.settings.reduced_decoding
+        short_side = served.loaded.preprocess.source_side if reduced else 0
+        long_side = (keep_side or 0) if reduced else 0
         out = []
         for upload in uploads:
             start = time.perf_counter()
-            decoded = self._decode(upload, served.loaded.preprocess.source_side if reduced else 0, 0)
+            if keep_side is None:
+                decoded, shown = decode_for(upload, max_pixels=self.settings.max_image_pixels,
+                                            short_side=short_side), None
+            else:
+                decoded, shown = decode_twice_for(upload, max_pixels=self.settings.max_image_pixels,
+                                                  short_side=short_side, long_side=long_side)
             check = self.guard.check(upload, decoded.image, (decoded.height, decoded.width))
             resized = served.loaded.preprocess.resize(decoded.image)
-            width, height = decoded.width, decoded.height
-            kept = None
-            if keep_side is not None:
-                if decoded.reduction != 1:
-                    del decoded  # a large upload's images are decoded one at a time
-                    decoded = self._decode(upload, 0, keep_side if reduced else 0)
-                kept = fit_within(decoded.image, keep_side)
-            del decoded  # a large upload's full-size image is freed before the CAM runs
             seconds = time.perf_counter() - start
             self.metrics.decode.observe(seconds)
+            kept = None if shown is None else fit_within(shown.image, keep_side)
+            width, height = decoded.width, decoded.height
+            del decoded, shown  # a large upload's full-size image is freed before the CAM runs
             out.append(Prepared(upload.name, width, height, resized, seconds * 1000, kept, check))
         return out
-
-    def _decode(self, upload: Upload, short_side: int, long_side: int) -> Decoded:
-        return decode_for(upload, max_pixels=self.settings.max_image_pixels, short_side=short_side,
-                          long_side=long_side)
 
     def admit(self, served: ServedModel, images: int) -> Ticket:
         """A place in the model's inference queue for `images`, taken before they are decoded (raises

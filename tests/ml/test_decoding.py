@@ -162,8 +162,8 @@ def test_a_png_decodes_pixel_for_pixel_as_pillow_gives_it(name: str, monkeypatch
 
     data, by_ml_png = PNG_CASES[name]
     calls = []
-    gray_image = ml.decoding.gray_image
-    monkeypatch.setattr(ml.decoding, "gray_image", lambda *a: calls.append(a) or gray_image(*a))
+    gray_images = ml.decoding.gray_images
+    monkeypatch.setattr(ml.decoding, "gray_images", lambda *a: calls.append(a) or gray_images(*a))
     decoded = read_image_for(data)
     assert bool(calls) == by_ml_png
     expected = read_image(data)

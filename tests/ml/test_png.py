@@ -21,7 +21,7 @@ from PIL import Image
 
 import ml.decoding
 from ml import png
-from ml.decoding import read_image_for, reduction_for
+from ml.decoding import read_image_for, read_images_for, reduction_for
 from ml.errors import ImageError, ImageTooLargeError
 from ml.imaging import read_image
 
@@ -77,15 +77,15 @@ def _levels(height: int, width: int, depth: int, seed: int = 0) -> np.ndarray:
 def _taken(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """The calls that reach `ml.png` (and give an image back) from `read_image_for`."""
     taken: list[object] = []
-    gray_image = png.gray_image
+    gray_images = png.gray_images
 
-    def spy(*args: object) -> np.ndarray | None:
-        image = gray_image(*args)
-        if image is not None:
+    def spy(*args: object) -> list[np.ndarray] | None:
+        images = gray_images(*args)
+        if images is not None:
             taken.append(args)
-        return image
+        return images
 
-    monkeypatch.setattr(ml.decoding, "gray_image", spy)
+    monkeypatch.setattr(ml.decoding, "gray_images", spy)
     return taken
 
 
@@ -157,6 +157,36 @@ def test_a_png_reduces_by_what_the_use_leaves_room_for(monkeypatch: pytest.Monke
         assert (decoded.height, decoded.width) == (1024, 1000)  # the upload's size, whatever was decoded
         assert decoded.image.shape == (-(-1024 // reduction), -(-1000 // reduction))
     assert len(taken) == 7
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_png_for_a_model_and_an_overlay_inflates_once_and_gives_both_exactly(
+    depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _png(_levels(1024, 1000, depth), depth)
+    full = read_image(data)
+    taken = _taken(monkeypatch)
+    model, shown = read_images_for(data, short_side=28, long_side=1024)
+    assert len(taken) == 1 and (model.reduction, shown.reduction) == (8, 1)
+    np.testing.assert_array_equal(model.image, block_means(full, 8))
+    np.testing.assert_array_equal(model.image, read_image_for(data, short_side=28).image)  # what /predict takes
+    np.testing.assert_array_equal(shown.image, full)
+    model, shown = read_images_for(data, short_side=28, long_side=200)  # a small overlay: reduced too
+    assert (model.reduction, shown.reduction) == (8, 4) and shown.image.shape == (256, 250)
+    np.testing.assert_array_equal(shown.image, block_means(full, 4))
+    model, shown = read_images_for(data, short_side=0, long_side=0)  # nothing asked: one full decode
+    assert model.image is shown.image and model.reduction == 1
+    np.testing.assert_array_equal(model.image, full)
+
+
+def test_a_jpeg_for_a_model_and_an_overlay_decodes_each_as_alone() -> None:
+    data = (SAMPLES / "person1951_bacteria_4882.jpeg").read_bytes()
+    model, shown = read_images_for(data, short_side=28, long_side=1024)
+    np.testing.assert_array_equal(model.image, read_image_for(data, short_side=28).image)
+    np.testing.assert_array_equal(shown.image, read_image_for(data, long_side=1024).image)
+    assert model.reduction == 8 and shown.reduction == 1
+    model, shown = read_images_for(data, short_side=600, long_side=1024)  # the model needs every pixel
+    assert model is shown and model.reduction == 1
 
 
 def test_a_png_with_a_bad_reduction_is_a_programming_error() -> None:
@@ -261,7 +291,7 @@ def test_a_huge_declared_size_is_refused_before_anything_is_inflated(monkeypatch
     def never(*args: object) -> None:
         raise AssertionError("inflated an image over the pixel limit")
 
-    monkeypatch.setattr(ml.decoding, "gray_image", never)
+    monkeypatch.setattr(ml.decoding, "gray_images", never)
     data = _png(np.zeros((2, 2), np.uint8))
     huge = data[:16] + struct.pack(">II", 50_000, 50_000) + data[24:]
     huge = huge[:12] + _chunk(b"IHDR", huge[16:29])[4:] + huge[33:]  # its checksum fixed
