@@ -141,6 +141,33 @@ def onnx_runtime(name: str, onnx: bytes, threads: int | None = None) -> Runtime:
     return Runtime(name, run)
 
 
+def openvino_runtime(name: str, onnx: bytes, threads: int | None = None) -> Runtime:
+    """A `Runtime` named `name` running an ONNX model (input `x`, one output) with OpenVINO's CPU plugin: its
+    own kernels, which run a QDQ int8 model in int8 (`ml.quantize`), fp32 computed in fp32 (no bf16 hint),
+    one stream for the latency of one request. An infer request per calling thread (they are not
+    thread-safe; the compiled model is shared)."""
+    import threading
+
+    import numpy as np
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(onnx), "CPU", {
+        "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+    output = compiled.output(0)
+    local = threading.local()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        result = request.infer({0: x.detach().cpu().numpy()})[output]
+        return torch.from_numpy(np.array(result, dtype=np.float32))
+
+    return Runtime(name, run)
+
+
 def time_runtime(runtime: Runtime, batch: torch.Tensor, *, repeats: int = 10, warmup: int = 2) -> list[float]:
     """Milliseconds per call, after `warmup` calls."""
     for _ in range(warmup):

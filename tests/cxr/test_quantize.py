@@ -66,6 +66,15 @@ def test_quantize_records_the_admitted_int8_model_and_serving_offers_it(
     # signed weights only where VNNI adds their products without saturating (see ml.quantize)
     assert int8["weight_type"] == int8_weight_type() in ("int8", "uint8")
     assert set(admitted_variants(record)) >= {"int8_static"}
+    # the same quantization with signed weights in OpenVINO: measured and recorded either way, its model stored
+    # when admitted (the 28 px model is admitted on the CPUs measured so far; see ml.quantize)
+    openvino = variants["int8_openvino"]
+    assert openvino["weight_type"] == "int8" and openvino["calibration_images"] == 128
+    assert openvino["admitted"] == (openvino["max_auroc_change"] <= AUROC_TOLERANCE
+                                    and openvino["max_probability_diff"] <= PROBABILITY_BOUND
+                                    and openvino["mean_probability_diff"] <= MEAN_PROBABILITY_BOUND)
+    assert (openvino["artifact_uri"] is not None) == openvino["admitted"]
+    assert f"pneumonia:1 int8_openvino: {'ADMITTED' if openvino['admitted'] else 'refused'}" in out
     assert ("bf16" in variants) and (variants["bf16"]["admitted"] or not bf16_available()
                                      or "AUROC" in variants["bf16"]["reason"] or "probabilit" in variants["bf16"]["reason"])
 
@@ -73,11 +82,12 @@ def test_quantize_records_the_admitted_int8_model_and_serving_offers_it(
     loaded = LoadedModel.from_checkpoint(store.read_bytes(record.checkpoint.uri))
     served = ServedModel(record, loaded, 0.0, ServiceMetrics())
     served.variants = load_variants(record, store)
-    assert "int8_static" in [v.runtime for v in served.variants]
+    assert {v.runtime for v in served.variants} == set(admitted_variants(record))
     served.choose_runtime(["onnxruntime"], threads=1)
     trials = {t["name"]: t for t in served.runtime_info.trials}
-    assert trials["int8_static"]["accepted"] and "admitted by cxr quantize" in trials["int8_static"]["reason"]
-    assert trials["int8_static"]["max_abs_diff"] <= PROBABILITY_BOUND
+    for name in {"int8_static", "int8_openvino"} & set(admitted_variants(record)):
+        assert trials[name]["accepted"] and "admitted by cxr quantize" in trials[name]["reason"], trials[name]
+        assert trials[name]["max_abs_diff"] <= PROBABILITY_BOUND
     fastest = min((t for t in trials.values() if t["accepted"]), key=lambda t: t["median_ms"])
     assert served.runtime_info.name == fastest["name"] == served.runtime.name
     assert served.runtime_info.state == "chosen"

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ml.models import create_model
-from ml.runtime import build_runtime, choose_runtime, example_inputs
+from ml.runtime import build_runtime, choose_runtime, example_inputs, export_onnx, openvino_runtime
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,19 @@ def test_a_runtime_off_by_more_than_the_tolerance_is_refused(model):
     assert choice.name == "eager"
     for trial in choice.trials[1:]:
         assert not trial.accepted and "differ from eager" in trial.reason
+
+
+def test_openvino_runs_an_onnx_model_as_eager_does_from_several_threads(model):
+    """OpenVINO's CPU plugin on the exported fp32 model: eager's probabilities for each batch size, with an
+    infer request per calling thread (they are not thread-safe)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    examples = example_inputs((1, 28, 28), batch_sizes=(1, 4, 3))
+    runtime = openvino_runtime("openvino", export_onnx(model, examples[0]), threads=1)
+    with torch.inference_mode():
+        expected = [torch.sigmoid(model(x)) for x in examples]
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda x: torch.sigmoid(runtime(x)), examples * 4))
+    for out, ref in zip(outs, expected * 4, strict=True):
+        assert out.dtype == torch.float32 and out.shape == ref.shape
+        assert float((out - ref).abs().max()) < 1e-5
