@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ml.decoding import read_image_for
 from ml.imaging import read_image
 from ml.trust import GATE_CLASSES, GateNet, InputGate, colour_fraction, gate_input
 from ml.trust.gate import DEFAULT_WEIGHTS
@@ -143,9 +144,14 @@ def train(epochs: int, steps: int, batch: int, seed: int, out: Path) -> None:
 # -- evaluation ----------------------------------------------------------------------------------------
 
 
-def _flag(gate: InputGate, data: bytes, category: str, checks: list[dict] | None = None) -> bool:
-    image = read_image(data)
-    check = gate.check(image, colour_fraction(data))
+def _flag(gate: InputGate, data: bytes, category: str, checks: list[dict] | None = None, side: int = 0) -> bool:
+    """Whether the gate flags `data`, decoded in full, or with `side` as serving decodes it for a model whose
+    resize starts from `side` pixels (`ml.decoding`: a large JPEG or gray PNG reduced)."""
+    if side:
+        decoded = read_image_for(data, short_side=side)
+        check = gate.check(decoded.image, colour_fraction(data), (decoded.height, decoded.width))
+    else:
+        check = gate.check(read_image(data), colour_fraction(data))
     if checks is not None:
         checks.append({"category": category, **check.as_dict()})
     return not check.in_distribution
@@ -182,8 +188,8 @@ def other_items(seed: int) -> Iterator[tuple[str, bytes]]:
             yield f"drawn (new samples): {kind}", gd.png8(gd.drawn(kind, rng, int(rng.integers(64, 400))))
 
 
-def evaluate(weights: Path, seed: int, out: Path | None, limit: int | None = None, checks_out: Path | None = None
-             ) -> dict[str, dict[str, float]]:
+def evaluate(weights: Path, seed: int, out: Path | None, limit: int | None = None, checks_out: Path | None = None,
+             side: int = 0) -> dict[str, dict[str, float]]:
     gate = InputGate.load(weights)
     rows: dict[str, list[bool]] = {}
     checks: list[dict] | None = [] if checks_out else None
@@ -195,10 +201,10 @@ def evaluate(weights: Path, seed: int, out: Path | None, limit: int | None = Non
         for item in items:
             for encoding, data, _ in xray_variants(item):
                 category = f"chest X-ray {name}: {encoding}"
-                rows.setdefault(category, []).append(_flag(gate, data, category, checks))
+                rows.setdefault(category, []).append(_flag(gate, data, category, checks, side))
         print(f"{name}: {len(items)} test images checked", flush=True)
     for category, data in other_items(seed):
-        rows.setdefault(category, []).append(_flag(gate, data, category, checks))
+        rows.setdefault(category, []).append(_flag(gate, data, category, checks, side))
     table = {k: {"n": len(v), "flagged": float(np.mean(v))} for k, v in rows.items()}
     for k, v in table.items():
         print(f"{k:<70} {v['n']:>5} {v['flagged']:7.1%}")
@@ -238,12 +244,15 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--limit", type=int, default=None, help="test radiographs per data set (default: all)")
     e.add_argument("--checks-out", type=Path, default=None,
                    help="also write each image's check (category, flag, score, reasons) as JSON lines")
+    e.add_argument("--decode-for", type=int, default=0, metavar="SIDE",
+                   help="decode each image as serving does for a model whose resize starts from SIDE px (28: the "
+                        "28 px models; a large JPEG or gray PNG then decodes reduced); default: in full")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.command == "train":
         train(args.epochs, args.steps, args.batch, args.seed, args.out)
     else:
-        evaluate(args.weights, args.seed, args.out, args.limit, args.checks_out)
+        evaluate(args.weights, args.seed, args.out, args.limit, args.checks_out, args.decode_for)
 
 
 if __name__ == "__main__":
