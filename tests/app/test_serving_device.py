@@ -94,8 +94,9 @@ def test_on_a_gpu_server_an_admitted_bf16_variant_is_cuda_autocast_and_int8_is_r
     loaded = _gpu_marked_model()
     with pytest.raises(RuntimeUnavailable, match="no CUDA device"):  # it went for CUDA autocast, not the CPU's
         Variant("bf16", None, {}).build(loaded, None)
-    with pytest.raises(ValueError, match="CPU provider, not on a GPU server"):
-        Variant("int8_static", b"onnx", {}).build(loaded, None)
+    for name in ("int8_static", "int8_openvino"):
+        with pytest.raises(ValueError, match=f"variant {name} runs on the CPU, not on a GPU server"):
+            Variant(name, b"onnx", {}).build(loaded, None)
 
 
 @cuda
