@@ -7,6 +7,7 @@ explicit steps, never side effects of starting the API.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -81,9 +82,15 @@ class Backoff:
 def supervise(commands: Mapping[str, Sequence[str]], *, grace: float = 15.0,
               env: Mapping[str, str] | None = None, poll: float = 0.2, restart: Collection[str] = (),
               backoff: Backoff | None = None) -> int:
-    """Run the commands as child processes until SIGINT/SIGTERM (forwarded to them; returns 0). A child
-    named in `restart` that exits is started again after a backoff (logged on stderr); when any other one
-    exits, the others are stopped and its status returned (1 if it was 0)."""
+    """Run the commands as child processes until SIGINT, SIGTERM or SIGHUP (forwarded to them, SIGHUP as
+    SIGTERM; returns 0). A child named in `restart` that exits is started again after a backoff (logged on
+    stderr); when any other one exits, the others are stopped and its status returned (1 if it was 0).
+
+    Each child runs in a process group of its own, so a terminal's Ctrl-C (SIGINT to the foreground group)
+    reaches the supervisor alone and each child gets exactly the one signal forwarded: a second one would
+    make uvicorn skip the application's shutdown and Celery stop cold, ending a running training task. A
+    child is sent SIGTERM by the kernel if the supervisor dies without forwarding (Linux's parent-death
+    signal), so none is left behind."""
     backoff = backoff or Backoff()
     received: list[int] = []
 
@@ -92,9 +99,11 @@ def supervise(commands: Mapping[str, Sequence[str]], *, grace: float = 15.0,
 
     def start(name: str) -> subprocess.Popen:
         started[name] = time.monotonic()
-        return subprocess.Popen(list(commands[name]), env=dict(env) if env is not None else None)
+        # preexec_fn: the supervisor starts children from its one thread (nothing else runs to hold a lock)
+        return subprocess.Popen(list(commands[name]), env=dict(env) if env is not None else None,  # noqa: PLW1509
+                                process_group=0, preexec_fn=functools.partial(_terminated_with, os.getpid()))
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     started: dict[str, float] = {}
     children = {name: start(name) for name in commands}
     delays: dict[str, float] = {}  # the last backoff of each restarted child
@@ -104,7 +113,7 @@ def supervise(commands: Mapping[str, Sequence[str]], *, grace: float = 15.0,
         while not received and failed is None:
             now = time.monotonic()
             for name, proc in children.items():
-                if received:  # Ctrl-C reaches the children too: their exit is the stop, not a crash
+                if received:  # a stop was asked: a child's exit from here on is part of it, not a crash
                     break
                 if name in due or proc.poll() is None:
                     continue
@@ -124,12 +133,23 @@ def supervise(commands: Mapping[str, Sequence[str]], *, grace: float = 15.0,
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        _stop(children, received[0] if received else signal.SIGTERM, grace)
+        _stop(children, signal.SIGINT if received[:1] == [signal.SIGINT] else signal.SIGTERM, grace)
     if failed is not None:
         name, status = failed
         print(f"{name} exited with status {status}; stopped the others", file=sys.stderr, flush=True)
         return status or 1
     return 0
+
+
+def _terminated_with(parent: int) -> None:
+    """In a child before it runs its command: SIGTERM when `parent`, which started it, dies (prctl
+    PR_SET_PDEATHSIG; Linux), or at once if it died already. A child in a group of its own is otherwise not
+    stopped with its parent."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _stop(children: Mapping[str, subprocess.Popen], signum: int, grace: float) -> None:

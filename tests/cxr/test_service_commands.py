@@ -48,6 +48,51 @@ def test_sigterm_is_forwarded_and_a_stubborn_child_is_killed_after_the_grace_per
     assert "worker did not stop within 1 s; killing it" in err and "api did not stop" not in err
 
 
+def _signal_recorder(path: Path) -> list[str]:
+    """A child that writes its process group, then the first SIGINT/SIGTERM it gets, and exits 0."""
+    code = (f"import os, pathlib, signal, sys, time; p = pathlib.Path({str(path)!r}); "
+            "tmp = p.with_suffix('.tmp'); tmp.write_text(str(os.getpgrp())); tmp.replace(p)\n"
+            "def stop(signum, frame):\n"
+            "    p.with_suffix('.signal').write_text(signal.Signals(signum).name); sys.exit(0)\n"
+            "signal.signal(signal.SIGINT, stop); signal.signal(signal.SIGTERM, stop); time.sleep(60)")
+    return [sys.executable, "-c", code]
+
+
+def test_ctrl_c_at_a_terminal_reaches_each_child_once_through_the_supervisor(tmp_path):
+    """A terminal's Ctrl-C is SIGINT to its foreground process group: the children, each in a group of its own,
+    get only the one SIGINT the supervisor forwards (two would stop Celery cold and skip uvicorn's shutdown)."""
+    code = ("import sys; from cxr.service_commands import supervise; "
+            f"sys.exit(supervise({{'api': {_signal_recorder(tmp_path / 'api')!r}, "
+            f"'worker': {_signal_recorder(tmp_path / 'worker')!r}}}, grace=10))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # as a shell runs a foreground job: a group of its own
+    try:
+        groups = {name: _pid_in(tmp_path / name) for name in ("api", "worker")}
+        assert proc.pid not in groups.values() and len(set(groups.values())) == 2
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    for name in ("api", "worker"):
+        assert (tmp_path / name).with_suffix(".signal").read_text() == "SIGINT"
+
+
+def test_children_are_stopped_when_the_supervisor_dies_without_stopping_them(tmp_path):
+    code = ("import sys; from cxr.service_commands import supervise; "
+            f"sys.exit(supervise({{'api': {_signal_recorder(tmp_path / 'api')!r}}}, grace=10))")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    _pid_in(tmp_path / "api")
+    proc.kill()  # SIGKILL: the supervisor forwards nothing
+    proc.wait(timeout=30)
+    recorded, deadline = (tmp_path / "api").with_suffix(".signal"), time.monotonic() + 30
+    while not recorded.exists():
+        assert time.monotonic() < deadline, "the child was left running"
+        time.sleep(0.05)
+    assert recorded.read_text() == "SIGTERM"
+
+
 def _pid_in(path: Path, other_than: int | None = None, timeout: float = 60) -> int:
     """The pid a child wrote to `path`, once it is there (and not `other_than`)."""
     deadline = time.monotonic() + timeout
