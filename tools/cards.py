@@ -163,6 +163,11 @@ CARDS: dict[str, dict[str, Any]] = {
             ("Variant tried, not shipped: the same recipe with a weight average (`--epochs 60 --set "
              "ema_decay=0.99`, 0.6 min): validation mean AUROC 0.671 against this model's 0.670, no "
              "difference on 94 images (its run's test 0.644)."),
+            ("Variants tried at 64 px, not shipped: the same 996 images at their source's 64 px "
+             "(`../shared/data/nih-chestxray14/nih1000_64px_dinbe0527`, made gray, in this file's split, order "
+             "and labels; a one-off conversion, not kept) with `--set input_size=64`: validation mean AUROC 0.638 "
+             "(best epoch 1, 1.6 min), and with a weight average (`--epochs 60 --set ema_decay=0.99`, 3.2 min) "
+             "0.631: below this model (their runs' tests 0.490 and 0.552)."),
         ],
         "published": [
             ("ChestMNIST (official, 78k train) mean AUROC: ResNet-18 (28) 0.768, ResNet-50 0.769, AutoML 0.778; "
