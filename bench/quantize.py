@@ -66,8 +66,8 @@ def densenet(repeats: int, threads: int) -> None:
                 "int8 static QDQ": onnx_runtime("int8_static", int8, threads)}
     if openvino_available():  # signed weights on any CPU (ml.quantize: int8_openvino)
         runtimes["fp32 openvino"] = openvino_runtime("openvino", onnx, threads)
-        runtimes["int8 openvino"] = openvino_runtime("int8_openvino", quantize_int8(onnx, calibration, "int8"),
-                                                     threads)
+        signed = int8 if int8_weight_type() == "int8" else quantize_int8(onnx, calibration, "int8")
+        runtimes["int8 openvino"] = openvino_runtime("int8_openvino", signed, threads)
     if bf16_available():
         runtimes["bf16 autocast"] = bf16_runtime(loaded.model)
     medians = _interleaved(runtimes, x, repeats)

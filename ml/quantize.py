@@ -193,6 +193,7 @@ def trial(
     admissions: list[Admission] = []
     models: dict[str, bytes] = {}
     calibration: list[np.ndarray] = []
+    quantized: dict[str, bytes] = {}  # by weight type: both int8 candidates share one model where they can
     for name in candidates:
         calibrated, weight_type = 0, None
         if name in INT8_CANDIDATES:
@@ -207,7 +208,9 @@ def trial(
             calibrated = len(calibration)
             # OpenVINO's kernels take signed weights on any CPU; ONNX Runtime's only where VNNI adds them exactly
             weight_type = "int8" if name == "int8_openvino" else int8_weight_type()
-            models[name] = quantize_int8(onnx_fp32, calibration, weight_type)
+            if weight_type not in quantized:
+                quantized[weight_type] = quantize_int8(onnx_fp32, calibration, weight_type)
+            models[name] = quantized[weight_type]
             runtime = int8_runtime(name, models[name], threads)
         elif name == "bf16":
             if not bf16_available():

@@ -63,6 +63,8 @@ class Variant:
 
 def load_variants(record: ModelVersionRecord, artifacts: LocalArtifactStore) -> list[Variant]:
     """The admitted variants of `record` that can be read; one that cannot is logged and left out."""
+    from ml.quantize import INT8_CANDIDATES
+
     out = []
     for name, entry in admitted_variants(record).items():
         onnx = None
@@ -72,7 +74,7 @@ def load_variants(record: ModelVersionRecord, artifacts: LocalArtifactStore) -> 
             except (RegistryError, OSError, ValueError) as exc:
                 log.error("%s: the %s variant is refused: %s", record.ref, name, exc)
                 continue
-        elif name.startswith("int8"):
+        elif name in INT8_CANDIDATES:  # an int8 variant without its model
             continue
         out.append(Variant(name, onnx, entry))
     return out

@@ -1,8 +1,9 @@
 """Data-parallel training: `launch` starts one process per device running `fit`, and watches them.
 
-The ranks are started the way `torchrun` starts them (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE,
-MASTER_ADDR, MASTER_PORT in their environment; `init_process_group("env://")`), as fresh interpreters
-(never forked: the caller may hold CUDA), with NCCL on GPUs and gloo on the CPU. `fit` does the rest (see
+The ranks are started as fresh interpreters (never forked: the caller may hold CUDA) that inherit the
+caller's environment untouched and are told their rank, the world size and the rendezvous port on their
+command line and in the spec file (`init_process_group` over TCP on 127.0.0.1), with NCCL on GPUs and gloo
+on the CPU. `fit` does the rest (see
 `ml.training.loop`): each rank trains on its share of every global batch, metrics are reduced across
 ranks, rank 0 alone writes the run folder.
 
@@ -96,7 +97,9 @@ def launch(
         (control / STOP_FILE).unlink(missing_ok=True)
         spec = {"config": config.model_dump(mode="json"), "run_dir": str(run_dir), "resume": resume or attempt > 0,
                 "cache_dir": str(cache_dir) if cache_dir is not None else None, "timeout_s": timeout_s,
-                "threads": max(1, (os.cpu_count() or 1) // world), "stop_file": str(control / STOP_FILE)}
+                "world": world, "stop_file": str(control / STOP_FILE),
+                # intra-op threads per rank: the cores shared out on the CPU, one beside a GPU
+                "threads": 1 if cuda else max(1, (os.cpu_count() or 1) // world)}
         (control / "spec.json").write_text(json.dumps(spec))
         try:
             return _run_once(control, world, reporter, poll_s)
@@ -124,16 +127,11 @@ def _run_once(control: Path, world: int, reporter: Reporter, poll_s: float) -> F
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for rank in range(world):
-            # The child inherits this process's environment (one OpenMP thread unless it says otherwise) plus
-            # torchrun's rendezvous variables, which torch.distributed reads.
-            env = {"OMP_NUM_THREADS": "1", **os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
-                   "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": str(port)}
             cmd = [sys.executable, "-m", "ml.training.distributed", str(control / "spec.json"),
-                   "--local-rank", str(rank)]
+                   "--local-rank", str(rank), "--port", str(port)]
             if rank == 0:
                 cmd += ["--events-fd", str(write_fd)]
-            procs.append(subprocess.Popen(cmd, env=env, pass_fds=(write_fd,) if rank == 0 else ()))
+            procs.append(subprocess.Popen(cmd, pass_fds=(write_fd,) if rank == 0 else ()))
     except BaseException:
         _stop_all(procs)
         os.close(read_fd)
@@ -284,11 +282,12 @@ def _plain(value: Any) -> Any:
 
 
 def rank_main(argv: list[str] | None = None) -> int:
-    """One rank: `python -m ml.training.distributed SPEC --local-rank N [--events-fd FD]`, with torchrun's
-    environment (read by `init_process_group("env://")`)."""
+    """One rank: `python -m ml.training.distributed SPEC --local-rank N --port P [--events-fd FD]`: rank N of
+    the spec's world, meeting the others on 127.0.0.1:P."""
     parser = argparse.ArgumentParser(prog="python -m ml.training.distributed")
     parser.add_argument("spec", type=Path)
     parser.add_argument("--local-rank", type=int, default=0)
+    parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--events-fd", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s rank %(process)d %(name)s: %(message)s")
@@ -297,10 +296,11 @@ def rank_main(argv: list[str] | None = None) -> int:
     cuda = _uses_cuda(config.params.device)
     if cuda:
         torch.cuda.set_device(args.local_rank)
-    else:
-        torch.set_num_threads(spec["threads"])
+    torch.set_num_threads(spec["threads"])
     dist = torch.distributed
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=spec["timeout_s"]))
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{args.port}",
+                            rank=args.local_rank, world_size=spec["world"],
+                            timeout=timedelta(seconds=spec["timeout_s"]))
     rank = dist.get_rank()
     reporter = _PipeReporter(args.events_fd if rank == 0 else None, Path(spec["stop_file"]))
     code = 0
