@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_calibrate)
 
+    p = sub.add_parser("ensemble", help="join trained checkpoints of one architecture into one ensemble "
+                                        "checkpoint (logits averaged); calibrate it next")
+    p.add_argument("members", nargs="+", type=Path, help="member checkpoints (model.pt of each run)")
+    p.add_argument("--out", required=True, type=Path, help="the ensemble checkpoint to write")
+    p.set_defaults(func=cmd_ensemble)
+
     p = sub.add_parser("gradcam", help="write a Grad-CAM overlay PNG for one image")
     p.add_argument("image", type=Path)
     p.add_argument("--checkpoint", required=True, type=Path)
@@ -238,6 +244,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for split, s in cal["splits"].items():
         print(f"  {split} (n={s['n']}): ECE {s['ece_before']:.4f} -> {s['ece_after']:.4f}, "
               f"Brier {s['brier_before']:.4f} -> {s['brier_after']:.4f}")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from ml.checkpoint import save_checkpoint
+    from ml.ensemble import join_checkpoints
+
+    ckpt = join_checkpoints(args.members)
+    save_checkpoint(ckpt, args.out)
+    kwargs = ckpt["model_kwargs"]
+    print(f"{args.out}: {kwargs['count']} x {kwargs['member']}, labels {', '.join(ckpt['labels'])}; thresholds "
+          f"0.5 until `cxr calibrate {args.out} --config RECIPE` fits it on validation and chooses them there")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Class activation maps through `pytorch_grad_cam`, and helpers to show them.
 
 `compute_cams` gives one (S, S) map in [0, 1] per requested class. The target layer comes from the
-model's config (`cam_target_layer()`), ViT tokens are reshaped to a map when `cfg.cam_reshape` says so,
+model's config (`cam_target_layers()`: an ensemble has one per member, and the maps are averaged), ViT tokens are reshaped to a map when `cfg.cam_reshape` says so,
 and the target is each class's raw logit (`ClassifierOutputTarget`), right for softmax and multi-label
 sigmoid models alike.
 
@@ -62,7 +62,7 @@ def compute_cams(
     if bad:
         raise ValueError(f"target classes {bad} out of range: the model has {model.cfg.num_classes} outputs")
     reshape = _reshape_transform(model.cfg.cam_reshape)
-    layer = model.cam_target_layer()
+    layers = model.cam_target_layers()  # several for an ensemble: their maps are averaged
     model.eval()  # BaseCAM does this too; said here because the caller's model stays in eval mode
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -73,7 +73,7 @@ def compute_cams(
         for start in range(0, len(targets), _MAX_BATCH):
             chunk = targets[start : start + _MAX_BATCH]
             batch = image.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
-            with _open_cam(_cam_class(method), model, layer, reshape) as cam:
+            with _open_cam(_cam_class(method), model, layers, reshape) as cam:
                 out = cam(input_tensor=batch, targets=[ClassifierOutputTarget(t) for t in chunk])
             maps += [np.clip(np.nan_to_num(m.astype(np.float32)), 0.0, 1.0) for m in out]
     return maps
@@ -81,14 +81,14 @@ def compute_cams(
 
 @contextmanager
 def _open_cam(
-    cam_class: type[BaseCAM], model: CXRModel, layer: torch.nn.Module, reshape: ReshapeTransform | None
+    cam_class: type[BaseCAM], model: CXRModel, layers: list[torch.nn.Module], reshape: ReshapeTransform | None
 ) -> Iterator[BaseCAM]:
     """A CAM whose hooks are removed on exit, errors included.
 
     `BaseCAM.__exit__` releases hooks too, but it swallows `IndexError` (and prints it); this re-raises
     every error so a failing model is never mistaken for an empty explanation.
     """
-    cam = cam_class(model=model, target_layers=[layer], reshape_transform=reshape)
+    cam = cam_class(model=model, target_layers=layers, reshape_transform=reshape)
     try:
         yield cam
     finally:

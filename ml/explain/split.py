@@ -82,10 +82,10 @@ TRACE_GUARD = TraceGuard()
 class _CutTracer(fx.Tracer):
     """Traces into the modules on the path to `layer` and keeps every other module as one call."""
 
-    def __init__(self, layer: str) -> None:
+    def __init__(self, layers: Sequence[str]) -> None:
         super().__init__()
-        parts = layer.split(".")
-        self._path = {".".join(parts[:i]) for i in range(len(parts))}  # "", "features", ...
+        self._path = {".".join(parts[:i]) for parts in (layer.split(".") for layer in layers)
+                      for i in range(len(parts))}  # "", "features", ...
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return module_qualified_name not in self._path
@@ -93,41 +93,47 @@ class _CutTracer(fx.Tracer):
 
 @dataclass
 class CamSplit:
-    """`trunk(x)` returns a tuple: the target layer's output first, then what else `rest` reads;
-    `rest(*trunk(x))` returns the model's logits. Both share the model's parameters."""
+    """`trunk(x)` returns a tuple: the target layers' outputs first (one for most models, one per member of an
+    ensemble), then what else `rest` reads; `rest(*trunk(x))` returns the model's logits. Both share the
+    model's parameters."""
 
     trunk: fx.GraphModule
     rest: fx.GraphModule
-    layer: str
+    layers: tuple[str, ...]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.rest(*self.trunk(x))
 
 
 def split_at_cam_layer(model: CXRModel) -> CamSplit:
-    """Cut `model` at `model.cfg.cam_layer`; `ModelError` when its forward cannot be traced or the
-    layer is not called exactly once."""
-    layer = model.cfg.cam_layer
+    """Cut `model` at its CAM layers (`cam_layer_names()`); `ModelError` when its forward cannot be traced,
+    a layer is not called exactly once, or one layer's output feeds another."""
+    layers = model.cam_layer_names()
+    named = "', '".join(layers)
     try:
         with TRACE_GUARD.tracing():
-            graph = _CutTracer(layer).trace(model)
+            graph = _CutTracer(layers).trace(model)
     except Exception as exc:  # fx raises several types for Python it cannot trace
-        raise ModelError(f"{model.cfg.name}: cannot trace the forward to cut it at '{layer}': {exc}") from exc
-    calls = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
-    if len(calls) != 1:
-        raise ModelError(f"{model.cfg.name}: the CAM layer '{layer}' is called {len(calls)} times in the "
-                         "forward")
-    cut = calls[0]
-    after = _dependents(cut)
-    # values computed before the cut that the rest reads (constants and parameters are re-read instead)
-    carried = [cut] + [
+        raise ModelError(f"{model.cfg.name}: cannot trace the forward to cut it at '{named}': {exc}") from exc
+    cuts = []
+    for layer in layers:
+        calls = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
+        if len(calls) != 1:
+            raise ModelError(f"{model.cfg.name}: the CAM layer '{layer}' is called {len(calls)} times in the "
+                             "forward")
+        cuts.append(calls[0])
+    after = set().union(*(_dependents(cut) for cut in cuts))
+    if any(cut in after for cut in cuts):
+        raise ModelError(f"{model.cfg.name}: one CAM layer's output feeds another ('{named}')")
+    # values computed before the cuts that the rest reads (constants and parameters are re-read instead)
+    carried = cuts + [
         n for n in graph.nodes
-        if n not in after and n is not cut and n.op not in ("get_attr", "output")
+        if n not in after and n not in cuts and n.op not in ("get_attr", "output")
         and any(user in after for user in n.users)
     ]
     output = next(n for n in graph.nodes if n.op == "output")
     if any(n not in after and n.op != "get_attr" for n in output.all_input_nodes):
-        raise ModelError(f"{model.cfg.name}: the logits do not all depend on the CAM layer '{layer}'")
+        raise ModelError(f"{model.cfg.name}: the logits do not all depend on the CAM layer(s) '{named}'")
 
     trunk_graph, env = fx.Graph(), {}
     for node in graph.nodes:
@@ -145,7 +151,7 @@ def split_at_cam_layer(model: CXRModel) -> CamSplit:
     for node in graph.nodes:
         if node in after or node is output or (node.op == "get_attr" and any(u in after for u in node.users)):
             env[node] = rest_graph.node_copy(node, lambda n: env[n])
-    return CamSplit(trunk, fx.GraphModule(model, rest_graph), layer)
+    return CamSplit(trunk, fx.GraphModule(model, rest_graph), tuple(layers))
 
 
 def _dependents(node: fx.Node) -> set[fx.Node]:
@@ -171,24 +177,30 @@ def split_cams(
 ) -> list[np.ndarray]:
     """One float32 map (height, width) = `size` in [0, 1] per class index in `targets`, for the single image
     whose trunk outputs are `values` (each with batch 1). Gradients go through `split.rest` only, and only
-    to the layer's output: the rest's parameters collect none."""
+    to the layers' outputs: the rest's parameters collect none. With several layers (an ensemble) each
+    layer's map is scaled to [0, 1] and the maps are averaged, as pytorch-grad-cam does."""
     from pytorch_grad_cam.utils.image import scale_cam_image
 
     if not targets:
         return []
-    if values[0].ndim != 4:
-        raise ModelError(f"the CAM layer '{split.layer}' gives a {values[0].ndim}-D output; the cut needs "
-                         "(B, C, h, w)")
+    k = len(split.layers)
+    for layer, value in zip(split.layers, values[:k], strict=True):
+        if value.ndim != 4:
+            raise ModelError(f"the CAM layer '{layer}' gives a {value.ndim}-D output; the cut needs (B, C, h, w)")
     n = len(targets)
     with torch.inference_mode(False), torch.enable_grad():
         # clones are normal tensors even when the trunk ran in inference mode; one copy per target
-        activations = values[0].detach().clone().expand(n, -1, -1, -1).contiguous().requires_grad_(True)
-        others = [v.detach().clone().expand(n, *v.shape[1:]) for v in values[1:]]
-        logits = split.rest(activations, *others)
+        activations = [v.detach().clone().expand(n, -1, -1, -1).contiguous().requires_grad_(True)
+                       for v in values[:k]]
+        others = [v.detach().clone().expand(n, *v.shape[1:]) for v in values[k:]]
+        logits = split.rest(*activations, *others)
         scores = logits[torch.arange(n), torch.as_tensor(targets)]
-        (grads,) = torch.autograd.grad(scores.sum(), activations)
-    weights = grads.mean(dim=(2, 3), keepdim=True)  # GradCAM.get_cam_weights
-    cams = torch.relu((weights * activations.detach()).sum(dim=1)).float().cpu().numpy()
+        grads = torch.autograd.grad(scores.sum(), activations)
     height, width = size
-    maps = scale_cam_image(scale_cam_image(cams, (width, height)))  # per layer, then across layers (one)
+    per_layer = []
+    for grad, act in zip(grads, activations, strict=True):
+        weights = grad.mean(dim=(2, 3), keepdim=True)  # GradCAM.get_cam_weights
+        cams = torch.relu((weights * act.detach()).sum(dim=1)).float().cpu().numpy()
+        per_layer.append(scale_cam_image(cams, (width, height)))  # each layer to [0, 1] at the output size
+    maps = scale_cam_image(np.mean(np.stack(per_layer, axis=1), axis=1))  # then across layers
     return [np.clip(np.nan_to_num(m.astype(np.float32)), 0.0, 1.0) for m in maps]

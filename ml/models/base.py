@@ -68,3 +68,11 @@ class CXRModel(nn.Module):
 
     def cam_target_layer(self) -> nn.Module:
         return self.get_submodule(self.cfg.cam_layer)
+
+    def cam_layer_names(self) -> list[str]:
+        """Dotted paths of the Grad-CAM target modules: the configured one, or one per member of an
+        ensemble (whose maps are averaged)."""
+        return [self.cfg.cam_layer]
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.get_submodule(name) for name in self.cam_layer_names()]

@@ -80,6 +80,14 @@ def _out_of_bounds(value: Any) -> str | None:
         if not math.isfinite(value) or abs(value) > MAX_NUMBER:
             return f"must be a finite number within +-{MAX_NUMBER}; got {value}"
         return None
+    if isinstance(value, dict):  # options passed on to other models (an ensemble's `member_kwargs`)
+        if len(value) > MAX_ITEMS:
+            return f"at most {MAX_ITEMS} entries; got {len(value)}"
+        for key, item in value.items():
+            problem = _out_of_bounds(key) or _out_of_bounds(item)
+            if problem:
+                return f"{key}: {problem}"
+        return None
     if isinstance(value, (list, tuple)):
         if len(value) > MAX_ITEMS:
             return f"at most {MAX_ITEMS} items; got {len(value)}"
@@ -99,7 +107,7 @@ def _try_build(name: str, kwargs: dict[str, Any], input_size: int | None, in_cha
         with torch.device("meta"):
             model = factory(cfg, pretrained_path=None, **kwargs).eval()
             model(torch.empty(2, cfg.in_chans, cfg.input_size, cfg.input_size))
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError, ModelError) as exc:  # ModelError: an ensemble's member
         field = next(iter(kwargs)) if len(kwargs) == 1 else None
         raise ModelOptionError(field, f"model '{name}' cannot be built or run with these options: {exc}") from None
 
