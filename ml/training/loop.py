@@ -468,9 +468,9 @@ def _train_epoch(
 
 
 def _validate(model: CXRModel, batches: Batches, preprocess: Preprocess, loss_fn: LossFn, device: torch.device,
-              amp_dtype: torch.dtype | None, task: Task) -> dict[str, float | None]:
-    from ml.evaluation.metrics import per_class_auroc
-
+              amp_dtype: torch.dtype | None, task: Task) -> dict[str, Any]:
+    """Validation loss and the score that keeps the best epoch: the mean AUROC over labels, or for a merged
+    dataset the mean over its members of each member's mean AUROC."""
     probs, labels, loss = predict_batches(model, batches, preprocess, device, amp_dtype, task, loss_fn=loss_fn)
     world = _rank_world()[1]
     if world > 1:  # every rank predicted a block of rows: gather them in rank order
@@ -479,9 +479,26 @@ def _validate(model: CXRModel, batches: Batches, preprocess: Preprocess, loss_fn
         probs = np.concatenate([part[0] for part in parts])
         labels = np.concatenate([part[1] for part in parts])
         loss = sum(part[2] for part in parts) / max(sum(part[3] for part in parts), 1)
+    out: dict[str, Any] = {"loss": loss, "mean_auroc": _mean_auroc(probs, labels)}
+    sources = batches.ds.metadata.get("source")
+    if sources is not None and sources.nunique() > 1:
+        # A merged dataset: each member counts once in the score that keeps the best epoch, whatever its
+        # number of labels (NIH's 14 would otherwise outweigh the other members' one or two).
+        sources = sources.to_numpy()
+        by_source = {str(s): _mean_auroc(probs[sources == s], labels[sources == s]) for s in np.unique(sources)}
+        known = [v for v in by_source.values() if v is not None]
+        out |= {"mean_auroc_pooled": out["mean_auroc"], "mean_auroc": float(np.mean(known)) if known else None}
+        out |= {f"mean_auroc_{s}": v for s, v in by_source.items()}  # numbers only: the registry stores them
+    return out
+
+
+def _mean_auroc(probs: np.ndarray, labels: np.ndarray) -> float | None:
+    """The mean AUROC over the labels where it is defined on these rows."""
+    from ml.evaluation.metrics import per_class_auroc
+
     auroc = per_class_auroc(probs, labels)
     known = auroc[~np.isnan(auroc)]
-    return {"loss": loss, "mean_auroc": float(known.mean()) if known.size else None}
+    return float(known.mean()) if known.size else None
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -133,3 +133,8 @@ def test_fit_trains_on_the_merged_dataset_and_masks_what_members_lack(shared: Pa
     assert per_class["Hernia"]["n"] == int((meta["source"] == "nih").sum()) == 4
     assert per_class["Pneumonia"]["n"] == int((meta["source"] != "nih").sum()) + 4
     assert np.isfinite(result.history[0]["train"]["loss"])
+    # the best epoch is kept by the mean over members of each member's mean AUROC, not by the pooled labels
+    val = result.history[0]["val"]
+    members = [val[f"mean_auroc_{m}"] for m in ("cxr3class", "kermany", "nih")]
+    assert "mean_auroc_pooled" in val
+    assert val["mean_auroc"] == pytest.approx(np.mean([v for v in members if v is not None]))
