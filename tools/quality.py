@@ -11,7 +11,7 @@ rows, seed 0), accuracy, macro/micro F1 and precision/recall at the operating th
 checkpoint (chosen on the validation split while training; arg-max for multi-class models).
 
 `--retrain` runs `fit` on the model's recipe (the same as `cxr train --config RECIPE`), timed on this
-machine; `--ship` copies the produced `model.pt` to `models/<name>/`, writes `models/<name>/metrics.json`
+machine (for a manifest entry with `ensemble_seeds`, once per seed, then `cxr ensemble` and `cxr calibrate`); `--ship` copies the produced `model.pt` to `models/<name>/`, writes `models/<name>/metrics.json`
 (the figures and the training wall time) and regenerates `models/<name>/CARD.md`. Without `--retrain`,
 `--ship` regenerates the card of the weights already shipped, keeping the recorded training time.
 
@@ -229,8 +229,8 @@ def policy_table(val: dict[str, Any], test: dict[str, Any]) -> list[dict[str, An
 # --- training ------------------------------------------------------------------------------------
 
 
-def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> dict[str, Any]:
-    """`fit` on the recipe from scratch; returns where the model is and how long it took."""
+def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, seed: int | None = None) -> dict[str, Any]:
+    """`fit` on the recipe from scratch (with `seed` in place of the recipe's); returns how long it took."""
     import torch
 
     from ml.config import TrainConfig
@@ -242,6 +242,8 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     raw.pop("description", None)
     raw.pop("quality", None)
     raw["data_root"] = str(data_root)
+    if seed is not None:
+        raw.setdefault("params", {})["seed"] = seed
     config = TrainConfig.parse(raw)
     started = time.perf_counter()
     result = fit(config, run_dir, resume=False)
@@ -249,6 +251,29 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int) -> 
     training = {"train_seconds": round(seconds, 1), "epochs": result.report["epochs_run"],
                 "best_epoch": result.best_epoch, "device": result.device, "threads": threads,
                 "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
+    (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    return training
+
+
+def retrain_ensemble(recipe_path: Path, data_root: Path, run_dir: Path, threads: int,
+                     seeds: list[int]) -> dict[str, Any]:
+    """One run of the recipe per seed, joined into an `ensemble` (`cxr ensemble`) at `run_dir/model.pt` and
+    calibrated on the validation split with the recipe's threshold policy (`cxr calibrate`)."""
+    from ml.checkpoint import save_checkpoint
+    from ml.ensemble import join_checkpoints
+    from ml.evaluation.evaluate import calibrate_checkpoint
+
+    members = [retrain(recipe_path, data_root, run_dir / f"seed{seed}", threads, seed) for seed in seeds]
+    save_checkpoint(join_checkpoints([run_dir / f"seed{seed}" / "model.pt" for seed in seeds]), run_dir / "model.pt")
+    recipe = load_recipe(recipe_path)
+    calibrate_checkpoint(run_dir / "model.pt", dataset=recipe["dataset"], data_root=data_root,
+                         dataset_options=recipe.get("dataset_options"))
+    training = {"train_seconds": round(sum(m["train_seconds"] for m in members), 1),
+                "epochs": members[0]["epochs"], "best_epoch": ", ".join(str(m["best_epoch"]) for m in members),
+                "device": members[0]["device"], "threads": threads,
+                "how": f"tools.quality --retrain: {len(seeds)} runs of the recipe (seeds "
+                       f"{', '.join(map(str, seeds))}) one after another, joined by cxr ensemble and calibrated",
+                "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
 
@@ -281,7 +306,10 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         run_dir = args.run or args.runs / name
         if args.retrain:
             log.info("training %s from %s into %s", name, entry["recipe"], run_dir)
-            retrain(recipe_path, data_root, run_dir, args.threads)
+            if entry.get("ensemble_seeds"):  # an ensemble of the recipe's model, one member per seed
+                retrain_ensemble(recipe_path, data_root, run_dir, args.threads, list(entry["ensemble_seeds"]))
+            else:
+                retrain(recipe_path, data_root, run_dir, args.threads)
         training = run_training(run_dir, args.train_seconds)
         checkpoint = run_dir / "model.pt"
     val = predict_split(checkpoint, recipe, data_root, "val")

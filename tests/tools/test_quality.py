@@ -155,3 +155,23 @@ def test_a_candidate_outside_the_manifest_is_measured_on_validation_only(capsys,
     assert "test n=94" in out and "VALIDATION split" in out  # the 94 validation rows, not the 177 test rows
     with pytest.raises(SystemExit):
         quality.main(["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run), "--ship"])
+
+
+def test_an_ensemble_entry_retrains_one_member_per_seed_then_joins_and_calibrates(tmp_path: Path, data_dir) -> None:
+    import json
+
+    from ml.checkpoint import load_checkpoint
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('model = "simple_cnn"\ndataset = "pneumoniamnist"\ndata_root = "unused"\n[params]\nepochs = 1\n'
+                      "batch_size = 64\nmax_train_samples = 256\nmax_eval_samples = 128\nseed = 0\n"
+                      'threshold_policy = "youden"\n')
+    run = tmp_path / "run"
+    training = quality.retrain_ensemble(recipe, data_dir / "pneumoniamnist", run, threads=1, seeds=[3, 4])
+    ckpt = load_checkpoint(run / "model.pt")
+    assert ckpt["model_name"] == "ensemble" and ckpt["model_kwargs"]["count"] == 2
+    assert [m["seed"] for m in ckpt["train_config"]["ensemble_members"]] == [3, 4]
+    assert ckpt["calibration"]["fitted_on"] == "val" and ckpt["thresholds"] != [0.5]
+    members = [json.loads((run / f"seed{s}" / "training.json").read_text())["train_seconds"] for s in (3, 4)]
+    assert training["train_seconds"] == pytest.approx(sum(members), abs=0.2)
+    assert json.loads((run / "training.json").read_text()) == training
