@@ -67,8 +67,9 @@ def calibrate_checkpoint(
 ) -> dict[str, Any]:
     """Calibrate a trained checkpoint without retraining: temperatures fitted on the dataset's 'val' split
     (from the raw outputs, whatever calibration it had), thresholds chosen again on the calibrated
-    validation outputs by its own policy (or `threshold_policy`), ECE/Brier before and after on 'val' and
-    'test'; written to `out` (default: in place, atomically) with the metrics of each split updated. Returns
+    validation outputs by its own policy and target (or `threshold_policy`), ECE/Brier before and after on
+    'val' and 'test' (where the dataset has one); written to `out` (default: in place, atomically) with the
+    metrics of each split updated. Returns
     the evaluation report with its `calibration` record; JSON and plots (reliability diagrams) in
     `report_dir`."""
     from ml.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -89,7 +90,8 @@ def calibrate_checkpoint(
         raise DatasetError(f"dataset labels {ds.pathologies} differ from the model's {ckpt['labels']}")
     task = Task(ckpt["task"])
     outputs = {}
-    for split in ("val", "test"):
+    # a recipe whose test is another collection (the Kermany models' official test) has no 'test' split here
+    for split in ("val", *(["test"] if "test" in ds.splits() else [])):
         rows = ds.split(split)
         batches = Batches(rows, preprocess, batch_size=batch_size, shuffle=False,
                           in_memory=fits_in_memory(len(rows), preprocess.cfg.input_size))
@@ -99,7 +101,10 @@ def calibrate_checkpoint(
     calibrated, record = calibrate_outputs(outputs, task, shift=can_shift(model.head()))
     train_params = (ckpt.get("train_config") or {}).get("params") or {}
     policy = threshold_policy or train_params.get("threshold_policy") or "f1"
-    thresholds = choose_thresholds(calibrated["val"][0], calibrated["val"][1], policy)
+    # the policy's own setting from training (a 'sensitivity' policy's target), unless another policy is asked
+    target = train_params.get("threshold_sensitivity") if policy == train_params.get("threshold_policy") else None
+    thresholds = choose_thresholds(calibrated["val"][0], calibrated["val"][1], policy,
+                                   **({"target_sensitivity": target} if target is not None else {}))
     splits = {s: classification_report(p, y, task, ds.pathologies, thresholds) for s, (p, y, _) in calibrated.items()}
     stored = calibration_for_checkpoint(record)
     metrics = dict(ckpt.get("metrics") or {})
@@ -110,7 +115,8 @@ def calibrate_checkpoint(
         figures["auroc"] = {name: c["auroc"] for name, c in rep["per_class"].items()}
         cal = {k: v for k, v in stored["splits"][split].items() if k != "n"}
         metrics[split] = {**(metrics.get(split) or {}), **figures, **cal}
-    metrics["calibration"] = {"method": stored["method"], **stored["splits"]["test"]}  # GET /models `quality`
+    shown = "test" if "test" in stored["splits"] else "val"
+    metrics["calibration"] = {"method": stored["method"], **stored["splits"][shown]}  # GET /models `quality`
     ckpt.update(thresholds=[float(t) for t in thresholds], calibration=stored, metrics=metrics)
     save_checkpoint(ckpt, out or checkpoint)
     report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": policy, "splits": splits,

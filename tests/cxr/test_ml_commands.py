@@ -127,3 +127,33 @@ def test_calibrate_refits_a_checkpoint_without_retraining(trained, data_dir, tmp
                (before["state_dict"][k].equal(after["state_dict"][k]) for k in before["state_dict"]))
     assert after["calibration"]["fitted_on"] == "val" and "ece_after" in after["metrics"]["test"]
     assert (tmp_path / "rep" / "reliability_test.png").is_file()
+
+
+def test_calibrate_on_data_without_a_test_split_keeps_the_policy_s_own_target(tmp_path, data_dir, capsys):
+    """A recipe whose test is another collection (the Kermany models') has train and val only; a 'sensitivity'
+    policy's target comes from the training parameters, not the default 0.95."""
+    import numpy as np
+
+    from ml.checkpoint import load_checkpoint
+    from ml.data import create_dataset
+    from ml.evaluation.metrics import choose_thresholds
+    from ml.inference import LoadedModel
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'model = "simple_cnn"\ndataset = "folder"\ndata_root = "{data_dir / "kermany-sample"}"\n'
+                      '[dataset_options]\nsplit = "stratified"\nfractions = { train = 0.5, val = 0.5 }\n'
+                      'task = "binary"\npositive = "PNEUMONIA"\n'
+                      '[params]\nepochs = 1\nbatch_size = 8\nthreshold_policy = "sensitivity"\n'
+                      "threshold_sensitivity = 0.5\n")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--quiet"]) == 0
+    assert main(["calibrate", str(run / "model.pt"), "--config", str(recipe)]) == 0
+    assert "val (n=" in capsys.readouterr().out
+    ckpt = load_checkpoint(run / "model.pt")
+    assert set(ckpt["calibration"]["splits"]) == {"val"}
+    loaded = LoadedModel.from_checkpoint(run / "model.pt")
+    val = create_dataset("folder", data_dir / "kermany-sample", split="stratified",
+                         fractions={"train": 0.5, "val": 0.5}, task="binary", positive="PNEUMONIA").split("val")
+    probs = loaded.predict_images([val.images.load(i) for i in range(len(val))])
+    expected = choose_thresholds(probs, val.labels, "sensitivity", target_sensitivity=0.5)
+    assert np.allclose(ckpt["thresholds"], expected, atol=1e-6)
