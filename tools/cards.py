@@ -89,12 +89,13 @@ CARDS: dict[str, dict[str, Any]] = {
         ],
     },
     "pneumonia-kermany": {
-        "title": "Pneumonia vs normal, Kermany pediatric training images at 160 px, on Kermany's official test split",
+        "title": "Pneumonia vs normal, an ensemble of two ResNets trained on the Kermany pediatric images at 160 px, "
+                 "on Kermany's official test split",
         "data": "Training: the 5216 Kermany et al. (Cell 2018; CC BY 4.0) pediatric training images as 224x224 "
                 "JPEGs (squashed by the copy's author without keeping the aspect ratio), read at 160x160. Test: "
                 "Kermany's official test split (624 children's images: 234 normal, 390 pneumonia; the same "
                 "copy, `test_224px/`), collected apart from the training images: the set on which Kermany et al. "
-                "report their figures. It was read once for these weights, with the threshold stored at training.",
+                "report their figures. It was read once for these weights, with the threshold stored at calibration.",
         "split": "Training and validation: our own patient-aware split of Kaggle's training images, stratified by "
                  "class, 85/15, seed 0 (patient id from the file name: personNNN_ for pneumonia, IM-NNNN or "
                  "NORMAL2-IM-NNNN for normal; byte-identical files grouped), no test fraction: the test is the "
@@ -130,12 +131,45 @@ CARDS: dict[str, dict[str, Any]] = {
              "copy's own size (`recipes/pneumonia-kermany224.toml`, 36.7 min), AUROC 0.9966 (0.994-0.999), "
              "val16 0.938, at its threshold val16 sensitivity 0.625: below this model, not shipped, its "
              "official-test figures not read. "
-             "Only this model's official-test figures were read (once); an ensemble of the ResNets was not "
-             "tried, validation being saturated and unable to tell whether it pays."),
+             "The model shipped now is an ensemble (`cxr ensemble`: logits averaged, then calibrated by `cxr "
+             "calibrate` with the same policy; Grad-CAM averages the two members' maps) of that 160 px model (seed "
+             "0) and the same recipe trained with seed 1 (45.4 min on shared cores; validation AUROC 0.9969 "
+             "alone). The rule, written down before either was evaluated: ship the ensemble if its validation AUROC "
+             "exceeds the single model's 0.9973 at four decimals. It measured 0.9974 (0.995-0.999), val16 1.000 "
+             "(at its threshold val16 sensitivity 0.875): shipped, though the difference is well inside the "
+             "interval. Its one read of the official test: AUROC 0.979 against the single model's 0.976, accuracy "
+             "0.923 against 0.925, sensitivity 0.918 against 0.926, specificity 0.932 against 0.923: the accuracy "
+             "target (0.93) is still missed, by five images. Official-test figures were read for the single 160 px "
+             "model (shipped before) and for this ensemble, once each."),
         ],
         "published": [
             ("Kermany et al. 2018 (ImageNet transfer learning, full resolution, the same official test split): "
              "accuracy 92.8%, sensitivity 93.2%, specificity 90.1%, AUROC 0.968"),
+        ],
+    },
+    "all-cxr": {
+        "title": "Every pathology from every dataset: 14 NIH labels + Tuberculosis, one model",
+        "data": "Three collections on one 15-label vocabulary (`ml/data/merged.py`): the Kermany et al. (Cell "
+                "2018; CC BY 4.0) pediatric images (224 px copies; PNEUMONIA -> Pneumonia 1, NORMAL -> Pneumonia "
+                "0, nothing else annotated), the parth-261204 Normal/Pneumonia/Tuberculosis collection (256 px; "
+                "pneumonia -> Pneumonia 1 and Tuberculosis 0, tuberculosis -> Tuberculosis 1 and Pneumonia 0, "
+                "normal -> both 0) and the 996-image NIH ChestX-ray14 subset at 64 px (its 14 labels; "
+                "Tuberculosis not annotated). A label a collection does not annotate is NaN in its rows and is "
+                "masked out of the loss and of every figure. Read at 128x128.",
+        "split": "Each collection keeps the split of its single-task model: Kermany, our patient-aware 85/15 split "
+                 "of Kaggle's training images for train/val and **Kermany's official test split** (624) for test; "
+                 "the 3-class set, our duplicate-aware 70/10/20 split (seed 0); NIH, the CheXNet lists (725 / 94 / "
+                 "177). Training batches mix the collections by weight 2:1:1 (Kermany : 3-class : NIH), whatever "
+                 "their sizes. The best epoch and the thresholds were chosen on the pooled validation rows.",
+        "intended_use": "One model that answers every label the project knows, from one upload; compared with the "
+                        "single-task models below, which stay the defaults where they are better.",
+        "near_chance_why": ("the NIH labels were learned from 725 training images (4-110 positives per label) at "
+                            "64 px, and the NIH test split has a handful of positives for several labels, so their "
+                            "intervals are wide. Do not act on these labels' probabilities."),
+        "limits": [],
+        "published": [
+            ("torchxrayvision (Cohen et al., MIDL 2022) trains one DenseNet-121 on many chest X-ray datasets "
+             "with labels a dataset lacks masked, the approach followed here at a far smaller scale."),
         ],
     },
     "nih14": {
@@ -342,6 +376,20 @@ def _source_lines(test: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _training_lines(r: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    """The commands that train the model alone: one run, or for an ensemble one run per seed, joined and
+    calibrated."""
+    seeds = entry.get("ensemble_seeds")
+    if not seeds:
+        return [f"python -m cxr train --config {r['recipe']} --out runs/{r['name']}   # the training alone"]
+    runs = [f"runs/{r['name']}-seed{seed}" for seed in seeds]
+    out = f"runs/{r['name']}-ensemble.pt"
+    return [*(f"python -m cxr train --config {r['recipe']} --seed {seed} --out {run}" for seed, run in zip(
+                seeds, runs, strict=True)),
+            f"python -m cxr ensemble {' '.join(f'{run}/model.pt' for run in runs)} --out {out}",
+            f"python -m cxr calibrate {out} --config {r['recipe']}   # calibration and thresholds on validation"]
+
+
 def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
     """The markdown card for one `tools.quality` result."""
     facts = CARDS.get(r["name"], {})
@@ -440,7 +488,7 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         "```",
         f"python -m tools.quality --model {r['name']}                      # these figures, from the shipped weights",
         f"python -m tools.quality --model {r['name']} --retrain            # train from the recipe (same seed), then measure",
-        f"python -m cxr train --config {r['recipe']} --out runs/{r['name']}   # the training alone",
+        *_training_lines(r, entry),
         "```",
         "",
         ("Recipes read `../shared/data/...` relative to the repository root; give another location with "

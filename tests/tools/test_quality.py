@@ -58,7 +58,8 @@ def test_each_shipped_model_has_its_recipe_card_and_small_weights(name: str) -> 
     raw.pop("quality", None)
     assert TrainConfig.parse(raw).params.seed == 0
     weights = quality.REPO_ROOT / "models" / entry["path"]
-    assert weights.stat().st_size < 5_000_000
+    members = len(entry.get("ensemble_seeds", [0]))
+    assert weights.stat().st_size < 5_000_000 * members  # small networks (each member of an ensemble)
     card = (weights.parent / "CARD.md").read_text()
     assert "Not for clinical use" in card and f"python -m tools.quality --model {name}" in card
     assert entry["recipe"] in card and "95% CI" in card
