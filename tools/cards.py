@@ -165,7 +165,8 @@ CARDS: dict[str, dict[str, Any]] = {
                  "of Kaggle's training images for train/val and **Kermany's official test split** (624) for test; "
                  "the 3-class set, our duplicate-aware 70/10/20 split (seed 0); NIH, the CheXNet lists (725 / 94 / "
                  "177). Training batches mix the collections by weight 2:1:1 (Kermany : 3-class : NIH), whatever "
-                 "their sizes. The best epoch and the thresholds were chosen on the pooled validation rows.",
+                 "their sizes. The best epoch was kept by the mean over the collections of each one's mean validation "
+                 "AUROC, and the thresholds were chosen on the pooled validation rows.",
         "intended_use": "One model that answers every label the project knows, from one upload; compared with the "
                         "single-task models below, which stay the defaults where they are better.",
         "near_chance_why": ("the NIH labels were learned from 725 training images (4-110 positives per label) at "

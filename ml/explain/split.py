@@ -80,7 +80,7 @@ TRACE_GUARD = TraceGuard()
 
 
 class _CutTracer(fx.Tracer):
-    """Traces into the modules on the path to `layer` and keeps every other module as one call."""
+    """Traces into the modules on the paths to `layers` and keeps every other module as one call."""
 
     def __init__(self, layers: Sequence[str]) -> None:
         super().__init__()

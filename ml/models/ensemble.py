@@ -79,7 +79,7 @@ class Ensemble(CXRModel):
     ModelConfig(
         name="ensemble",
         input_size=get_model_config("simple_cnn").input_size,
-        cam_layer="members.0.features.4",
+        cam_layer=f"members.0.{get_model_config('simple_cnn').cam_layer}",  # the default member's
         description="A deep ensemble: `count` models of the architecture `member` (options `member_kwargs`), "
                     "logits averaged; joined from separately trained checkpoints by `cxr ensemble`.",
     )
