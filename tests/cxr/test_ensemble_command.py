@@ -22,7 +22,7 @@ def _train(out, data_dir, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("members")
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         _train(root / f"seed{seed}", data_dir, "--seed", str(seed))
     return root
 
@@ -45,6 +45,32 @@ def test_the_ensemble_averages_its_members_logits(runs, data_dir, tmp_path, caps
         got = loaded.model(x)
     assert torch.allclose(got, expected, atol=1e-5)
     assert not torch.allclose(singles[0](x), singles[1](x))  # two seeds, two models
+
+
+def test_an_ensemble_grows_by_a_new_seed_keeping_its_members(runs, data_dir, tmp_path, capsys):
+    pair = tmp_path / "pair.pt"
+    assert main(["ensemble", str(runs / "seed0" / "model.pt"), str(runs / "seed1" / "model.pt"), "--out", str(pair)]) == 0
+    assert main(["calibrate", str(pair), "--dataset", "pneumoniamnist", "--data", str(data_dir / "pneumoniamnist")]) == 0
+    trio = tmp_path / "trio.pt"
+    assert main(["ensemble", str(pair), str(runs / "seed2" / "model.pt"), "--out", str(trio)]) == 0
+    assert "3 x simple_cnn" in capsys.readouterr().out
+    ckpt = load_checkpoint(trio)
+    records = ckpt["train_config"]["ensemble_members"]
+    assert [m["seed"] for m in records] == [0, 1, 2]
+    assert [m.get("from_ensemble") for m in records] == [str(pair), str(pair), None]
+    assert records[0]["sha256"] == load_checkpoint(pair)["train_config"]["ensemble_members"][0]["sha256"]
+    assert "calibration" not in ckpt and ckpt["thresholds"] is None  # the pair's calibration is not carried over
+
+    loaded = LoadedModel.from_checkpoint(trio)
+    images = create_dataset("pneumoniamnist", data_dir / "pneumoniamnist").split("val")
+    x = loaded.preprocess.batch([images.images.load(i) for i in range(8)])
+    singles = [model_from_checkpoint(load_checkpoint(runs / f"seed{s}" / "model.pt"), calibrated=False) for s in range(3)]
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), torch.stack([m(x) for m in singles]).mean(dim=0), atol=1e-5)
+
+    too_many = [str(trio)] * 3  # 9 members
+    assert main(["ensemble", *too_many, "--out", str(tmp_path / "big.pt")]) == 2
+    assert "at most 8" in capsys.readouterr().err
 
 
 def test_a_joined_ensemble_is_calibrated_and_explained_like_any_model(runs, data_dir, tmp_path, capsys):
