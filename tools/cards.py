@@ -94,7 +94,7 @@ CARDS: dict[str, dict[str, Any]] = {
         ],
     },
     "pneumonia-kermany": {
-        "title": "Pneumonia vs normal, an ensemble of two ResNets trained on the Kermany pediatric images at 160 px, "
+        "title": "Pneumonia vs normal, an ensemble of three ResNets trained on the Kermany pediatric images at 160 px, "
                  "on Kermany's official test split",
         "data": "Training: the 5216 Kermany et al. (Cell 2018; CC BY 4.0) pediatric training images as 224x224 "
                 "JPEGs (squashed by the copy's author without keeping the aspect ratio), read at 160x160. Test: "
@@ -136,16 +136,25 @@ CARDS: dict[str, dict[str, Any]] = {
              "copy's own size (`recipes/pneumonia-kermany224.toml`, 36.7 min), AUROC 0.9966 (0.994-0.999), "
              "val16 0.938, at its threshold val16 sensitivity 0.625: below this model, not shipped, its "
              "official-test figures not read. "
-             "The model shipped now is an ensemble (`cxr ensemble`: logits averaged, then calibrated by `cxr "
-             "calibrate` with the same policy; Grad-CAM averages the two members' maps) of that 160 px model (seed "
-             "0) and the same recipe trained with seed 1 (45.4 min on shared cores; validation AUROC 0.9969 "
-             "alone). The rule, written down before either was evaluated: ship the ensemble if its validation AUROC "
-             "exceeds the single model's 0.9973 at four decimals. It measured 0.9974 (0.995-0.999), val16 1.000 "
-             "(at its threshold val16 sensitivity 0.875): shipped, though the difference is well inside the "
-             "interval. Its one read of the official test: AUROC 0.979 against the single model's 0.976, accuracy "
-             "0.923 against 0.925, sensitivity 0.918 against 0.926, specificity 0.932 against 0.923: the accuracy "
-             "target (0.93) is still missed, by five images. Official-test figures were read for the single 160 px "
-             "model (shipped before) and for this ensemble, once each."),
+             "Next came an ensemble (`cxr ensemble`: logits averaged, then calibrated by `cxr calibrate` with the "
+             "same policy; Grad-CAM averages the members' maps) of that 160 px model (seed 0) and the same recipe "
+             "trained with seed 1 (45.4 min on shared cores; validation AUROC 0.9969 alone). The rule, written "
+             "down before either was evaluated: ship the ensemble if its validation AUROC exceeds the single "
+             "model's 0.9973 at four decimals. It measured 0.9974 (0.995-0.999), val16 1.000 (at its threshold "
+             "val16 sensitivity 0.875): shipped, though the difference is well inside the interval. Its one read "
+             "of the official test: AUROC 0.979 against the single model's 0.976, accuracy 0.923 against 0.925, "
+             "sensitivity 0.918 against 0.926, specificity 0.932 against 0.923. "
+             "The model shipped now adds a third seed. The rule (`docs/model-selection.md`, written before any "
+             "candidate was evaluated): join the pair with the recipe trained with seed 2, and with seeds 2 and 3; "
+             "ship the one with the higher validation AUROC if it exceeds the pair's 0.9974, a tie to fewer "
+             "members. Seeds 2 and 3 (9.0 and 9.7 min on a faster machine) reached 0.9976 and 0.9968 alone; three "
+             "members 0.9976 (0.996-0.999), four 0.9975, val16 1.000 for both (at its threshold val16 sensitivity "
+             "0.75 for both): three members shipped. Its one read of the official test: AUROC 0.980 against the "
+             "pair's 0.979, accuracy 0.925 against 0.923, sensitivity 0.923, specificity 0.927: the accuracy "
+             "target (0.93) is still missed, by four images. The served policy is not changed after these reads "
+             "(in the table below the 95% sensitivity cut lands higher on the official test for each of the three "
+             "models read, and choosing it now would choose on the test). Official-test figures were read for the "
+             "single 160 px model, the pair and these three members, once each, each when it shipped."),
         ],
         "published": [
             ("Kermany et al. 2018 (ImageNet transfer learning, full resolution, the same official test split): "
