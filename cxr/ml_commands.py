@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", type=Path, help="folder for calibration.json and reliability plots")
     p.add_argument("--threshold-policy", help="default: the policy the checkpoint was trained with")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--val-only", action="store_true",
+                   help="fit and report on the validation split only; the test split stays unread (a candidate)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("ensemble", help="join trained checkpoints of one architecture into one ensemble "
@@ -236,7 +238,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     options = {**recipe.get("dataset_options", {}), **parse_assignments(args.dataset_option)}
     report = calibrate_checkpoint(args.checkpoint, dataset=dataset, data_root=data, dataset_options=options,
                                   out=args.out, report_dir=args.report, threshold_policy=args.threshold_policy,
-                                  device=args.device)
+                                  device=args.device, val_only=args.val_only)
     cal = report["calibration"]
     print(f"{report['checkpoint']}: temperatures "
           + ", ".join(f"{t:.3f}" for t in cal["temperatures"]) + " (fitted on val); thresholds "

@@ -64,12 +64,13 @@ def calibrate_checkpoint(
     threshold_policy: str | None = None,
     device: str = "auto",
     batch_size: int = 128,
+    val_only: bool = False,
 ) -> dict[str, Any]:
     """Calibrate a trained checkpoint without retraining: temperatures fitted on the dataset's 'val' split
     (from the raw outputs, whatever calibration it had), thresholds chosen again on the calibrated
     validation outputs by its own policy and target (or `threshold_policy`), ECE/Brier before and after on
     'val' and 'test' (where the dataset has one); written to `out` (default: in place, atomically) with the
-    metrics of each split updated. Returns
+    metrics of each split updated; `val_only` leaves the test split unread (a candidate not chosen yet). Returns
     the evaluation report with its `calibration` record; JSON and plots (reliability diagrams) in
     `report_dir`."""
     from ml.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -91,7 +92,7 @@ def calibrate_checkpoint(
     task = Task(ckpt["task"])
     outputs = {}
     # a recipe whose test is another collection (the Kermany models' official test) has no 'test' split here
-    for split in ("val", *(["test"] if "test" in ds.splits() else [])):
+    for split in ("val", *(["test"] if "test" in ds.splits() and not val_only else [])):
         rows = ds.split(split)
         batches = Batches(rows, preprocess, batch_size=batch_size, shuffle=False,
                           in_memory=fits_in_memory(len(rows), preprocess.cfg.input_size))

@@ -129,6 +129,19 @@ def test_calibrate_refits_a_checkpoint_without_retraining(trained, data_dir, tmp
     assert (tmp_path / "rep" / "reliability_test.png").is_file()
 
 
+def test_calibrate_val_only_leaves_the_test_split_unread(trained, data_dir, tmp_path, capsys):
+    from ml.checkpoint import load_checkpoint
+
+    out = tmp_path / "candidate.pt"
+    assert main(["calibrate", str(trained / "model.pt"), "--dataset", "pneumoniamnist", "--data",
+                 str(data_dir / "pneumoniamnist"), "--out", str(out), "--val-only"]) == 0
+    text = capsys.readouterr().out
+    assert "val (n=" in text and "test (n=" not in text
+    after = load_checkpoint(out)
+    assert set(after["calibration"]["splits"]) == {"val"} and after["calibration"]["fitted_on"] == "val"
+    assert after["metrics"].get("test") == load_checkpoint(trained / "model.pt")["metrics"].get("test")  # as trained
+
+
 def test_calibrate_on_data_without_a_test_split_keeps_the_policy_s_own_target(tmp_path, data_dir, capsys):
     """A recipe whose test is another collection (the Kermany models') has train and val only; a 'sensitivity'
     policy's target comes from the training parameters, not the default 0.95."""
