@@ -469,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model(s) {unknown}; with a recipe in models/manifest.toml: {', '.join(models)}")
     if (args.data_root or args.run) and len(names) != 1:
         parser.error("--data-root and --run need exactly one --model")
+    if args.run and not args.retrain and not (args.run / "model.pt").is_file():
+        parser.error(f"{args.run} holds no model.pt: not a finished run folder (is its training still running?)")
     results = [run_model(name, models[name], args) for name in names]
     summary = {r["name"]: {k: r[k] for k in ("checkpoint", "training")} | {"test": {
         k: v for k, v in r["test"].items() if k != "per_class"}} for r in results}

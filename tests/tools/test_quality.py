@@ -158,6 +158,17 @@ def test_a_candidate_outside_the_manifest_is_measured_on_validation_only(capsys,
         quality.main(["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run), "--ship"])
 
 
+def test_a_run_folder_without_its_model_is_refused_with_a_clear_message(capsys, tmp_path) -> None:
+    run = tmp_path / "still-training"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")  # a run whose training has not written model.pt yet
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run), "--val-only"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "holds no model.pt" in err and "Traceback" not in err
+
+
 def test_an_ensemble_entry_retrains_one_member_per_seed_then_joins_and_calibrates(tmp_path: Path, data_dir) -> None:
     import json
 
