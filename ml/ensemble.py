@@ -63,20 +63,21 @@ def _members(path: str | Path, ckpt: dict[str, Any]) -> list[tuple[str, dict[str
     if ckpt["model_name"] != "ensemble":
         return [(str(path), ckpt | {"provenance": _provenance(path, ckpt)})]
     kwargs = ckpt["model_kwargs"]
-    records = (ckpt.get("train_config") or {}).get("ensemble_members") or []
+    member_kwargs = dict(kwargs.get("member_kwargs") or {})
+    train_config = dict(ckpt.get("train_config") or {})
+    records = train_config.get("ensemble_members") or []
     vals = (ckpt.get("metrics") or {}).get("members_val_mean_auroc") or []
+    train_config |= {"model": kwargs["member"],
+                     "params": dict(train_config.get("params") or {}) | {"model_kwargs": member_kwargs}}
     out = []
     for i in range(int(kwargs["count"])):
         prefix = f"members.{i}."
         record = dict(records[i]) if i < len(records) else {"checkpoint": None, "seed": None}
-        params = dict((ckpt.get("train_config") or {}).get("params") or {})
-        params["model_kwargs"] = dict(kwargs.get("member_kwargs") or {})
         out.append((f"{path} (member {i})", {
-            "model_name": kwargs["member"], "model_kwargs": dict(kwargs.get("member_kwargs") or {}),
-            "labels": ckpt["labels"], "task": ckpt["task"], "data_config": ckpt["data_config"],
-            "in_chans": ckpt.get("in_chans"), "epoch": record.get("epoch"),
+            "model_name": kwargs["member"], "model_kwargs": member_kwargs, "labels": ckpt["labels"],
+            "task": ckpt["task"], "data_config": ckpt["data_config"], "in_chans": ckpt.get("in_chans"),
+            "epoch": record.get("epoch"), "train_config": train_config,
             "state_dict": {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)},
-            "train_config": (ckpt.get("train_config") or {}) | {"model": kwargs["member"], "params": params},
             "metrics": {"val": {"mean_auroc": vals[i] if i < len(vals) else None}},
             "provenance": record | {"from_ensemble": str(path)},
         }))
