@@ -11,7 +11,7 @@ rows, seed 0), accuracy, macro/micro F1 and precision/recall at the operating th
 checkpoint (chosen on the validation split while training; arg-max for multi-class models).
 
 `--retrain` runs `fit` on the model's recipe (the same as `cxr train --config RECIPE`), timed on this
-machine (for a manifest entry with `ensemble_seeds`, once per seed, then `cxr ensemble` and `cxr calibrate`); `--ship` copies the produced `model.pt` to `models/<name>/`, writes `models/<name>/metrics.json`
+machine (for a manifest entry with `ensemble_members`, once per member, then `cxr ensemble` and `cxr calibrate`); `--ship` copies the produced `model.pt` to `models/<name>/`, writes `models/<name>/metrics.json`
 (the figures and the training wall time) and regenerates `models/<name>/CARD.md`. Without `--retrain`,
 `--ship` regenerates the card of the weights already shipped, keeping the recorded training time.
 
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import REPO_ROOT, machine, write_result
-from tools.cards import render_card
+from tools.cards import ensemble_members, member_run_name, render_card
 
 MANIFEST = REPO_ROOT / "models" / "manifest.toml"
 SHARED_PREFIX = "../shared/data"
@@ -229,8 +229,10 @@ def policy_table(val: dict[str, Any], test: dict[str, Any]) -> list[dict[str, An
 # --- training ------------------------------------------------------------------------------------
 
 
-def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, seed: int | None = None) -> dict[str, Any]:
-    """`fit` on the recipe from scratch (with `seed` in place of the recipe's); returns how long it took."""
+def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, seed: int | None = None,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`fit` on the recipe from scratch (with `seed` in place of the recipe's, and `overrides`' `dataset_options`
+    and `params` merged over its own); returns how long it took."""
     import torch
 
     from ml.config import TrainConfig
@@ -242,6 +244,8 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, see
     raw.pop("description", None)
     raw.pop("quality", None)
     raw["data_root"] = str(data_root)
+    for table, values in (overrides or {}).items():
+        raw[table] = _merged(raw.get(table, {}), values)
     if seed is not None:
         raw.setdefault("params", {})["seed"] = seed
     config = TrainConfig.parse(raw)
@@ -255,24 +259,34 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, see
     return training
 
 
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def retrain_ensemble(recipe_path: Path, data_root: Path, run_dir: Path, threads: int,
-                     seeds: list[int]) -> dict[str, Any]:
-    """One run of the recipe per seed, joined into an `ensemble` (`cxr ensemble`) at `run_dir/model.pt` and
-    calibrated on the validation split with the recipe's threshold policy (`cxr calibrate`)."""
+                     members: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run of the recipe per member (its seed and overrides), joined into an `ensemble` (`cxr ensemble`) at
+    `run_dir/model.pt` and calibrated on the validation split with the recipe's threshold policy
+    (`cxr calibrate`)."""
     from ml.checkpoint import save_checkpoint
     from ml.ensemble import join_checkpoints
     from ml.evaluation.evaluate import calibrate_checkpoint
 
-    members = [retrain(recipe_path, data_root, run_dir / f"seed{seed}", threads, seed) for seed in seeds]
-    save_checkpoint(join_checkpoints([run_dir / f"seed{seed}" / "model.pt" for seed in seeds]), run_dir / "model.pt")
+    runs = [run_dir / member_run_name(m) for m in members]
+    trained = [retrain(recipe_path, data_root, run, threads, m["seed"], {k: v for k, v in m.items() if k != "seed"})
+               for m, run in zip(members, runs, strict=True)]
+    save_checkpoint(join_checkpoints([run / "model.pt" for run in runs]), run_dir / "model.pt")
     recipe = load_recipe(recipe_path)
     calibrate_checkpoint(run_dir / "model.pt", dataset=recipe["dataset"], data_root=data_root,
                          dataset_options=recipe.get("dataset_options"))
-    training = {"train_seconds": round(sum(m["train_seconds"] for m in members), 1),
-                "epochs": members[0]["epochs"], "best_epoch": ", ".join(str(m["best_epoch"]) for m in members),
-                "device": members[0]["device"], "threads": threads,
-                "how": f"tools.quality --retrain: {len(seeds)} runs of the recipe (seeds "
-                       f"{', '.join(map(str, seeds))}) one after another, joined by cxr ensemble and calibrated",
+    training = {"train_seconds": round(sum(t["train_seconds"] for t in trained), 1),
+                "epochs": trained[0]["epochs"], "best_epoch": ", ".join(str(t["best_epoch"]) for t in trained),
+                "device": trained[0]["device"], "threads": threads,
+                "how": f"tools.quality --retrain: {len(members)} runs of the recipe ({', '.join(r.name for r in runs)}) "
+                       "one after another, joined by cxr ensemble and calibrated",
                 "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
@@ -306,8 +320,8 @@ def run_model(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dic
         run_dir = args.run or args.runs / name
         if args.retrain:
             log.info("training %s from %s into %s", name, entry["recipe"], run_dir)
-            if entry.get("ensemble_seeds"):  # an ensemble of the recipe's model, one member per seed
-                retrain_ensemble(recipe_path, data_root, run_dir, args.threads, list(entry["ensemble_seeds"]))
+            if members := ensemble_members(entry):  # an ensemble of the recipe's model, one run per member
+                retrain_ensemble(recipe_path, data_root, run_dir, args.threads, members)
             else:
                 retrain(recipe_path, data_root, run_dir, args.threads)
         training = run_training(run_dir, args.train_seconds)

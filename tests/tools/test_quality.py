@@ -11,7 +11,7 @@ import pytest
 
 from ml.config import TrainConfig
 from ml.data.base import Task
-from tools import quality
+from tools import cards, quality
 
 
 def _prediction(seed: int = 0) -> dict:
@@ -58,7 +58,7 @@ def test_each_shipped_model_has_its_recipe_card_and_small_weights(name: str) -> 
     raw.pop("quality", None)
     assert TrainConfig.parse(raw).params.seed == 0
     weights = quality.REPO_ROOT / "models" / entry["path"]
-    members = len(entry.get("ensemble_seeds", [0]))
+    members = len(quality.ensemble_members(entry)) or 1
     assert weights.stat().st_size < 5_000_000 * members  # small networks (each member of an ensemble)
     card = (weights.parent / "CARD.md").read_text()
     assert "Not for clinical use" in card and f"python -m tools.quality --model {name}" in card
@@ -169,7 +169,8 @@ def test_a_run_folder_without_its_model_is_refused_with_a_clear_message(capsys, 
     assert "holds no model.pt" in err and "Traceback" not in err
 
 
-def test_an_ensemble_entry_retrains_one_member_per_seed_then_joins_and_calibrates(tmp_path: Path, data_dir) -> None:
+def test_an_ensemble_entry_retrains_each_member_with_its_overrides_then_joins_and_calibrates(tmp_path: Path,
+                                                                                              data_dir) -> None:
     import json
 
     from ml.checkpoint import load_checkpoint
@@ -179,11 +180,30 @@ def test_an_ensemble_entry_retrains_one_member_per_seed_then_joins_and_calibrate
                       "batch_size = 64\nmax_train_samples = 256\nmax_eval_samples = 128\nseed = 0\n"
                       'threshold_policy = "youden"\n')
     run = tmp_path / "run"
-    training = quality.retrain_ensemble(recipe, data_dir / "pneumoniamnist", run, threads=1, seeds=[3, 4])
+    members = quality.ensemble_members({"name": "m", "ensemble_members": [{"seed": 3}, {"seed": 3, "params": {
+        "lr": 0.01}, "dataset_options": {"size": 28}}]})
+    training = quality.retrain_ensemble(recipe, data_dir / "pneumoniamnist", run, threads=1, members=members)
     ckpt = load_checkpoint(run / "model.pt")
     assert ckpt["model_name"] == "ensemble" and ckpt["model_kwargs"]["count"] == 2
-    assert [m["seed"] for m in ckpt["train_config"]["ensemble_members"]] == [3, 4]
+    assert [m["seed"] for m in ckpt["train_config"]["ensemble_members"]] == [3, 3]
     assert ckpt["calibration"]["fitted_on"] == "val" and ckpt["thresholds"] != [0.5]
-    members = [json.loads((run / f"seed{s}" / "training.json").read_text())["train_seconds"] for s in (3, 4)]
+    runs = [run / "seed3", run / "seed3-variant"]
+    configs = [json.loads((r / "config.json").read_text())["train_config"] for r in runs]
+    assert [c["params"]["lr"] for c in configs] == [1e-3, 0.01]  # the recipe's default, then the override
+    assert [c["dataset_options"].get("size") for c in configs] == [None, 28]
+    members = [json.loads((r / "training.json").read_text())["train_seconds"] for r in runs]
     assert training["train_seconds"] == pytest.approx(sum(members), abs=0.2)
     assert json.loads((run / "training.json").read_text()) == training
+
+
+def test_an_ensemble_member_is_a_seed_with_optional_overrides_and_its_card_gives_the_commands() -> None:
+    entry = {"name": "m", "recipe": "recipes/r.toml", "ensemble_members": [
+        {"seed": 0}, {"seed": 0, "dataset_options": {"weights": {"nih": 0.5}}, "params": {"epochs": 90}}]}
+    lines = cards._training_lines({"name": "m", "recipe": "recipes/r.toml"}, entry)
+    assert lines[0] == "python -m cxr train --config recipes/r.toml --seed 0 --out runs/m-seed0"
+    assert lines[1] == ("python -m cxr train --config recipes/r.toml --seed 0 --dataset-option weights.nih=0.5 "
+                        "--set epochs=90 --out runs/m-seed0-variant")
+    assert "runs/m-seed0/model.pt runs/m-seed0-variant/model.pt" in lines[2]
+    for bad in ({"seed": "0"}, {"seed": 1, "lr": 0.1}):
+        with pytest.raises(ValueError, match="a seed with optional dataset_options and params"):
+            quality.ensemble_members({"name": "m", "ensemble_members": [bad]})
