@@ -1,7 +1,7 @@
 """What a `/gradcam` costs beside a `/predict`, with the default overlay (JPEG, at most 1024 px), for every shipped
 model and DenseNet-121@224, and what each overlay encoding costs:
 
-    python -m bench.overlays [--samples 30] [--no-densenet] [--against REV]
+    python -m bench.overlays [--samples 30] [--no-densenet] [--against REV [--own-models]]
 
 1. In this process: the overlay of the 1024 px PNG sample encoded as PNG, JPEG and WebP (median ms of 15,
    size, PSNR against the lossless PNG), the figures `ml.explain.overlays` chose its default from.
@@ -10,7 +10,9 @@ model and DenseNet-121@224, and what each overlay encoding costs:
    `/predict` and `/gradcam` (no options: the defaults) of the 1024 px PNG, in turn, over one keep-alive
    connection: the median of each and their ratio (target: at most 2.5x). With `--against REV` the same
    runs against a server of revision REV (checked out into a temporary worktree) in the same loop, sample
-   for sample, so the two trees' ratios are side by side in one run.
+   for sample, so the two trees' ratios are side by side in one run. Both serve this tree's `models/` (only
+   the code differs) unless `--own-models`, where each serves its own (only the shipped weights differ, when
+   REV's code is this tree's: how a model shipped since REV compares with the one it replaced).
 """
 
 from __future__ import annotations
@@ -57,9 +59,9 @@ def encodings_table() -> list[dict[str, float | str]]:
     return rows
 
 
-def _checkpoints(folder: Path, densenet: bool) -> dict[str, Path]:
-    manifest = tomllib.loads((SHIPPED / "manifest.toml").read_text())
-    checkpoints = {entry["name"]: SHIPPED / entry["path"] for entry in manifest["model"]}
+def _checkpoints(folder: Path, densenet: bool, shipped: Path = SHIPPED) -> dict[str, Path]:
+    manifest = tomllib.loads((shipped / "manifest.toml").read_text())
+    checkpoints = {entry["name"]: shipped / entry["path"] for entry in manifest["model"]}
     if densenet:
         from bench.models import BenchModel, densenet121_224
         from bench.serving import _checkpoint
@@ -73,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=30, help="sequential requests of each kind per model")
     parser.add_argument("--no-densenet", action="store_true", help="only the shipped models")
     parser.add_argument("--against", metavar="REV", help="also a server of this git revision, side by side")
+    parser.add_argument("--own-models", action="store_true",
+                        help="with --against, each tree serves its own models/ (default: both serve this tree's)")
     args = parser.parse_args(argv)
+    if args.own_models and not args.against:
+        parser.error("--own-models compares two trees' shipped models: give the other tree with --against REV")
 
     print("overlay of the 1024 px sample, in this process (median of 15 encodes):")
     print(f"{'encoding':<10}{'encode ms':>10}{'KiB':>8}{'PSNR dB':>9}")
@@ -95,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree in trees.items():
                 folder = root / label.replace(" ", "-").replace("/", "_")
                 folder.mkdir()
-                url = srv.make_registry_for(tree, folder, checkpoints)
+                served = _checkpoints(folder, not args.no_densenet, tree / "models") if args.own_models else checkpoints
+                if set(served) != set(names):
+                    raise SystemExit(f"{label} ships {sorted(served)}, this tree {sorted(names)}: compare the same models")
+                url = srv.make_registry_for(tree, folder, served)
                 # not waiting for readiness: the models load as warm models or on their first request
                 servers[label] = srv.start(folder, url, tree=tree, wait_ready=False,
                                            default_model=names[0], warm_models=json.dumps(names[1:]),
