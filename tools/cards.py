@@ -450,12 +450,16 @@ def ensemble_members(entry: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(m.get("seed"), int) or set(m) - {"seed", "dataset_options", "params"}:
             raise ValueError(f"{entry['name']}: an ensemble member is a seed with optional dataset_options and "
                              f"params; got {m}")
+    plain = [m["seed"] for m in members if m.keys() == {"seed"}]
+    if len(plain) != len(set(plain)):
+        raise ValueError(f"{entry['name']}: a seed appears twice without overrides (the same member twice): {plain}")
     return members
 
 
-def member_run_name(member: dict[str, Any]) -> str:
-    """The run folder of one ensemble member: its seed, and a mark when it overrides the recipe."""
-    return f"seed{member['seed']}" + ("-variant" if member.keys() - {"seed"} else "")
+def member_run_name(member: dict[str, Any], index: int) -> str:
+    """The run folder of the ensemble's member number `index` (from 0): its seed, and when it overrides the
+    recipe, its place (a seed may recur with other overrides)."""
+    return f"seed{member['seed']}" + (f"-variant{index}" if member.keys() - {"seed"} else "")
 
 
 def _flags(flag: str, values: dict[str, Any], prefix: str = "") -> list[str]:
@@ -475,7 +479,7 @@ def _training_lines(r: dict[str, Any], entry: dict[str, Any]) -> list[str]:
     members = ensemble_members(entry)
     if not members:
         return [f"python -m cxr train --config {r['recipe']} --out runs/{r['name']}   # the training alone"]
-    runs = [f"runs/{r['name']}-{member_run_name(m)}" for m in members]
+    runs = [f"runs/{r['name']}-{member_run_name(m, i)}" for i, m in enumerate(members)]
     out = f"runs/{r['name']}-ensemble.pt"
     return [*(" ".join([f"python -m cxr train --config {r['recipe']} --seed {m['seed']}",
                         *_flags("--dataset-option", m.get("dataset_options", {})),

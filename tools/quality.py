@@ -275,7 +275,7 @@ def retrain_ensemble(recipe_path: Path, data_root: Path, run_dir: Path, threads:
     from ml.ensemble import join_checkpoints
     from ml.evaluation.evaluate import calibrate_checkpoint
 
-    runs = [run_dir / member_run_name(m) for m in members]
+    runs = [run_dir / member_run_name(m, i) for i, m in enumerate(members)]
     trained = [retrain(recipe_path, data_root, run, threads, m["seed"], {k: v for k, v in m.items() if k != "seed"})
                for m, run in zip(members, runs, strict=True)]
     save_checkpoint(join_checkpoints([run / "model.pt" for run in runs]), run_dir / "model.pt")

@@ -187,7 +187,7 @@ def test_an_ensemble_entry_retrains_each_member_with_its_overrides_then_joins_an
     assert ckpt["model_name"] == "ensemble" and ckpt["model_kwargs"]["count"] == 2
     assert [m["seed"] for m in ckpt["train_config"]["ensemble_members"]] == [3, 3]
     assert ckpt["calibration"]["fitted_on"] == "val" and ckpt["thresholds"] != [0.5]
-    runs = [run / "seed3", run / "seed3-variant"]
+    runs = [run / "seed3", run / "seed3-variant1"]
     configs = [json.loads((r / "config.json").read_text())["train_config"] for r in runs]
     assert [c["params"]["lr"] for c in configs] == [1e-3, 0.01]  # the recipe's default, then the override
     assert [c["dataset_options"].get("size") for c in configs] == [None, 28]
@@ -202,8 +202,10 @@ def test_an_ensemble_member_is_a_seed_with_optional_overrides_and_its_card_gives
     lines = cards._training_lines({"name": "m", "recipe": "recipes/r.toml"}, entry)
     assert lines[0] == "python -m cxr train --config recipes/r.toml --seed 0 --out runs/m-seed0"
     assert lines[1] == ("python -m cxr train --config recipes/r.toml --seed 0 --dataset-option weights.nih=0.5 "
-                        "--set epochs=90 --out runs/m-seed0-variant")
-    assert "runs/m-seed0/model.pt runs/m-seed0-variant/model.pt" in lines[2]
+                        "--set epochs=90 --out runs/m-seed0-variant1")
+    assert "runs/m-seed0/model.pt runs/m-seed0-variant1/model.pt" in lines[2]
     for bad in ({"seed": "0"}, {"seed": 1, "lr": 0.1}):
         with pytest.raises(ValueError, match="a seed with optional dataset_options and params"):
             quality.ensemble_members({"name": "m", "ensemble_members": [bad]})
+    with pytest.raises(ValueError, match="the same member twice"):
+        quality.ensemble_members({"name": "m", "ensemble_members": [{"seed": 1}, {"seed": 2}, {"seed": 1}]})
