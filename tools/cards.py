@@ -496,7 +496,8 @@ def _training_lines(r: dict[str, Any], entry: dict[str, Any]) -> list[str]:
                         *_flags("--set", m.get("params", {})), f"--out {run}"])
               for m, run in zip(members, runs, strict=True)),
             f"python -m cxr ensemble {' '.join(f'{run}/model.pt' for run in runs)} --out {out}",
-            f"python -m cxr calibrate {out} --config {r['recipe']}   # calibration and thresholds on validation"]
+            (f"python -m cxr calibrate {out} --config {r['recipe']} --val-only   # calibration and thresholds on "
+             "validation")]
 
 
 def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:

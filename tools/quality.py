@@ -280,8 +280,9 @@ def retrain_ensemble(recipe_path: Path, data_root: Path, run_dir: Path, threads:
                for m, run in zip(members, runs, strict=True)]
     save_checkpoint(join_checkpoints([run / "model.pt" for run in runs]), run_dir / "model.pt")
     recipe = load_recipe(recipe_path)
+    # validation only, as the shipped ensembles were calibrated: the test split is read once, by the measurement
     calibrate_checkpoint(run_dir / "model.pt", dataset=recipe["dataset"], data_root=data_root,
-                         dataset_options=recipe.get("dataset_options"))
+                         dataset_options=recipe.get("dataset_options"), val_only=True)
     training = {"train_seconds": round(sum(t["train_seconds"] for t in trained), 1),
                 "epochs": trained[0]["epochs"], "best_epoch": ", ".join(str(t["best_epoch"]) for t in trained),
                 "device": trained[0]["device"], "threads": threads,

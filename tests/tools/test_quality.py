@@ -187,6 +187,7 @@ def test_an_ensemble_entry_retrains_each_member_with_its_overrides_then_joins_an
     assert ckpt["model_name"] == "ensemble" and ckpt["model_kwargs"]["count"] == 2
     assert [m["seed"] for m in ckpt["train_config"]["ensemble_members"]] == [3, 3]
     assert ckpt["calibration"]["fitted_on"] == "val" and ckpt["thresholds"] != [0.5]
+    assert list(ckpt["calibration"]["splits"]) == ["val"]  # the test split left for the measurement
     runs = [run / "seed3", run / "seed3-variant1"]
     configs = [json.loads((r / "config.json").read_text())["train_config"] for r in runs]
     assert [c["params"]["lr"] for c in configs] == [1e-3, 0.01]  # the recipe's default, then the override
