@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ml.config import load_recipe
+from ml.config import load_recipe, merge_tables
 from ml.errors import ConfigError
 from ml.training.reporter import Reporter
 
@@ -107,14 +107,6 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) and isinstance(
-            merged.get(key), dict) else value
-    return merged
-
-
 def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = load_recipe(args.config) if args.config else {}
     raw.pop("description", None)
@@ -124,9 +116,9 @@ def train_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raw[key] = value
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "devices": getattr(args, "devices", None)}
-    params = _merge(raw.get("params", {}), {k: v for k, v in flags.items() if v is not None})
-    raw["params"] = _merge(params, parse_assignments(args.set))
-    raw["dataset_options"] = _merge(raw.get("dataset_options", {}), parse_assignments(args.dataset_option))
+    params = merge_tables(raw.get("params", {}), {k: v for k, v in flags.items() if v is not None})
+    raw["params"] = merge_tables(params, parse_assignments(args.set))
+    raw["dataset_options"] = merge_tables(raw.get("dataset_options", {}), parse_assignments(args.dataset_option))
     for key, flag in (("model", "--model"), ("dataset", "--dataset"), ("data_root", "--data")):
         if key not in raw:
             raise ConfigError(f"{flag} is required (or give it in --config)")

@@ -171,6 +171,16 @@ def format_validation_error(exc: Exception) -> str:
     return "; ".join(lines) or str(exc)
 
 
+def merge_tables(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it, table by table (a recipe's `[params]` with the overrides of a command
+    line or of an ensemble member); neither is changed."""
+    merged = dict(base)
+    for key, value in extra.items():
+        both_tables = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge_tables(merged[key], value) if both_tables else value
+    return merged
+
+
 def load_recipe(path: Path) -> dict[str, Any]:
     """A training recipe (TOML) as a dict; `ConfigError` naming the file when it is missing or malformed."""
     try:

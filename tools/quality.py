@@ -235,7 +235,7 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, see
     and `params` merged over its own); returns how long it took."""
     import torch
 
-    from ml.config import TrainConfig
+    from ml.config import TrainConfig, merge_tables
     from ml.config import load_recipe as load_checked
     from ml.training.loop import fit
 
@@ -245,7 +245,7 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, see
     raw.pop("quality", None)
     raw["data_root"] = str(data_root)
     for table, values in (overrides or {}).items():
-        raw[table] = _merged(raw.get(table, {}), values)
+        raw[table] = merge_tables(raw.get(table, {}), values)
     if seed is not None:
         raw.setdefault("params", {})["seed"] = seed
     config = TrainConfig.parse(raw)
@@ -257,13 +257,6 @@ def retrain(recipe_path: Path, data_root: Path, run_dir: Path, threads: int, see
                 "how": "tools.quality --retrain: wall clock of fit(), data loading included", "machine": machine()}
     (run_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     return training
-
-
-def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def retrain_ensemble(recipe_path: Path, data_root: Path, run_dir: Path, threads: int,
