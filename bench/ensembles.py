@@ -4,21 +4,20 @@
 
 For every model in `models/manifest.toml` whose weights differ from REV's (an ensemble grown by members, or
 replaced), both checkpoints are loaded here and called in turn on one random image at the model's input size,
-batch 1, `--calls` times after a warm-up: the median ms of each, side by side in one run. The served cost,
+batch 1, `--calls` times after a warm-up (`bench.common.interleaved`): the median wall and CPU ms of each,
+side by side in one run. The served cost,
 decoding and the chosen runtime included, is `python -m bench.overlays --against REV --own-models`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import tempfile
-import time
 import tomllib
 from pathlib import Path
 
-from bench.common import REPO_ROOT, machine, summarize, write_result
+from bench.common import REPO_ROOT, interleaved, machine, write_result
 
 SHIPPED = REPO_ROOT / "models"
 
@@ -36,7 +35,7 @@ def changed_models(rev: str) -> dict[str, tuple[Path, bytes]]:
     for entry in tomllib.loads((SHIPPED / "manifest.toml").read_text())["model"]:
         ours = SHIPPED / entry["path"]
         theirs = _shipped_at(rev, entry["path"])
-        if theirs is not None and hashlib.sha256(theirs).digest() != hashlib.sha256(ours.read_bytes()).digest():
+        if theirs is not None and theirs != ours.read_bytes():
             out[entry["name"]] = (ours, theirs)
     return out
 
@@ -65,22 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             models = {"this tree": LoadedModel.from_checkpoint(ours), args.against: LoadedModel.from_checkpoint(theirs)}
             dc = models["this tree"].data_config
             x = torch.randn(1, dc.in_chans, dc.input_size, dc.input_size)
-            for loaded in models.values():
-                for _ in range(5):
-                    loaded.model(x)
-            samples: dict[str, list[float]] = {label: [] for label in models}
-            for _ in range(args.calls):
-                for label, loaded in models.items():
-                    start = time.perf_counter()
-                    loaded.model(x)
-                    samples[label].append((time.perf_counter() - start) * 1000)
-            rows[name] = {label: {"members": _members(models[label]), **summarize(s)} for label, s in samples.items()}
+            medians = interleaved({label: loaded.model for label, loaded in models.items()}, x, args.calls)
+            rows[name] = {label: {"members": _members(models[label]), "wall_ms": wall, "cpu_ms": cpu}
+                          for label, (wall, cpu) in medians.items()}
 
     print(f"eager forward, batch 1, {args.threads} threads, median of {args.calls} calls in turn:")
-    print(f"{'model':<20}{'tree':<12}{'members':>8}{'median ms':>11}{'IQR ms':>8}")
+    print(f"{'model':<20}{'tree':<12}{'members':>8}{'wall ms':>9}{'CPU ms':>8}")
     for name, by_tree in rows.items():
         for label, r in by_tree.items():
-            print(f"{name:<20}{label:<12}{r['members']:>8}{r['median']:>11.2f}{r['iqr']:>8.2f}")
+            print(f"{name:<20}{label:<12}{r['members']:>8}{r['wall_ms']:>9.2f}{r['cpu_ms']:>8.2f}")
     print(f"\nraw: {write_result('ensembles', {'machine': machine(), 'against': args.against, 'models': rows})}")
     return 0
 

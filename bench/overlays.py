@@ -101,9 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree in trees.items():
                 folder = root / label.replace(" ", "-").replace("/", "_")
                 folder.mkdir()
-                served = _checkpoints(folder, not args.no_densenet, tree / "models") if args.own_models else checkpoints
-                if set(served) != set(names):
-                    raise SystemExit(f"{label} ships {sorted(served)}, this tree {sorted(names)}: compare the same models")
+                served = checkpoints
+                if args.own_models:  # the tree's shipped models, beside this tree's DenseNet (built once)
+                    shipped = _checkpoints(folder, False, tree / "models")
+                    if set(shipped) != set(_checkpoints(folder, False)):
+                        raise SystemExit(f"{label} ships {sorted(shipped)}, this tree {sorted(names)}: compare the "
+                                         "same models")
+                    served = checkpoints | shipped
                 url = srv.make_registry_for(tree, folder, served)
                 # not waiting for readiness: the models load as warm models or on their first request
                 servers[label] = srv.start(folder, url, tree=tree, wait_ready=False,

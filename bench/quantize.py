@@ -14,30 +14,13 @@ calls taken in turn (fp32, int8, bf16, fp32, ...), one torch/ORT thread as servi
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import tomllib
 
 import torch
 
-from bench.common import REPO_ROOT
+from bench.common import REPO_ROOT, interleaved
 from bench.models import densenet121_224
-
-
-def _interleaved(runtimes: dict, x: torch.Tensor, repeats: int) -> dict[str, tuple[float, float]]:
-    """Median wall and calling-thread CPU milliseconds of each runtime (with one thread, ONNX Runtime and
-    torch compute on the calling thread, so its CPU time is the work's, whatever else the machine runs)."""
-    for run in runtimes.values():
-        run(x), run(x)
-    wall: dict[str, list[float]] = {name: [] for name in runtimes}
-    cpu: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(repeats):
-        for name, run in runtimes.items():
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            run(x)
-            wall[name].append((time.perf_counter() - start) * 1000)
-            cpu[name].append((time.thread_time() - start_cpu) * 1000)
-    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in runtimes}
 
 
 def densenet(repeats: int, threads: int) -> None:
@@ -70,7 +53,7 @@ def densenet(repeats: int, threads: int) -> None:
         runtimes["int8 openvino"] = openvino_runtime("int8_openvino", signed, threads)
     if bf16_available():
         runtimes["bf16 autocast"] = bf16_runtime(loaded.model)
-    medians = _interleaved(runtimes, x, repeats)
+    medians = interleaved(runtimes, x, repeats)
     fp32_wall, fp32_cpu = medians["fp32 onnxruntime"]
     with torch.inference_mode():
         reference = torch.sigmoid(runtimes["fp32 onnxruntime"](x))
