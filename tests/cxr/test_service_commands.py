@@ -49,11 +49,12 @@ def test_sigterm_is_forwarded_and_a_stubborn_child_is_killed_after_the_grace_per
 
 
 def _signal_recorder(path: Path) -> list[str]:
-    """A child that writes its process group, then the first SIGINT/SIGTERM it gets, and exits 0."""
+    """A child that writes its process group, then the first SIGINT/SIGTERM it gets, and exits 0. Each file
+    appears whole (written beside it, then renamed), so a test that waits for it to exist reads all of it."""
     code = (f"import os, pathlib, signal, sys, time; p = pathlib.Path({str(path)!r}); "
             "tmp = p.with_suffix('.tmp'); tmp.write_text(str(os.getpgrp())); tmp.replace(p)\n"
-            "def stop(signum, frame):\n"
-            "    p.with_suffix('.signal').write_text(signal.Signals(signum).name); sys.exit(0)\n"
+            "def stop(signum, frame):\n"  # written whole, then renamed: a reader never sees it half-written
+            "    tmp.write_text(signal.Signals(signum).name); tmp.replace(p.with_suffix('.signal')); sys.exit(0)\n"
             "signal.signal(signal.SIGINT, stop); signal.signal(signal.SIGTERM, stop); time.sleep(60)")
     return [sys.executable, "-c", code]
 
