@@ -26,6 +26,7 @@ from registry.db import Database
 from registry.migrate import upgrade
 from registry.publish import publish_checkpoint
 from registry.records import ModelVersionRecord
+from tests.waiting import START_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_LABELS = ["Atelectasis", "Cardiomegaly", "Effusion", "Pneumonia"]
@@ -137,7 +138,7 @@ def start_server(registry: Registry, log_path: Path, **settings: Any) -> Server:
             stderr=subprocess.STDOUT,
         )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_tail()}")

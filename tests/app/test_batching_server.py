@@ -20,6 +20,7 @@ from ml.decoding import read_image_for
 from ml.explain.gradcam import compute_cams, heatmap_grid
 from ml.inference import LoadedModel
 from tests.app.live_server import Registry, Server, start_server, stop_server, zoo_checkpoint
+from tests.waiting import SETTLE_SECONDS
 
 pytestmark = pytest.mark.integration
 SAMPLES = ["nih_cxr_1024.png", "person1951_bacteria_4882.jpeg", "NORMAL2-IM-1438-0001.jpeg"]
@@ -55,7 +56,7 @@ def _serving(client: httpx.Client, name: str) -> dict:
 
 def _chosen(client: httpx.Client, name: str) -> dict:
     """The model's serving info once its background runtime trial is over (loading it if need be)."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         serving = _serving(client, name)
         if serving and serving["runtime_state"] != "choosing":
@@ -136,7 +137,7 @@ def test_a_full_inference_queue_answers_503_with_retry_after(batching_server: Se
 
 def _cam_settled(client: httpx.Client, name: str) -> dict:
     """Serving info once the runtime trial has also tried the chosen runtime for the Grad-CAM trunk."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         serving = _chosen(client, name)
         if serving["gradcam_path"] != "not built" and not serving["gradcam_message"].startswith("trying"):

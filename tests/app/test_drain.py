@@ -14,6 +14,7 @@ import pytest
 
 from registry.records import ModelVersionRecord
 from tests.app.live_server import Registry, Server, start_server, stop_server
+from tests.waiting import SETTLE_SECONDS, START_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +41,9 @@ def test_while_draining_readiness_fails_and_requests_are_still_served(
 ) -> None:
     server = start_server(registry, tmp_path / "server.log", drain_seconds=300, runtime_candidates="[]")
     try:
-        _wait(lambda: httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200, 90, "ready")
+        _wait(lambda: httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200, START_SECONDS, "ready")
         server.process.send_signal(signal.SIGTERM)
-        _wait(lambda: httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 503, 30, "unready")
+        _wait(lambda: httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 503, SETTLE_SECONDS, "unready")
         ready = httpx.get(f"{server.url}/health/ready", timeout=10).json()
         assert ready["ready"] is False and ready["checks"] == {"not draining": False}
         assert "draining" in ready["messages"]["not draining"]
@@ -64,9 +65,9 @@ def test_the_drain_ends_by_itself_and_the_server_shuts_down(
 ) -> None:
     server = start_server(registry, tmp_path / "server.log", drain_seconds=1, runtime_candidates="[]")
     try:
-        _wait(lambda: httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200, 90, "ready")
+        _wait(lambda: httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200, START_SECONDS, "ready")
         server.process.send_signal(signal.SIGTERM)
-        server.process.wait(timeout=90)
+        server.process.wait(timeout=SETTLE_SECONDS)
         log = server.log_tail(20000)
         assert "draining for 1.0 s" in log and "Application shutdown complete" in log
         assert server.process.returncode == -signal.SIGTERM  # uvicorn re-raises the signal it was given

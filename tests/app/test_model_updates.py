@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from app.settings import AppSettings
 from registry.records import ModelVersionRecord
 from registry.versions import set_alias
 from tests.app.live_server import Registry, Server, zoo_checkpoint
+from tests.waiting import SETTLE_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +41,7 @@ class Hammer:
                 )
                 self.answers.append((r.status_code, r.json().get("model", {}).get("version")))
 
-    def __enter__(self) -> Hammer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -47,7 +49,7 @@ class Hammer:
         self._stop.set()
         self._thread.join(timeout=60)
 
-    def wait_for(self, version: int, timeout: float = 15) -> None:
+    def wait_for(self, version: int, timeout: float = SETTLE_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.answers and self.answers[-1][1] == version:

@@ -15,6 +15,7 @@ import httpx
 
 from cxr.service_commands import MALLOC_ENV, api_argv, api_env, supervise, worker_argv
 from registry.migrate import upgrade
+from tests.waiting import SETTLE_SECONDS, START_SECONDS
 from worker.settings import WorkerSettings
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -37,7 +38,7 @@ def test_sigterm_is_forwarded_and_a_stubborn_child_is_killed_after_the_grace_per
     code = ("import sys; from cxr.service_commands import supervise; "
             f"sys.exit(supervise({{'api': {SLEEPER!r}, 'worker': [sys.executable, '-c', {stubborn!r}]}}, grace=1))")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + START_SECONDS
     while not ready.exists():  # both children started (the api one first), and the worker ignores SIGTERM
         assert proc.poll() is None and time.monotonic() < deadline, proc.returncode
         time.sleep(0.05)
@@ -87,7 +88,7 @@ def test_children_are_stopped_when_the_supervisor_dies_without_stopping_them(tmp
     _pid_in(tmp_path / "api")
     proc.kill()  # SIGKILL: the supervisor forwards nothing
     proc.wait(timeout=30)
-    recorded, deadline = (tmp_path / "api").with_suffix(".signal"), time.monotonic() + 30
+    recorded, deadline = (tmp_path / "api").with_suffix(".signal"), time.monotonic() + SETTLE_SECONDS
     while not recorded.exists():
         assert time.monotonic() < deadline, "the child was left running"
         time.sleep(0.05)
@@ -160,7 +161,7 @@ def test_cxr_api_execs_uvicorn_with_the_malloc_settings_in_its_environment(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "cxr", "api"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:

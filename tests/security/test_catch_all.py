@@ -13,6 +13,7 @@ import pytest
 
 from tests.app.live_server import REPO_ROOT, Server, free_port, stop_server
 from tests.security.gate_server import connect, head, read_response
+from tests.waiting import START_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                                     "--host", "127.0.0.1", "--port", str(port)], cwd=REPO_ROOT, stdout=log,
                                    stderr=subprocess.STDOUT)
     running = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + START_SECONDS
     while True:
         try:
             if httpx.get(f"{running.url}/fine", timeout=1).status_code == 200:
