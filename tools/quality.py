@@ -479,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--data-root and --run need exactly one --model")
     if args.run and not args.retrain and not (args.run / "model.pt").is_file():
         parser.error(f"{args.run} holds no model.pt: not a finished run folder (is its training still running?)")
+    if args.train_seconds is not None and not args.run:
+        parser.error("--train-seconds goes with --run: it is that run's measured training wall time")
+    if (args.train_seconds is not None and not args.retrain
+            and not any((args.run / f).is_file() for f in ("training.json", "report.json"))):
+        parser.error(f"--train-seconds: {args.run} has no report.json (written by `cxr train`) to give the epochs "
+                     "beside it, nor a training.json; for a checkpoint joined by `cxr ensemble`, write training.json")
     results = [run_model(name, models[name], args) for name in names]
     summary = {r["name"]: {k: r[k] for k in ("checkpoint", "training")} | {"test": {
         k: v for k, v in r["test"].items() if k != "per_class"}} for r in results}

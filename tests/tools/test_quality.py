@@ -169,6 +169,21 @@ def test_a_run_folder_without_its_model_is_refused_with_a_clear_message(capsys, 
     assert "holds no model.pt" in err and "Traceback" not in err
 
 
+def test_training_seconds_for_a_folder_that_cannot_say_its_epochs_are_refused_with_a_clear_message(
+        capsys, tmp_path) -> None:
+    import shutil
+
+    run = tmp_path / "joined"
+    run.mkdir()
+    shutil.copy(quality.REPO_ROOT / "models" / "nih14" / "model.pt", run / "model.pt")  # no report.json beside it
+    for argv in (["--recipe", "recipes/nih14-chestmnist.toml", "--run", str(run)], ["--model", "nih14"]):
+        with pytest.raises(SystemExit) as exc:
+            quality.main([*argv, "--val-only", "--train-seconds", "60"])
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "has no report.json" in err and "goes with --run" in err and "Traceback" not in err
+
+
 def test_an_ensemble_entry_retrains_each_member_with_its_overrides_then_joins_and_calibrates(tmp_path: Path,
                                                                                               data_dir) -> None:
     import json
