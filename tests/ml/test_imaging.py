@@ -15,9 +15,9 @@ from PIL import Image, ImageFile
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
-    JPEG2000Lossless,
     MPEG2MPML,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
     RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
@@ -128,6 +128,18 @@ def test_la_is_composited_on_black(tmp_path: Path) -> None:
     arr = np.array([[[255, 0], [255, 255], [100, 255]]], dtype=np.uint8)
     out = read_image(save_pil(Image.fromarray(arr, "LA"), tmp_path / "la.png"))
     np.testing.assert_allclose(out, [[0.0, 1.0, 100 / 255]], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGB", "RGBA"])
+def test_8bit_colour_gives_the_float64_luminance_times_alpha(mode: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (37, 53, len(mode)), dtype=np.uint8)
+    out = read_image(save_pil(Image.fromarray(arr, mode), tmp_path / "noise.png"))
+    pixels = arr.astype(np.float64) / 255
+    gray = pixels[..., 0] if mode == "LA" else pixels[..., :3] @ [0.299, 0.587, 0.114]
+    want = gray * pixels[..., -1] if mode in ("LA", "RGBA") else gray
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-6)
 
 
 def test_palette_png(tmp_path: Path) -> None:
