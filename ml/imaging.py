@@ -46,8 +46,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 MAX_SIDE = 65_535
 # Formats Pillow may try; the others (EPS through Ghostscript, exotic plugins) are not hospital inputs.
 PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-# 8-bit channels to [0, 1]: luminance of R, G, B, and one gray or alpha channel
+# Luminance weights of R, G, B (`_weighted_sum`); for 8-bit channels also scaled to [0, 1], as is one gray or
+# alpha channel
+_LUMA = tuple(np.float32(w) for w in (0.299, 0.587, 0.114))
 _LUMA_8BIT = tuple(np.float32(w / 255.0) for w in (0.299, 0.587, 0.114))
 _UNIT_8BIT = (np.float32(1 / 255.0),)
 _INT16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
@@ -173,21 +174,16 @@ def _minmax(arr: np.ndarray) -> np.ndarray:
     return ((arr - lo) / (hi - lo)).astype(np.float32)
 
 
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., :3].astype(np.float32) @ _LUMA
-
-
 def _weighted_sum(channels: np.ndarray, weights: tuple[np.float32, ...]) -> np.ndarray:
-    """The sum over c of `channels[..., c] * weights[c]` in float32, one channel at a time into one buffer:
-    8-bit colour converts without a float copy of every channel (four times faster than that copy, which was
-    most of a large RGBA PNG's decode)."""
+    """The sum over the first len(weights) channels of `channels[..., c] * weights[c]` in float32, a channel
+    at a time into one buffer: colour converts without a float copy of every channel (for 8-bit RGBA four
+    times faster than that copy, which was most of a large PNG's decode)."""
     out = np.empty(channels.shape[:-1], dtype=np.float32)
+    term = np.empty_like(out)
     np.multiply(channels[..., 0], weights[0], out=out)
-    if len(weights) > 1:
-        term = np.empty_like(out)
-        for c, weight in enumerate(weights[1:], start=1):
-            np.multiply(channels[..., c], weight, out=term)
-            out += term
+    for c in range(1, len(weights)):
+        np.multiply(channels[..., c], weights[c], out=term)
+        out += term
     return out
 
 
@@ -487,7 +483,7 @@ def _dicom_to_gray(arr: np.ndarray, ds: Dataset, info: ImageInfo, inp: _Input, y
                 piece = apply_color_lut(piece, ds)
             elif ybr:
                 piece = convert_color_space(piece, "YBR_FULL", "RGB")
-            out[rows, cols] = np.clip(_luminance(piece) / scale, 0, 1) if piece.ndim == 3 else piece
+            out[rows, cols] = np.clip(_weighted_sum(piece, _LUMA) / scale, 0, 1) if piece.ndim == 3 else piece
         return out
 
     values = _Presentation(ds, inp)
