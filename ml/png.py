@@ -21,10 +21,11 @@ The inflate never produces more than the header's rows need (`max_length`), so a
 more (a decompression bomb in a small image) costs what the image does. IDAT checksums are not checked, as
 Pillow does not check them either (zlib's Adler-32 over the inflated data is).
 
-The loops compile when this module is imported: about 4 s (2 s before the reducing loops) and 150 MiB of
-resident memory (numba and LLVM),
-once per process, at the API's start-up, never on a request (no on-disk cache: the API's file system may be
-read-only). They release the GIL, so the API's pool threads decode side by side.
+The four loops are ready when this module is imported, never compiled on a request: read from numba's on-disk
+cache (about 1 s for the import, numba's own included) where a writable cache folder holds them (`_compiled`),
+else compiled (about 9 s on a 2-core host and 150 MiB of resident memory: numba and LLVM) and written there,
+or kept in memory alone where no folder is writable (a read-only file system). They release the GIL, so the
+API's pool threads decode side by side.
 """
 
 from __future__ import annotations
@@ -63,41 +64,33 @@ def _predict(kind: int, a: int, b: int, c: int) -> int:
     return hi if thresh <= lo else (lo if hi <= thresh else c)
 
 
-def _make_pair(first: int, second: int, emit: Callable[..., None]) -> Callable[..., None]:
-    """Two rows of an 8-bit image unfiltered side by side, filters `first` and `second` (3 or 4, compiled
-    as constants), each byte handed to `emit`: each row alone is a chain of dependent bytes, two interleaved
-    keep the CPU twice as busy."""
-
-    @numba.njit(inline="always")
-    def pair(raw: np.ndarray, r: int, above: np.ndarray, full: np.ndarray, columns: np.ndarray,
-             levels: np.ndarray) -> None:
-        """Rows r and r + 1; `above` holds row r - 1 and is left holding row r + 1."""
-        a0 = a1 = c0 = c1 = 0
-        for i in range(above.shape[0]):
-            b0 = np.int64(above[i])
-            x0 = (np.int64(raw[r, i + 1]) + _predict(first, a0, b0, c0)) & 0xFF
-            x1 = (np.int64(raw[r + 1, i + 1]) + _predict(second, a1, x0, c1)) & 0xFF
-            above[i] = x1
-            emit(full, columns, levels, r, i, x0)
-            emit(full, columns, levels, r + 1, i, x1)
-            a0, c0, a1, c1 = x0, b0, x1, x0
-
-    return pair
+@numba.njit(inline="always")
+def _emit(full: np.ndarray, columns: np.ndarray, levels: np.ndarray, r: int, i: int, level: int, keep: bool,
+          reduce: bool) -> None:
+    """What a decode does with each pixel's level: its float32 value into the full image (`keep`), and added
+    to its column's sum over the current band of blocks (`reduce`; one sum per column, so no chain of
+    additions to one place)."""
+    if keep:
+        full[r, i] = levels[level]
+    if reduce:
+        columns[i] += level
 
 
-def _make_emit(keep: bool, reduce: bool) -> Callable[..., None]:
-    """What a decode does with each pixel's level (compiled into its loops): its float32 value into the full
-    image (`keep`), and added to its column's sum over the current band of blocks (`reduce`; one sum per
-    column, so no chain of additions to one place)."""
-
-    @numba.njit(inline="always")
-    def emit(full: np.ndarray, columns: np.ndarray, levels: np.ndarray, r: int, i: int, level: int) -> None:
-        if keep:
-            full[r, i] = levels[level]
-        if reduce:
-            columns[i] += level
-
-    return emit
+@numba.njit(inline="always")
+def _pair(raw: np.ndarray, r: int, above: np.ndarray, full: np.ndarray, columns: np.ndarray, levels: np.ndarray,
+          first: int, second: int, keep: bool, reduce: bool) -> None:
+    """Rows r and r + 1 of an 8-bit image, filters `first` and `second` (3 or 4), unfiltered side by side,
+    each byte handed to `_emit`: each row alone is a chain of dependent bytes, two interleaved keep the CPU
+    twice as busy. `above` holds row r - 1 and is left holding row r + 1."""
+    a0 = a1 = c0 = c1 = 0
+    for i in range(above.shape[0]):
+        b0 = np.int64(above[i])
+        x0 = (np.int64(raw[r, i + 1]) + _predict(first, a0, b0, c0)) & 0xFF
+        x1 = (np.int64(raw[r + 1, i + 1]) + _predict(second, a1, x0, c1)) & 0xFF
+        above[i] = x1
+        _emit(full, columns, levels, r, i, x0, keep, reduce)
+        _emit(full, columns, levels, r + 1, i, x1, keep, reduce)
+        a0, c0, a1, c1 = x0, b0, x1, x0
 
 
 @numba.njit(inline="always")
@@ -112,42 +105,40 @@ def _finish_band(columns: np.ndarray, sums: np.ndarray, band: int, shift: int) -
         sums[band, block] = total
 
 
+@numba.njit(inline="always")
+def _unfilter_row(kind: int, src: np.ndarray, up: np.ndarray, cur: np.ndarray, bpp: int) -> None:
+    """Undo one row's filter (0-4) into `cur` (`up`: the row above, decoded). The byte `bpp` to the left (a)
+    and the one above it (c) are carried in registers, not read back from memory."""
+    n = cur.shape[0]
+    if kind == 0:
+        for i in range(n):
+            cur[i] = src[i]
+    elif kind == 2:
+        for i in range(n):
+            cur[i] = src[i] + up[i]  # stored modulo 256
+    else:
+        a1 = a2 = c1 = c2 = 0
+        for i in range(n):
+            b = np.int64(up[i])
+            a = a1 if bpp == 1 else a2
+            c = c1 if bpp == 1 else c2
+            if kind == 1:
+                x = (np.int64(src[i]) + a) & 0xFF
+            elif kind == 3:
+                x = (np.int64(src[i]) + ((a + b) >> 1)) & 0xFF
+            else:
+                x = (np.int64(src[i]) + _predict(4, a, b, c)) & 0xFF
+            cur[i] = x
+            a2, a1, c2, c1 = a1, x, c1, b
+
+
 def _make_decoder(bpp: int, keep: bool, reduce: bool
                   ) -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], bool]:
     """The loop that unfilters the image data of a `bpp`-byte gray PNG (1: 8-bit, 2: 16-bit) into each
-    pixel's float32 value (`keep`), each block's sum of levels (`reduce`), or both; compiled now."""
-    emit = _make_emit(keep, reduce)
-    pair_33, pair_34, pair_43, pair_44 = (_make_pair(3, 3, emit), _make_pair(3, 4, emit),
-                                          _make_pair(4, 3, emit), _make_pair(4, 4, emit))
+    pixel's float32 value (`keep`), each block's sum of levels (`reduce`), or both; compiled now
+    (`_compiled`). The loop closes over these three constants alone (numba compiles it for them, and its
+    on-disk cache keys an entry by them); what it calls is module-level and takes them as arguments."""
 
-    @numba.njit(inline="always")
-    def unfilter_row(kind: int, src: np.ndarray, up: np.ndarray, cur: np.ndarray) -> None:
-        """Undo one row's filter (0-4) into `cur` (`up`: the row above, decoded). The byte `bpp` to the left
-        (a) and the one above it (c) are carried in registers, not read back from memory."""
-        n = cur.shape[0]
-        if kind == 0:
-            for i in range(n):
-                cur[i] = src[i]
-        elif kind == 2:
-            for i in range(n):
-                cur[i] = src[i] + up[i]  # stored modulo 256
-        else:
-            a1 = a2 = c1 = c2 = 0
-            for i in range(n):
-                b = np.int64(up[i])
-                a = a1 if bpp == 1 else a2
-                c = c1 if bpp == 1 else c2
-                if kind == 1:
-                    x = (np.int64(src[i]) + a) & 0xFF
-                elif kind == 3:
-                    x = (np.int64(src[i]) + ((a + b) >> 1)) & 0xFF
-                else:
-                    x = (np.int64(src[i]) + _predict(4, a, b, c)) & 0xFF
-                cur[i] = x
-                a2, a1, c2, c1 = a1, x, c1, b
-
-    @numba.njit(numba.types.boolean(_RAW, _OUT, _SUMS, _LEVELS, numba.types.int64), nogil=True,
-                boundscheck=False, cache=False)
     def decode(raw: np.ndarray, full: np.ndarray, sums: np.ndarray, levels: np.ndarray, shift: int) -> bool:
         """Unfilter `raw` (each row: its filter type, then its bytes) keeping only the row above, into `full`
         (each level's value, `levels[level]`) and into `sums` (each block of 2**shift pixels a side, its sum
@@ -168,31 +159,47 @@ def _make_decoder(bpp: int, keep: bool, reduce: bool
             if (bpp == 1 and (first == 3 or first == 4) and (second == 3 or second == 4)
                     and (shift == 0 or r & last != last)):  # two rows of one band
                 if first == 3 and second == 3:
-                    pair_33(raw, r, above, full, columns, levels)
+                    _pair(raw, r, above, full, columns, levels, 3, 3, keep, reduce)
                 elif first == 3:
-                    pair_34(raw, r, above, full, columns, levels)
+                    _pair(raw, r, above, full, columns, levels, 3, 4, keep, reduce)
                 elif second == 3:
-                    pair_43(raw, r, above, full, columns, levels)
+                    _pair(raw, r, above, full, columns, levels, 4, 3, keep, reduce)
                 else:
-                    pair_44(raw, r, above, full, columns, levels)
+                    _pair(raw, r, above, full, columns, levels, 4, 4, keep, reduce)
                 r += 2
             else:
-                unfilter_row(first, raw[r, 1:], above, cur)
+                _unfilter_row(first, raw[r, 1:], above, cur, bpp)
                 for j in range(n // bpp):
-                    emit(full, columns, levels, r, j,
-                          np.int64(cur[j]) if bpp == 1 else np.int64(cur[2 * j]) << 8 | cur[2 * j + 1])
+                    _emit(full, columns, levels, r, j,
+                          np.int64(cur[j]) if bpp == 1 else np.int64(cur[2 * j]) << 8 | cur[2 * j + 1], keep,
+                          reduce)
                 above, cur = cur, above
                 r += 1
             if reduce and ((r - 1) & last == last or r == height):
                 _finish_band(columns, sums, (r - 1) >> shift, shift)
         return True
 
-    return decode
+    return _compiled(decode)
 
 
-# (depth, reduced) -> its loop: the full image, or only the blocks' sums. Each costs about 1 s to compile at
-# import, so there is no loop making both: where both are needed (`gray_images`), the image data inflated once
-# is unfiltered twice
+def _compiled(loop: Callable[..., bool]) -> Callable[..., bool]:
+    """`loop` compiled now for its one signature, from numba's on-disk cache where there is one and it can
+    write it (`NUMBA_CACHE_DIR`, else the module's `__pycache__`, else the user's cache folder; an entry is
+    used only for this source file's exact bytes, the loop's constants, this numba and this CPU), else compiled
+    in memory (a read-only file system)."""
+    options = {"nogil": True, "boundscheck": False}
+    try:
+        dispatcher = numba.njit(cache=True, **options)(loop)
+    except RuntimeError:  # numba found no writable cache folder: "cannot cache function ..."
+        dispatcher = numba.njit(**options)(loop)
+    dispatcher.compile(numba.types.boolean(_RAW, _OUT, _SUMS, _LEVELS, numba.types.int64))
+    dispatcher.disable_compile()  # any other argument types are a TypeError, never a compile on a request
+    return dispatcher
+
+
+# (depth, reduced) -> its loop: the full image, or only the blocks' sums. Each costs about 1 s to compile, so
+# there is no loop making both: where both are needed (`gray_images`), the image data inflated once is
+# unfiltered twice
 _DECODE = {(depth, reduce): _make_decoder(depth // 8, not reduce, reduce) for depth in (8, 16)
            for reduce in (False, True)}
 REDUCTIONS = (2, 4, 8)

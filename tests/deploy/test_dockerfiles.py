@@ -46,7 +46,7 @@ def test_hadolint_finds_nothing(name):
 def test_base_image_is_pinned_and_the_user_is_not_root(name):
     path = DOCKERFILES[name]
     (base,) = _all(path, "FROM")
-    image, _, tag = base.partition(":")
+    _image, _, tag = base.partition(":")
     assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), base
     users = _all(path, "USER")
     assert users and users[-1] not in ("root", "0"), users
@@ -94,3 +94,19 @@ def test_the_gpu_api_image_serves_on_cuda_and_checks_readiness():
     assert json.loads(_all(api, "CMD")[-1]) == ["cxr", "api"]
     assert "CXR_SERVE_DEVICE=cuda" in " ".join(_all(api, "ENV"))
     assert "COPY models models" in " ".join(f"{w} {a}" for w, a in instructions(api))
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_each_image_ships_the_png_loops_compiled_in_a_cache_its_user_owns(name):
+    """`ml.png` reads its loops from numba's cache folder (`NUMBA_CACHE_DIR`) instead of compiling them at each
+    start: the image compiles them into it after the package is installed, and gives it to the service user
+    (numba uses a cache folder only where it can write)."""
+    steps = instructions(DOCKERFILES[name])
+    envs = [i for i, (word, args) in enumerate(steps) if word == "ENV" and "NUMBA_CACHE_DIR=" in args]
+    assert len(envs) == 1, "NUMBA_CACHE_DIR set once"
+    folder = re.search(r"NUMBA_CACHE_DIR=(\S+)", steps[envs[0]][1]).group(1)
+    warm = [i for i, (word, args) in enumerate(steps) if word == "RUN" and "import ml.png" in args]
+    assert len(warm) == 1 and warm[0] > envs[0]
+    assert re.search(rf"chown -R cxr {re.escape(folder)}\b", steps[warm[0]][1])
+    installed = max(i for i, (word, args) in enumerate(steps) if word == "RUN" and "pip install" in args)
+    assert installed < warm[0] < [word for word, _ in steps].index("USER")

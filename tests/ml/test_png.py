@@ -7,7 +7,11 @@ before anything is inflated."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -25,7 +29,8 @@ from ml.decoding import read_image_for, read_images_for, reduction_for
 from ml.errors import ImageError, ImageTooLargeError
 from ml.imaging import read_image
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = REPO_ROOT / "data" / "samples"
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -347,3 +352,59 @@ def _mutated_png(draw: st.DrawFn) -> bytes:
 @given(_mutated_png())
 def test_a_mutated_gray_png_gives_what_read_image_gives(data: bytes) -> None:
     _as_read_image(data)
+
+
+# A fresh process imports ml.png, decodes a hand-written PNG of each depth through each loop (the full image
+# and 4 px blocks) and prints what numba's dispatchers say of the on-disk cache, and whether every decode was
+# Pillow's pixels
+_IMPORT_AND_DECODE = """
+import json, sys
+import numpy as np
+sys.path.insert(0, "tests/ml")
+from test_png import _levels, _png, block_means
+from ml import png
+from ml.imaging import read_image
+loops = list(png._DECODE.values())
+right = []
+for depth in (8, 16):
+    data = _png(_levels(37, 41, depth), depth, [0, 1, 2, 3, 4, 3, 3, 4, 4, 1] * 3 + [4] * 7)
+    full, blocks = png.gray_images(data, 8 + 25 + 8, 41, 37, depth, (1, 4))
+    expected = read_image(data)
+    right.append(bool(np.array_equal(full, expected) and np.array_equal(blocks, block_means(expected, 4))))
+print(json.dumps({"hits": sum(sum(loop.stats.cache_hits.values()) for loop in loops),
+                  "misses": sum(sum(loop.stats.cache_misses.values()) for loop in loops),
+                  "cache_paths": sorted({str(loop.stats.cache_path) for loop in loops}), "right": right}))
+"""
+
+
+def _fresh_import(env: dict[str, str]) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", _IMPORT_AND_DECODE], cwd=REPO_ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_loops_compile_once_into_the_cache_folder_and_are_read_from_it_after(tmp_path: Path) -> None:
+    cache = tmp_path / "numba"
+    first = _fresh_import({"NUMBA_CACHE_DIR": str(cache)})
+    assert first["right"] == [True, True]
+    assert (first["hits"], first["misses"]) == (0, 4)  # compiled, all four written
+    assert len(first["cache_paths"]) == 1 and first["cache_paths"][0].startswith(str(cache))
+    entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert len([name for name in entries if name.endswith(".nbc")]) == 4
+
+    second = _fresh_import({"NUMBA_CACHE_DIR": str(cache)})
+    assert second["right"] == [True, True]
+    assert (second["hits"], second["misses"]) == (4, 0)  # all four read, none compiled
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries  # and nothing added
+
+
+def test_without_a_writable_cache_folder_the_loops_compile_in_memory(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_bytes(b"")
+    # numba's only place to look is a folder that cannot be made (its parent is a file): a read-only image
+    done = _fresh_import({"NUMBA_CACHE_DIR": str(blocked / "numba"),
+                          "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"})
+    assert done["right"] == [True, True]
+    assert (done["hits"], done["misses"]) == (0, 4)
+    assert done["cache_paths"] == ["None"]
