@@ -103,7 +103,12 @@ CARDS: dict[str, dict[str, Any]] = {
              "with a test run, kept epoch 27, validation 0.800; seed 3, 4.1 min, epoch 30, 0.789) joined with "
              "those three: four members 0.820, five 0.816, against the three's 0.809 on the same command: "
              "four shipped, the model of this card (test macro-F1 0.789, accuracy 0.775, mean AUROC 0.918 "
-             "against the three's 0.781 / 0.767 / 0.917). "
+             "against the three's 0.781 / 0.767 / 0.917). At twice the side (the 02:55 UTC rule of 2026-12-07: "
+             "`--set input_size=128` with the weight average and label smoothing, seeds 0 and 1, 22.3 and 23.3 min, "
+             "kept epochs 19 and 21) one member reached validation macro-F1 0.790 and two 0.786 against the "
+             "four's 0.820 on the same command, tuberculosis recall 0.66-0.68 against 0.75: not shipped, their "
+             "test not read; larger inputs have not paid for this data on two CPU cores (nor did the "
+             "quarter-width ResNet-18 at 128 and 192 px above). "
              "The single model's weights are the best of three seeds on validation, so its validation figure "
              "flatters it, and every candidate above was measured against it. Pretrained features (ImageNet weights from a local file) or a GPU run at higher "
              "resolution are the next step."),
