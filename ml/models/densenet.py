@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from ml.models.base import ModelConfig
@@ -46,6 +45,8 @@ class DenseNet121(ClassifierModel):
             raise ValueError(f"pool must be 'avg' or 'gem'; got '{pool}'")
         self.cfg = cfg
         self._pool, self._drop_rate = pool, drop_rate
+        import torchvision  # here, not at import: see `ml.models.resnet._basic_block`
+
         backbone = torchvision.models.densenet121(weights=None, memory_efficient=memory_efficient)
         self.features = backbone.features
         self.features.conv0 = with_in_chans(self.features.conv0, cfg.in_chans)

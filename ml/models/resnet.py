@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from ml.models.base import ModelConfig
 from ml.models.factory import register_model
@@ -24,6 +23,15 @@ from ml.models.pretrained import imagenet_config, load_pretrained_backbone
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet weights for resnet18
 RESNET18_WIDTHS = (64, 128, 256, 512)
+
+
+def _basic_block() -> type[nn.Module]:
+    """torchvision's `BasicBlock`, imported when a ResNet is built, not when this module is: importing
+    torchvision costs about 2.5 s (it loads `torch._dynamo`), which a process using no torchvision model
+    (an API serving the small CNNs, a command line) need not pay."""
+    from torchvision.models.resnet import BasicBlock
+
+    return BasicBlock
 
 
 class ResNet(ClassifierModel):
@@ -63,8 +71,9 @@ class ResNet(ClassifierModel):
             downsample = nn.Sequential(
                 nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(planes)
             )
-        layers = [BasicBlock(in_planes, planes, stride, downsample)]
-        layers += [BasicBlock(planes, planes) for _ in range(n - 1)]
+        block = _basic_block()
+        layers = [block(in_planes, planes, stride, downsample)]
+        layers += [block(planes, planes) for _ in range(n - 1)]
         return nn.Sequential(*layers)
 
     def _init_weights(self) -> None:
@@ -76,7 +85,7 @@ class ResNet(ClassifierModel):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for m in self.modules():
-            if isinstance(m, BasicBlock):
+            if isinstance(m, _basic_block()):
                 nn.init.zeros_(m.bn2.weight)  # each residual block starts as the identity
 
     def build_classifier(self, num_classes: int) -> nn.Module:

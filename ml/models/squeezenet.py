@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from ml.models.base import ModelConfig
@@ -30,6 +29,8 @@ class SqueezeNet(ClassifierModel):
         super().__init__()
         self.cfg = cfg
         self._dropout = dropout
+        import torchvision  # here, not at import: see `ml.models.resnet._basic_block`
+
         self.features = torchvision.models.squeezenet1_1(weights=None).features
         self.features[0] = with_in_chans(self.features[0], cfg.in_chans)
         self.classifier = self.build_classifier(cfg.num_classes)

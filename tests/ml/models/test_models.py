@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +14,8 @@ from ml.errors import ModelError
 from ml.explain.gradcam import compute_cams
 from ml.models import create_model, get_model_config, list_models
 from ml.models.layers import GeM
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 def _hooks(model: nn.Module) -> int:
     """Forward and backward hooks still registered anywhere in `model`."""
@@ -152,3 +158,16 @@ def test_resnet18_loads_torchvision_weights_key_for_key() -> None:
     load_pretrained_backbone(model, reference, first_conv="conv1", drop_prefixes=("fc.",))
     assert torch.equal(model.layer4[1].conv2.weight, reference["layer4.1.conv2.weight"])
     assert torch.equal(model.conv1.weight, reference["conv1.weight"].sum(dim=1, keepdim=True))
+
+
+def test_torchvision_is_imported_only_when_a_model_of_it_is_built() -> None:
+    """Importing torchvision costs about 2.5 s (it loads torch._dynamo): the API, the worker and the model
+    registry import without it, and building a ResNet, DenseNet or SqueezeNet brings it in."""
+    code = ("import sys; import app.main, worker.celery_app, ml.models, ml.training, ml.evaluation, ml.explain; "
+            "print('torchvision' in sys.modules, 'torch._dynamo' in sys.modules); "
+            "from ml.models import create_model; create_model('resnet18_narrow', num_classes=1); "
+            "print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["False", "False", "True"]
