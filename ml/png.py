@@ -24,12 +24,13 @@ Pillow does not check them either (zlib's Adler-32 over the inflated data is).
 The four loops are ready when this module is imported, never compiled on a request: read from numba's on-disk
 cache (about 1 s for the import, numba's own included) where a writable cache folder holds them (`_compiled`),
 else compiled (about 9 s on a 2-core host and 150 MiB of resident memory: numba and LLVM) and written there,
-or kept in memory alone where no folder is writable (a read-only file system). They release the GIL, so the
-API's pool threads decode side by side.
+or kept in memory alone where no folder is writable (a read-only file system) or an entry cannot be read back
+(logged). They release the GIL, so the API's pool threads decode side by side.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable
 
@@ -42,6 +43,7 @@ _OUT = numba.types.Array(numba.types.float32, 2, "C")
 _LEVELS = numba.types.Array(numba.types.float32, 1, "C", readonly=True)
 _SUMS = numba.types.Array(numba.types.int64, 2, "C")
 _CHUNK = struct.Struct(">I4s")
+_log = logging.getLogger(__name__)
 # Each level's value in [0, 1]: numpy's float32 quotient, the one `read_image` computes
 LEVELS = {8: np.arange(2**8, dtype=np.float32) / np.float32(2**8 - 1),
           16: np.arange(2**16, dtype=np.float32) / np.float32(2**16 - 1)}
@@ -186,13 +188,21 @@ def _compiled(loop: Callable[..., bool]) -> Callable[..., bool]:
     """`loop` compiled now for its one signature, from numba's on-disk cache where there is one and it can
     write it (`NUMBA_CACHE_DIR`, else the module's `__pycache__`, else the user's cache folder; an entry is
     used only for this source file's exact bytes, the loop's constants, this numba and this CPU), else compiled
-    in memory (a read-only file system)."""
+    in memory: where no folder is writable (a read-only file system), and where an entry cannot be read back
+    (a file cut short or damaged: logged, so a start never fails on its cache)."""
+    signature = numba.types.boolean(_RAW, _OUT, _SUMS, _LEVELS, numba.types.int64)
     options = {"nogil": True, "boundscheck": False}
+    dispatcher = None
     try:
-        dispatcher = numba.njit(cache=True, **options)(loop)
-    except RuntimeError:  # numba found no writable cache folder: "cannot cache function ..."
+        dispatcher = numba.njit(cache=True, **options)(loop)  # RuntimeError where no folder is writable
+        dispatcher.compile(signature)
+    except Exception as exc:  # noqa: BLE001 - retried without the cache, where a real fault raises again
+        if dispatcher is not None:  # a folder was found, an entry in it could not be read back
+            _log.warning("PNG decode loop not read from numba's cache in %s (%s: %s); compiled in memory: "
+                         "remove that folder's entries to have them written again", dispatcher.stats.cache_path,
+                         type(exc).__name__, exc)
         dispatcher = numba.njit(**options)(loop)
-    dispatcher.compile(numba.types.boolean(_RAW, _OUT, _SUMS, _LEVELS, numba.types.int64))
+        dispatcher.compile(signature)
     dispatcher.disable_compile()  # any other argument types are a TypeError, never a compile on a request
     return dispatcher
 

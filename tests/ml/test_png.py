@@ -381,7 +381,7 @@ def _fresh_import(env: dict[str, str]) -> dict[str, object]:
     done = subprocess.run([sys.executable, "-c", _IMPORT_AND_DECODE], cwd=REPO_ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
 
 
 def test_the_loops_compile_once_into_the_cache_folder_and_are_read_from_it_after(tmp_path: Path) -> None:
@@ -397,6 +397,15 @@ def test_the_loops_compile_once_into_the_cache_folder_and_are_read_from_it_after
     assert second["right"] == [True, True]
     assert (second["hits"], second["misses"]) == (4, 0)  # all four read, none compiled
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == entries  # and nothing added
+    assert "compiled in memory" not in second["stderr"]
+
+    # one entry cut short (a disk that filled up): that loop compiles in memory, the start goes on, and says so
+    damaged = sorted(cache.rglob("*.nbc"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    third = _fresh_import({"NUMBA_CACHE_DIR": str(cache)})
+    assert third["right"] == [True, True]
+    assert (third["hits"], third["misses"]) == (3, 1)
+    assert "PNG decode loop not read from numba's cache" in third["stderr"]
 
 
 def test_without_a_writable_cache_folder_the_loops_compile_in_memory(tmp_path: Path) -> None:
