@@ -81,14 +81,14 @@ class Server:
 
 
 def start(root: Path, registry_url: str, *, wait_ready: bool = True, tree: Path = REPO_ROOT,
-          cpus: set[int] | None = None, **settings: Any) -> Server:
+          cpus: set[int] | None = None, env: dict[str, str] | None = None, **settings: Any) -> Server:
     """`python -m cxr api` on a free port with `settings` as CXR_* variables (and, with `cpus`, confined to
     those cores, as a container's CPU set would); returns once /health/live answers (and, with
     `wait_ready`, once the default model is loaded). `tree`: the source tree whose code it runs (another
-    checkout, to compare revisions side by side)."""
+    checkout, to compare revisions side by side); `env`: more variables for its environment."""
     port = _free_port()
     env = {**os.environ, "CXR_DATABASE_URL": registry_url, "CXR_ARTIFACT_ROOT": str(root / "artifacts"),
-           "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
+           "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port), **(env or {})}
     env.update({f"CXR_{k.upper()}": str(v) for k, v in settings.items()})
     log_path = root / f"server-{port}.log"
     with log_path.open("wb") as log:

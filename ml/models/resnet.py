@@ -84,8 +84,9 @@ class ResNet(ClassifierModel):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        block = _basic_block()
         for m in self.modules():
-            if isinstance(m, _basic_block()):
+            if isinstance(m, block):
                 nn.init.zeros_(m.bn2.weight)  # each residual block starts as the identity
 
     def build_classifier(self, num_classes: int) -> nn.Module:
