@@ -123,6 +123,61 @@ def choose_thresholds(
     return out
 
 
+DECISION_GRID = np.exp(np.linspace(np.log(0.25), np.log(4.0), 33))  # 1/4 to 4, evenly spaced in log
+
+
+def weighted_argmax(probs: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Multi-class decisions: the class of largest `p_k * w_k` (plain arg-max when `weights` is None)."""
+    return (probs if weights is None else probs * np.asarray(weights)[None, :]).argmax(axis=1)
+
+
+def multiclass_macro_f1(truth: np.ndarray, decision: np.ndarray, k: int) -> float:
+    """Macro-F1 over the classes that occur in `truth` (as `classification_report` averages it)."""
+    f1s = []
+    for c in range(k):
+        positive, chosen = truth == c, decision == c
+        if not positive.any():
+            continue
+        tp = float((positive & chosen).sum())
+        f1s.append(2 * tp / (positive.sum() + chosen.sum()))
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+def fit_decision_weights(probs: np.ndarray, labels: np.ndarray, grid: np.ndarray = DECISION_GRID,
+                         sweeps: int = 3) -> np.ndarray:
+    """Per-class decision weights (`weighted_argmax`) that maximise macro-F1 on these rows.
+
+    The first class keeps weight 1 (only ratios matter). With three classes every pair of `grid` values is
+    tried; with more, each class's weight in turn, `sweeps` times round. Ties go to the weights closest to
+    plain arg-max (the smallest sum of |log w|), so a rule that gains nothing stays arg-max.
+    """
+    k = probs.shape[1]
+    truth = np.nan_to_num(labels).argmax(axis=1)
+    grid = np.asarray(grid, dtype=np.float64)
+    if k < 2 or len(truth) == 0:
+        return np.ones(k)
+
+    def key(w: np.ndarray) -> tuple[float, float]:
+        return multiclass_macro_f1(truth, weighted_argmax(probs, w), k), -float(np.abs(np.log(w)).sum())
+
+    best = np.ones(k)
+    if k == 3:
+        for a in grid:
+            for b in grid:
+                w = np.array([1.0, a, b])
+                if key(w) > key(best):
+                    best = w
+        return best
+    for _ in range(sweeps):
+        for j in range(1, k):
+            for g in grid:
+                w = best.copy()
+                w[j] = g
+                if key(w) > key(best):
+                    best = w
+    return best
+
+
 def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0

@@ -136,3 +136,52 @@ def test_report_counts_only_annotated_rows():
     report = classification_report(p, y, "multilabel", ["a", "b"], np.array([0.5, 0.5]))
     assert report["per_class"]["b"]["n"] == 2 and report["per_class"]["b"]["support"] == 1
     assert report["per_class"]["b"]["precision"] == 1.0 and report["per_class"]["b"]["auroc"] == 1.0
+
+
+def _three_classes(n=600, shrink=1.0, seed=0):
+    """Softmax-like rows over three classes; class 2's probability shrunk by `shrink` (a model that under-calls it)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, n)
+    logits = rng.normal(size=(n, 3)) + 1.5 * np.eye(3)[truth]
+    p = np.exp(logits)
+    p[:, 2] *= shrink
+    p /= p.sum(axis=1, keepdims=True)
+    return p, np.eye(3)[truth], truth
+
+
+def test_multiclass_macro_f1_matches_sklearn():
+    from ml.evaluation.metrics import multiclass_macro_f1, weighted_argmax
+
+    p, _, truth = _three_classes()
+    decision = weighted_argmax(p, None)
+    assert multiclass_macro_f1(truth, decision, 3) == pytest.approx(f1_score(truth, decision, average="macro"))
+    assert (weighted_argmax(p, np.array([1.0, 1.0, 100.0])) == 2).mean() > 0.9
+
+
+def test_decision_weights_undo_a_class_the_model_under_calls():
+    from ml.evaluation.metrics import fit_decision_weights, multiclass_macro_f1, weighted_argmax
+
+    p, y, truth = _three_classes(shrink=0.2)
+    w = fit_decision_weights(p, y)
+    assert w[0] == 1.0 and w[2] > 2.5 and 0.5 < w[1] < 2  # class 2 raised back, about by the shrink
+    assert multiclass_macro_f1(truth, weighted_argmax(p, w), 3) > multiclass_macro_f1(truth, p.argmax(axis=1), 3) + 0.05
+
+
+def test_decision_weights_stay_argmax_when_nothing_is_gained():
+    from ml.evaluation.metrics import fit_decision_weights
+
+    truth = np.arange(90) % 3
+    p = np.full((90, 3), 0.1)
+    p[np.arange(90), truth] = 0.8  # every row right by arg-max, and by a wide band of weights around it
+    assert fit_decision_weights(p, np.eye(3)[truth]).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_decision_weights_for_more_classes_go_round_each_weight():
+    from ml.evaluation.metrics import fit_decision_weights
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 4, 800)
+    p = np.exp(rng.normal(size=(800, 4)) + 1.5 * np.eye(4)[truth])
+    p[:, 3] *= 0.2
+    w = fit_decision_weights(p / p.sum(axis=1, keepdims=True), np.eye(4)[truth])
+    assert w[0] == 1.0 and w[3] > 2.5 and all(0.5 < v < 2 for v in w[1:3])
