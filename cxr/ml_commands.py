@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ml.config import load_recipe, merge_tables
+from ml.config import TTA_MODES, load_recipe, merge_tables
 from ml.errors import ConfigError
 from ml.training.reporter import Reporter
 
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", type=Path, help="folder for report.json and plots")
-    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time views to average (ml.tta); default the checkpoint's own")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_evaluate)
 
@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", type=Path, help="write here instead of replacing the checkpoint")
     p.add_argument("--report", type=Path, help="folder for calibration.json and reliability plots")
+    p.add_argument("--tta", choices=TTA_MODES, help="views to average (ml.tta), stored with the model so that serving "
+                   "answers with them; default the checkpoint's own")
     p.add_argument("--threshold-policy", help="default: the policy the checkpoint was trained with")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--val-only", action="store_true",
@@ -230,7 +232,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     options = {**recipe.get("dataset_options", {}), **parse_assignments(args.dataset_option)}
     report = calibrate_checkpoint(args.checkpoint, dataset=dataset, data_root=data, dataset_options=options,
                                   out=args.out, report_dir=args.report, threshold_policy=args.threshold_policy,
-                                  device=args.device, val_only=args.val_only)
+                                  device=args.device, val_only=args.val_only, tta=args.tta)
     cal = report["calibration"]
     print(f"{report['checkpoint']}: temperatures "
           + ", ".join(f"{t:.3f}" for t in cal["temperatures"]) + " (fitted on val); thresholds "

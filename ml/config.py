@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ml.errors import ConfigError
 
@@ -18,6 +18,10 @@ from ml.errors import ConfigError
 # registry's integer columns are, and seeds within what NumPy takes (torch takes more).
 MAX_COUNT = 2**31 - 1
 MAX_SEED = 2**32 - 1
+TTAMode = Literal["none", "hflip", "crops"]  # test-time views (ml.tta)
+TTA_MODES: tuple[str, ...] = ("none", "hflip", "crops")
+# a mode, or the bool `tta` once was (true: the mirror)
+TTAField = Annotated[TTAMode, BeforeValidator(lambda v: ("hflip" if v else "none") if isinstance(v, bool) else v)]
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -128,7 +132,9 @@ class TrainParams(_Config):
         "nearly separable validation set), or the highest cut keeping validation sensitivity at "
         "`threshold_sensitivity` (a margin for specificity when test images are collected apart)")
     threshold_sensitivity: float = Field(0.95, gt=0, le=1, description="target sensitivity of policy 'sensitivity'")
-    tta: bool = Field(False, description="evaluate with horizontal-flip test-time augmentation")
+    tta: TTAField = Field("none", description="test-time views the final evaluation averages (ml.tta): 'none', "
+                                "'hflip' (true: the mirror) or 'crops' (five crops of 90% of the side and the "
+                                "whole image); the model is served with the same")
     cancel_check_every: int = Field(1, ge=1, le=MAX_COUNT, description="steps between cancellation checks "
                                     "(a check reads a flag in memory: every step by default)")
 

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from ml.checkpoint import checkpoint_epoch, load_checkpoint, model_from_checkpoint
-from ml.config import DataConfig
+from ml.config import DataConfig, TTAMode
 from ml.data.base import Task
 from ml.evaluation.metrics import probabilities
 from ml.models import CXRModel
 from ml.transforms import Preprocess
+from ml.tta import averaged_logits, checkpoint_tta
 
 
 @dataclass
@@ -36,6 +37,7 @@ class LoadedModel:
     preprocess: Preprocess
     meta: dict[str, Any] = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
+    tta: TTAMode = "none"  # the views each answer averages (ml.tta)
 
     @classmethod
     def from_checkpoint(cls, source: str | Path | bytes | dict[str, Any], device: str = "cpu") -> LoadedModel:
@@ -53,6 +55,7 @@ class LoadedModel:
             preprocess=Preprocess(DataConfig.model_validate(ckpt["data_config"])),
             meta=meta,
             device=torch.device(device),
+            tta=checkpoint_tta(ckpt),
         )
 
     @property
@@ -67,7 +70,7 @@ class LoadedModel:
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """Probabilities (B, L) for a preprocessed (B, C, S, S) batch."""
-        logits = self.model(batch.to(self.device))
+        logits = averaged_logits(self.model, batch.to(self.device), self.tta)
         return probabilities(logits, self.task).cpu().numpy()
 
     def predict_images(self, images: list[np.ndarray]) -> np.ndarray:

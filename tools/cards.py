@@ -519,6 +519,11 @@ def _flags(flag: str, values: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
+TTA_WORDS = {"hflip": "the logits of the image and its mirror averaged",
+             "crops": "the logits of six views averaged: the whole image and five crops of 90% of its side (the "
+                      "centre and the four corners) resized back to the input"}
+
+
 def _training_lines(r: dict[str, Any], entry: dict[str, Any]) -> list[str]:
     """The commands that train the model alone: one run, or for an ensemble one run per member, joined and
     calibrated."""
@@ -579,6 +584,9 @@ def render_card(r: dict[str, Any], entry: dict[str, Any]) -> str:
         f"augmentation {'on' if p['augment']['enabled'] else 'off'}, seed {p['seed']}; the best epoch by "
         f"validation mean AUROC{' (the mean over the collections of their mean AUROCs)' if 'by_source' in r['val'] else ''}"
         f" is kept. Trained in {trained}."),
+        *([(f"- Test-time views: {TTA_WORDS.get(r['tta'], r['tta'])}; every figure below, the thresholds and "
+            "the calibration are on those averages, and `/predict` answers with them.")]
+          if r.get("tta") not in (None, False, "none") else []),
         "",
         "## Data",
         "",

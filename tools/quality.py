@@ -89,7 +89,7 @@ def predict_split(checkpoint: Path, recipe: dict[str, Any], data_root: Path, spl
         raise DatasetError(f"{checkpoint} predicts {loaded.labels}; the recipe's data has {ds.pathologies}")
     rows = ds.split(split)
     batches = Batches(rows, loaded.preprocess, batch_size=256, shuffle=False, in_memory=True)
-    tta = bool(loaded.meta.get("train_config", {}).get("params", {}).get("tta", False))
+    tta = loaded.tta
     probs, labels, _ = predict_batches(loaded.model, batches, loaded.preprocess, torch.device("cpu"), None, ds.task,
                                        tta=tta)
     source = rows.metadata["source"].to_numpy() if "source" in rows.metadata else None

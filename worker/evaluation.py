@@ -48,7 +48,7 @@ def evaluate(ctx: WorkerContext, job: JobRecord, lease: Lease) -> None:
     report = evaluate_checkpoint(
         ctx.store.path_of(checkpoint.uri), dataset=dataset.kind, data_root=dataset.location,
         dataset_options=dataset.options, split=job.split, out_dir=folder, device=p.get("device", "auto"),
-        batch_size=p.get("batch_size", 128), tta=p.get("tta", False), max_samples=p.get("max_samples"),
+        batch_size=p.get("batch_size", 128), tta=p.get("tta"), max_samples=p.get("max_samples"),
     )
     split_report = report["splits"][job.split]
     summary = {k: split_report[k] for k in SUMMARY_KEYS if k in split_report}

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.text import CallerText
-from ml.config import TrainParams
+from ml.config import TrainParams, TTAField
 from registry.records import MAX_INT, JobRecord
 from registry.versions import NAME_PATTERN
 
@@ -216,7 +216,8 @@ class EvaluationParams(BaseModel):
 
     batch_size: int = Field(128, ge=1, le=4096)
     max_samples: int | None = Field(None, ge=1, le=MAX_INT, description="evaluate only this many rows (quick checks)")
-    tta: bool = Field(False, description="average with the mirrored image")
+    tta: TTAField | None = Field(None, description="test-time views to average: 'none', 'hflip' (true: the "
+                                       "mirror) or 'crops'; default the model's own")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

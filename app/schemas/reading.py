@@ -42,6 +42,9 @@ class Reading(BaseModel):
     input_size: list[int] = Field(description="[height, width] the model actually sees", examples=[[224, 224]])
     calibrated: bool = Field(description="probabilities are calibrated (temperature or Platt scaling fitted on "
                                          "validation data)")
+    test_time_views: str = Field(description="what the probabilities average: 'none' (the image alone), 'hflip' "
+                                 "(the image and its mirror) or 'crops' (the image and five crops of 90% of its "
+                                 "side), as the model was calibrated and evaluated", examples=["none"])
     findings: list[FindingInfo] = Field(description="one per label, in the model's order")
     warnings: list[str] = Field(description="the input gate's flag and findings the model is unreliable for",
                                 examples=[["Cardiomegaly: unreliable for this finding (test AUROC 0.61, below 0.75)."]])
@@ -57,6 +60,7 @@ def reading(served: ServedModel, prediction: Prediction, check: InputCheck | Non
                                                       "reasons": []},
         "input_size": [size, size],
         "calibrated": served.loaded.calibrated,
+        "test_time_views": served.loaded.tta,
         "findings": [f.as_dict() for f in items],
         "warnings": warnings(items, check),
     }

@@ -30,6 +30,7 @@ from ml.explain.split import TRACE_GUARD, CamSplit, rest_logits, split_at_cam_la
 from ml.inference import LoadedModel
 from ml.models import CXRModel
 from ml.runtime import Runtime, build_runtime, choose_runtime, example_inputs, time_runtime
+from ml.tta import averaged_logits
 from registry.records import ModelVersionRecord
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,12 @@ class ServedModel:
         return self.record.name, str(self.record.version)
 
     def forward(self, resized: list[torch.Tensor]) -> np.ndarray:
-        """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime; blocking."""
+        """Probabilities (B, L) for resized (1, S, S) inputs with the current runtime, averaged over the
+        model's test-time views (`ml.tta`: one batch of B x views); blocking."""
         x = self.loaded.preprocess.finish(torch.stack(resized)).to(self.loaded.device)
         runtime = self.runtime  # read once: a runtime chosen meanwhile serves the next batch
         with TRACE_GUARD.running(), torch.inference_mode():
-            return probabilities(runtime(x), self.loaded.task).cpu().numpy()
+            return probabilities(averaged_logits(runtime, x, self.loaded.tta), self.loaded.task).cpu().numpy()
 
     def timed_forward(self, resized: list[torch.Tensor]) -> tuple[np.ndarray, float]:
         """`forward` for one (micro-)batch on a pool thread, recorded in the metrics: probabilities and the
@@ -198,13 +200,17 @@ class ServedModel:
             return self._cam_split
 
     def split_forward(self, resized: torch.Tensor) -> tuple[np.ndarray, list[torch.Tensor]]:
-        """Probabilities (L,) for one resized (1, S, S) input and the trunk's outputs for `split_cams`."""
+        """Probabilities (L,) for one resized (1, S, S) input and the trunk's outputs for `split_cams`. A model
+        answering with test-time views gets its probabilities from `forward` (the views averaged, as
+        `/predict` answers) and its map from the image itself."""
         split, trunk = self._cam_split, self._cam_trunk
         assert split is not None and trunk is not None
         x = self.loaded.preprocess.finish(resized[None]).to(self.loaded.device)
         with TRACE_GUARD.running():
             values = list(trunk(x))
-            return probabilities(rest_logits(split, values), self.loaded.task)[0].cpu().numpy(), values
+            if self.loaded.tta == "none":
+                return probabilities(rest_logits(split, values), self.loaded.task)[0].cpu().numpy(), values
+        return self.forward([resized])[0], values  # not nested in running(): a waiting trace would block it
 
     def split_maps(self, values: list[torch.Tensor], targets: list[int], size: tuple[int, int]) -> list[np.ndarray]:
         """The maps of `targets` from `split_forward`'s trunk outputs, by back-propagating through the rest."""

@@ -26,10 +26,11 @@ def evaluate_checkpoint(
     out_dir: str | Path | None = None,
     device: str = "auto",
     batch_size: int = 128,
-    tta: bool = False,
+    tta: bool | str | None = None,
     max_samples: int | None = None,
 ) -> dict[str, Any]:
-    """The report of `checkpoint` on `split` (thresholds from the checkpoint); JSON and plots in `out_dir`."""
+    """The report of `checkpoint` on `split` (thresholds from the checkpoint, and its test-time views unless
+    `tta` names others); JSON and plots in `out_dir`."""
     dev = resolve_device(device)
     loaded = LoadedModel.from_checkpoint(checkpoint, device=str(dev))
     ds = create_dataset(dataset, data_root, **(dataset_options or {}))
@@ -43,7 +44,7 @@ def evaluate_checkpoint(
     batches = Batches(rows, loaded.preprocess, batch_size=batch_size, shuffle=False,
                       in_memory=fits_in_memory(len(rows), loaded.data_config.input_size))
     report = evaluate_splits(loaded.model, loaded.preprocess, ds, {split: batches}, dev, resolve_amp("auto", dev),
-                             "f1", tta, thresholds=np.asarray(loaded.thresholds))
+                             "f1", loaded.tta if tta is None else tta, thresholds=np.asarray(loaded.thresholds))
     report.update(checkpoint=str(checkpoint), dataset=dataset, split=split, pathologies=ds.pathologies)
     if out_dir is not None:
         out = Path(out_dir)
@@ -65,6 +66,7 @@ def calibrate_checkpoint(
     device: str = "auto",
     batch_size: int = 128,
     val_only: bool = False,
+    tta: bool | str | None = None,
 ) -> dict[str, Any]:
     """Calibrate a trained checkpoint without retraining: temperatures fitted on the dataset's 'val' split
     (from the raw outputs, whatever calibration it had), thresholds chosen again on the calibrated
@@ -72,13 +74,15 @@ def calibrate_checkpoint(
     'val' and 'test' (where the dataset has one); written to `out` (default: in place, atomically) with the
     metrics of each split updated; `val_only` leaves the test split unread (a candidate not chosen yet). Returns
     the evaluation report with its `calibration` record; JSON and plots (reliability diagrams) in
-    `report_dir`."""
+    `report_dir`. `tta`: the views to average (`ml.tta`), stored in the checkpoint so that serving answers
+    with what was calibrated; default the checkpoint's own."""
     from ml.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
     from ml.config import DataConfig
     from ml.data.base import Task
     from ml.evaluation.metrics import choose_thresholds, classification_report
     from ml.evaluation.predict import calibrate_outputs, calibration_for_checkpoint, predict_batches
     from ml.transforms import Preprocess
+    from ml.tta import checkpoint_tta, tta_mode
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
@@ -90,13 +94,14 @@ def calibrate_checkpoint(
 
         raise DatasetError(f"dataset labels {ds.pathologies} differ from the model's {ckpt['labels']}")
     task = Task(ckpt["task"])
+    mode = checkpoint_tta(ckpt) if tta is None else tta_mode(tta)
     outputs = {}
     # a recipe whose test is another collection (the Kermany models' official test) has no 'test' split here
     for split in ("val", *(["test"] if "test" in ds.splits() and not val_only else [])):
         rows = ds.split(split)
         batches = Batches(rows, preprocess, batch_size=batch_size, shuffle=False,
                           in_memory=fits_in_memory(len(rows), preprocess.cfg.input_size))
-        outputs[split] = predict_batches(model, batches, preprocess, dev, resolve_amp("auto", dev), task)
+        outputs[split] = predict_batches(model, batches, preprocess, dev, resolve_amp("auto", dev), task, mode)
     from ml.evaluation.calibration import can_shift
 
     calibrated, record = calibrate_outputs(outputs, task, shift=can_shift(model.head()))
@@ -118,9 +123,9 @@ def calibrate_checkpoint(
         metrics[split] = {**(metrics.get(split) or {}), **figures, **cal}
     shown = "test" if "test" in stored["splits"] else "val"
     metrics["calibration"] = {"method": stored["method"], **stored["splits"][shown]}  # GET /models `quality`
-    ckpt.update(thresholds=[float(t) for t in thresholds], calibration=stored, metrics=metrics)
+    ckpt.update(thresholds=[float(t) for t in thresholds], calibration=stored, metrics=metrics, tta=mode)
     save_checkpoint(ckpt, out or checkpoint)
-    report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": policy, "splits": splits,
+    report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": policy, "tta": mode, "splits": splits,
               "calibration": record, "checkpoint": str(out or checkpoint), "dataset": dataset}
     if report_dir is not None:
         folder = Path(report_dir)

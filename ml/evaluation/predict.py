@@ -18,6 +18,7 @@ from ml.errors import DatasetError
 from ml.evaluation.metrics import PredictionAccumulator, choose_thresholds, classification_report
 from ml.models import CXRModel
 from ml.transforms import Preprocess
+from ml.tta import averaged_logits, tta_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # logits, labels -> mean loss
 
@@ -30,19 +31,19 @@ def predict_batches(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     task: Task,
-    tta: bool = False,
+    tta: bool | str = False,
     loss_fn: LossFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Probabilities and labels for every row, in order; mean loss when `loss_fn` is given."""
+    """Probabilities and labels for every row, in order; mean loss when `loss_fn` is given. `tta`: a mode of
+    `ml.tta` (or a bool: True is the mirror), the logits averaged over its views."""
+    mode = tta_mode(tta)
     model.eval()
     acc = PredictionAccumulator(task)
     total_loss, seen = 0.0, 0
     for images, labels in batches.epoch():
         x = preprocess.finish(images.to(device))
         with autocast(device, amp_dtype):
-            logits = model(x).float()
-            if tta:  # average the logits of the image and its mirror
-                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+            logits = averaged_logits(model, x, mode)
         if loss_fn is not None:
             total_loss += float(loss_fn(logits, labels.to(device))) * len(images)
             seen += len(images)
@@ -59,7 +60,7 @@ def evaluate_splits(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     threshold_policy: str,
-    tta: bool,
+    tta: bool | str,
     thresholds: np.ndarray | None = None,
     target_sensitivity: float = 0.95,
     calibrate: bool = True,
@@ -81,7 +82,7 @@ def evaluate_splits(
                                        target_sensitivity)
     splits = {name: classification_report(probs, labels, dataset.task, dataset.pathologies, thresholds)
               for name, (probs, labels, _) in outputs.items()}
-    report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta,
+    report = {"thresholds": [float(t) for t in thresholds], "threshold_policy": threshold_policy, "tta": tta_mode(tta),
               "splits": splits}
     if calibration is not None:
         report["calibration"] = calibration

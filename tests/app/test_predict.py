@@ -201,3 +201,28 @@ def test_inference_does_not_block_the_event_loop(client: httpx.Client, samples_d
     assert [status for status, _ in results] == [200] * 4
     shortest_cam = min(seconds for _, seconds in results)
     assert latencies and np.median(latencies) < shortest_cam / 20, (shortest_cam, latencies)
+
+
+def test_a_model_with_test_time_views_answers_the_views_averaged_in_predict_and_gradcam(
+    client: httpx.Client, registry: Registry, samples_dir: Path, trained_checkpoint: Path, tmp_path: Path
+) -> None:
+    from ml.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(trained_checkpoint)
+    ckpt["tta"] = "crops"
+    path = save_checkpoint(ckpt, tmp_path / "crops.pt")
+    version = registry.publish(path, "pneumonia-crops")
+    sample = samples_dir / "person1951_bacteria_4882.jpeg"
+    body = client.post("/predict", params={"model": version.ref}, files=[_file(sample, "image/jpeg")]).json()
+    assert body["test_time_views"] == "crops"
+    views, plain = LoadedModel.from_checkpoint(path), LoadedModel.from_checkpoint(trained_checkpoint)
+    assert views.tta == "crops" and plain.tta == "none"
+    decoded = read_image_for(sample.read_bytes(), short_side=views.preprocess.source_side).image
+    averaged, alone = float(views.predict_images([decoded])[0][0]), float(plain.predict_images([decoded])[0][0])
+    assert abs(averaged - alone) > 1e-4  # the views change the answer, so the comparison below can fail
+    assert body["probabilities"]["Pneumonia"] == pytest.approx(averaged, abs=1e-5)
+    cam = client.post("/gradcam", params={"model": version.ref, "format": "json"},
+                      files=[_file(sample, "image/jpeg")])
+    assert cam.status_code == 200, cam.text
+    assert cam.json()["probabilities"]["Pneumonia"] == pytest.approx(averaged, abs=1e-5)  # the same answer as /predict
+    assert len(cam.json()["targets"]) == 1
