@@ -1,4 +1,5 @@
-"""What a shipped model's eager forward costs against the same model as shipped at another revision:
+"""What a shipped model's eager forward (with its test-time views, `ml.tta`) costs against the same model as
+shipped at another revision:
 
     python -m bench.ensembles --against REV [--calls 40] [--threads 2]
 
@@ -64,15 +65,17 @@ def main(argv: list[str] | None = None) -> int:
             models = {"this tree": LoadedModel.from_checkpoint(ours), args.against: LoadedModel.from_checkpoint(theirs)}
             dc = models["this tree"].data_config
             x = torch.randn(1, dc.in_chans, dc.input_size, dc.input_size)
-            medians = interleaved({label: loaded.model for label, loaded in models.items()}, x, args.calls)
-            rows[name] = {label: {"members": _members(models[label]), "wall_ms": wall, "cpu_ms": cpu}
+            medians = interleaved({label: loaded.predict_tensor for label, loaded in models.items()}, x, args.calls)
+            rows[name] = {label: {"members": _members(models[label]), "views": models[label].tta,
+                                  "wall_ms": wall, "cpu_ms": cpu}
                           for label, (wall, cpu) in medians.items()}
 
-    print(f"eager forward, batch 1, {args.threads} threads, median of {args.calls} calls in turn:")
-    print(f"{'model':<20}{'tree':<12}{'members':>8}{'wall ms':>9}{'CPU ms':>8}")
+    print(f"eager forward with the checkpoint's test-time views, batch 1, {args.threads} threads, median of "
+          f"{args.calls} calls in turn:")
+    print(f"{'model':<20}{'tree':<12}{'members':>8}{'views':>7}{'wall ms':>9}{'CPU ms':>8}")
     for name, by_tree in rows.items():
         for label, r in by_tree.items():
-            print(f"{name:<20}{label:<12}{r['members']:>8}{r['wall_ms']:>9.2f}{r['cpu_ms']:>8.2f}")
+            print(f"{name:<20}{label:<12}{r['members']:>8}{r['views']:>7}{r['wall_ms']:>9.2f}{r['cpu_ms']:>8.2f}")
     print(f"\nraw: {write_result('ensembles', {'machine': machine(), 'against': args.against, 'models': rows})}")
     return 0
 
