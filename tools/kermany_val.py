@@ -60,7 +60,8 @@ def measure(checkpoint: Path, ds) -> dict:
 
     loaded = LoadedModel.from_checkpoint(checkpoint)
     batches = Batches(ds, loaded.preprocess, batch_size=256, shuffle=False, in_memory=True)
-    probs, labels, _ = predict_batches(loaded.model, batches, loaded.preprocess, torch.device("cpu"), None, ds.task)
+    probs, labels, _ = predict_batches(loaded.model, batches, loaded.preprocess, torch.device("cpu"), None, ds.task,
+                                       loaded.tta)
     auroc = float(auroc_with_mean(probs, labels)[0])
     lo, hi = bootstrap_ci(probs, labels, auroc_with_mean, n_resamples=1000, seed=0)
     threshold = float(loaded.thresholds[0])
