@@ -32,8 +32,12 @@ function renderReading(result) {
     ? `Input check: looks like a chest X-ray (score ${check.score.toFixed(2)}, threshold ${check.threshold.toFixed(2)}).`
     : `Input check: FLAGGED, may not be a chest X-ray (score ${check.score.toFixed(2)}, threshold ${check.threshold.toFixed(2)}).`,
     check.in_distribution ? "muted" : "flagged"));
+  const views = {
+    hflip: " Each probability averages the image and its mirror.",
+    crops: " Each probability averages six views: the whole image and five crops of 90% of its side.",
+  }[result.test_time_views] || "";
   parts.push(readingCell("p", `The model sees ${result.input_size[1]}×${result.input_size[0]} px; ` +
-    (result.calibrated ? "probabilities are calibrated." : "probabilities are not calibrated."), "muted"));
+    (result.calibrated ? "probabilities are calibrated." : "probabilities are not calibrated.") + views, "muted"));
   const table = document.createElement("table");
   table.id = "findings";
   table.className = "findings";

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tests.app.live_server import ZOO_LABELS, Server
+from tests.app.live_server import ZOO_LABELS, Registry, Server, start_server, stop_server, zoo_checkpoint
 from tests.app.web.conftest import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
@@ -35,6 +35,7 @@ def test_findings_read_in_words_and_warnings_are_shown(
         assert all(d.startswith(("positive (", "negative (")) for d in decisions), decisions
         expect(page.locator("#reading")).to_contain_text("Input check: looks like a chest X-ray")
         expect(page.locator("#reading")).to_contain_text("The model sees")
+        expect(page.locator("#reading")).not_to_contain_text("views")  # this model answers on the image alone
         # the test model has no recorded test AUROC: every finding is marked unreliable, in words
         warnings = page.locator("#warnings li")
         expect(warnings).to_have_count(len(ZOO_LABELS))
@@ -49,3 +50,27 @@ def test_findings_read_in_words_and_warnings_are_shown(
         page.screenshot(path=str(artifacts / "page-reading-flagged.png"), full_page=True)
         browser.close()
     assert not errors, errors
+
+
+def test_a_model_answering_over_several_views_says_so(
+    chromium_path: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from ml.checkpoint import load_checkpoint, save_checkpoint
+
+    registry = Registry.create(tmp_path)
+    ckpt = load_checkpoint(zoo_checkpoint("simple_cnn", tmp_path))
+    ckpt["tta"] = "crops"
+    registry.publish(save_checkpoint(ckpt, tmp_path / "crops.pt"), "chest-crops")
+    server = start_server(registry, tmp_path / "server.log", default_model="chest-crops")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(server.url)
+            page.set_input_files("#file", str(data_dir / "samples" / "nih_cxr_1024.png"))
+            expect(page.locator("#reading")).to_contain_text(
+                "Each probability averages six views: the whole image and five crops of 90% of its side.")
+            browser.close()
+    finally:
+        stop_server(server)
+        registry.db.dispose()
