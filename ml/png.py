@@ -24,15 +24,21 @@ Pillow does not check them either (zlib's Adler-32 over the inflated data is).
 The four loops are ready when this module is imported, never compiled on a request: read from numba's on-disk
 cache (about 1 s for the import, numba's own included) where a writable cache folder holds them (`_compiled`),
 else compiled (about 9 s on a 2-core host and 150 MiB of resident memory: numba and LLVM) and written there,
-or kept in memory alone where no folder is writable (a read-only file system) or an entry cannot be read back
-(logged). They release the GIL, so the API's pool threads decode side by side.
+or kept in memory alone where no folder is writable or an entry cannot be read back (logged). A cache folder
+that holds entries but is read-only (an image's, under a read-only root file system) is first copied to the
+temporary folder (`use_writable_cache_copy`), so a Kubernetes pod reads the loops its image compiled. They
+release the GIL, so the API's pool threads decode side by side.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import struct
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -206,6 +212,44 @@ def _compiled(loop: Callable[..., bool]) -> Callable[..., bool]:
     dispatcher.disable_compile()  # any other argument types are a TypeError, never a compile on a request
     return dispatcher
 
+
+def _writable(folder: str) -> bool:
+    try:
+        tempfile.TemporaryFile(dir=folder).close()  # numba's own test of a cache folder
+    except OSError:
+        return False
+    return True
+
+
+def use_writable_cache_copy() -> str | None:
+    """Where `NUMBA_CACHE_DIR` names a folder that exists but this process cannot write (an image's cache under
+    a read-only root file system: the Kubernetes pods), copy it once into the temporary folder and point numba
+    there, returning the copy's path. Numba neither reads nor writes a cache folder it cannot write to, so
+    without the copy every start would compile the loops again. The copy is made in a folder of its own and
+    renamed into place, so processes starting side by side never read one half-written; one that is there
+    already is used as it is."""
+    folder = numba.config.CACHE_DIR  # NUMBA_CACHE_DIR, read when numba was imported ("" when unset)
+    if not folder or not os.path.isdir(folder) or _writable(folder):
+        return None
+    target = Path(tempfile.gettempdir()) / f"cxr-numba-cache-{os.getuid()}"
+    if not target.is_dir():
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=target.parent))
+            shutil.copytree(folder, staging, dirs_exist_ok=True)  # keeps the source stamps entries are keyed by
+            try:
+                staging.rename(target)
+            except OSError:  # another process renamed its copy first: use that one
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError as exc:
+            _log.warning("numba's cache folder %s is read-only and could not be copied to %s (%s); the PNG decode "
+                         "loops compile in memory", folder, target.parent, exc)
+            return None
+    numba.config.CACHE_DIR = str(target)
+    _log.info("numba's cache folder %s is read-only: using a copy in %s", folder, target)
+    return str(target)
+
+
+use_writable_cache_copy()
 
 # (depth, reduced) -> its loop: the full image, or only the blocks' sums. Each costs about 1 s to compile, so
 # there is no loop making both: where both are needed (`gray_images`), the image data inflated once is

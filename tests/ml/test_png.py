@@ -417,3 +417,39 @@ def test_without_a_writable_cache_folder_the_loops_compile_in_memory(tmp_path: P
     assert done["right"] == [True, True]
     assert (done["hits"], done["misses"]) == (0, 4)
     assert done["cache_paths"] == ["None"]
+
+
+def _read_only_import(cache: Path, env: dict[str, str]) -> dict[str, object]:
+    """`_fresh_import` in a mount namespace of its own where `cache` is bind-mounted read-only: what a pod with a
+    read-only root file system sees of its image's cache folder."""
+    script = (f'mount --bind "{cache}" "{cache}" && mount -o remount,bind,ro "{cache}" && '
+              f'exec "{sys.executable}" -c "$0"')
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind "{cache}" "{cache}"'], capture_output=True,
+                           text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here to make a folder read-only: {probe.stderr.strip()}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, _IMPORT_AND_DECODE], cwd=REPO_ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
+
+
+def test_a_read_only_cache_folder_is_copied_to_the_temporary_folder_and_read_there(tmp_path: Path) -> None:
+    cache, scratch = tmp_path / "image-cache", tmp_path / "tmp"
+    scratch.mkdir()
+    assert _fresh_import({"NUMBA_CACHE_DIR": str(cache)})["misses"] == 4  # the image's build fills it
+    entries = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+    env = {"NUMBA_CACHE_DIR": str(cache), "TMPDIR": str(scratch), "NUMBA_CACHE_LOCATOR_CLASSES":
+           "UserProvidedCacheLocator"}  # no other folder to fall back on, as in a pod
+
+    first = _read_only_import(cache, env)
+    assert first["right"] == [True, True]
+    assert (first["hits"], first["misses"]) == (4, 0)  # read from the copy, none compiled
+    copy = scratch / f"cxr-numba-cache-{os.getuid()}"
+    assert len(first["cache_paths"]) == 1 and first["cache_paths"][0].startswith(str(copy))
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file()) == entries
+    assert [p.name for p in scratch.iterdir()] == [copy.name]  # no staging folder left behind
+
+    again = _read_only_import(cache, env)  # the next process in the pod uses the copy already there
+    assert (again["hits"], again["misses"]) == (4, 0) and again["cache_paths"] == first["cache_paths"]
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == entries
