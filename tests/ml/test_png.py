@@ -400,7 +400,7 @@ def test_the_loops_compile_once_into_the_cache_folder_and_are_read_from_it_after
     assert "compiled in memory" not in second["stderr"]
 
     # one entry cut short (a disk that filled up): that loop compiles in memory, the start goes on, and says so
-    damaged = sorted(cache.rglob("*.nbc"))[0]
+    damaged = min(cache.rglob("*.nbc"))
     damaged.write_bytes(damaged.read_bytes()[:100])
     third = _fresh_import({"NUMBA_CACHE_DIR": str(cache)})
     assert third["right"] == [True, True]
