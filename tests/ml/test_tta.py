@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -77,3 +79,30 @@ def test_a_loaded_model_evaluation_and_calibration_all_use_the_checkpoints_views
     ckpt.pop("tta")
     save_checkpoint(ckpt, tmp_path / "old.pt")  # written before test-time views were stored
     assert LoadedModel.from_checkpoint(tmp_path / "old.pt").tta == "none"
+
+
+def test_a_recipe_that_evaluates_with_views_yields_a_model_served_with_them(tmp_path, data_dir) -> None:
+    import json
+
+    from ml.checkpoint import save_checkpoint
+    from ml.config import TrainConfig
+    from ml.ensemble import join_checkpoints
+    from ml.evaluation.evaluate import calibrate_checkpoint
+    from ml.inference import LoadedModel
+    from ml.training.loop import fit
+
+    def trained(seed: int) -> Path:
+        config = TrainConfig.parse({"model": "simple_cnn", "dataset": "pneumoniamnist",
+                                    "data_root": str(data_dir / "pneumoniamnist"),
+                                    "params": {"epochs": 1, "batch_size": 32, "max_train_samples": 128,
+                                               "max_eval_samples": 64, "seed": seed, "tta": "crops"}})
+        return fit(config, tmp_path / f"run{seed}").model_path
+
+    first, second = trained(0), trained(1)
+    assert json.loads((first.parent / "report.json").read_text())["tta"] == "crops"  # thresholds chosen on views
+    assert LoadedModel.from_checkpoint(first).tta == "crops"
+    # joined and calibrated as tools.quality --retrain does, with no views named: the members' recipe decides
+    save_checkpoint(join_checkpoints([first, second]), tmp_path / "ensemble.pt")
+    report = calibrate_checkpoint(tmp_path / "ensemble.pt", dataset="pneumoniamnist",
+                                  data_root=data_dir / "pneumoniamnist", val_only=True)
+    assert report["tta"] == "crops" and LoadedModel.from_checkpoint(tmp_path / "ensemble.pt").tta == "crops"
