@@ -23,6 +23,7 @@ TTA_MODES: tuple[str, ...] = ("none", "hflip", "crops")
 # a mode, or the bool `tta` once was (true: the mirror)
 TTAField = Annotated[TTAMode, BeforeValidator(lambda v: ("hflip" if v else "none") if isinstance(v, bool) else v)]
 
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
