@@ -38,6 +38,12 @@ CARDS: dict[str, dict[str, Any]] = {
             ("Variants measured here, not shipped: class-balanced BCE (pos_weight) gave test AUROC 0.972, "
             "accuracy 0.888 at its val-chosen threshold and 0.914 at 0.5 (2.0 min); a wider simple_cnn "
             "(48-96-192 channels) ran at about a minute per epoch on the shared cores and was stopped."),
+            ("Answers over six views (the 07:56 UTC rule of 2026-12-07 in `docs/model-selection.md`): the same "
+             "weights with their logits averaged over the whole image and five crops of 90% of its side, "
+             "calibrated again on validation with them; validation AUROC 0.9964 against 0.9945 without and "
+             "API throughput 0.963x (`python -m bench.versus`), so shipped. On the official test it did not "
+             "help: AUROC 0.973 against 0.974 and accuracy 0.886 against 0.893 at the served threshold (both "
+             "well inside the intervals); it stays shipped, since undoing it now would be choosing on the test."),
         ],
         "published": [
             ("ResNet-18 (28): AUROC 0.944, accuracy 0.854; ResNet-50 (224): 0.962 / 0.884; "
