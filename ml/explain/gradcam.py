@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ml.errors import ModelError
+from ml.lazy_imports import locked_import
 from ml.models.base import CXRModel
 
 if TYPE_CHECKING:  # pytorch_grad_cam takes seconds to import: loaded on the first CAM, not at start-up
@@ -37,9 +38,7 @@ CAM_METHODS: dict[str, str] = {
 
 
 def _cam_class(method: str) -> type[BaseCAM]:
-    import pytorch_grad_cam
-
-    return getattr(pytorch_grad_cam, CAM_METHODS[method])
+    return getattr(locked_import("pytorch_grad_cam"), CAM_METHODS[method])
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
 _MAX_BATCH = 8  # targets explained per forward/backward pass (one input copy per target)
 
@@ -64,7 +63,7 @@ def compute_cams(
     reshape = _reshape_transform(model.cfg.cam_reshape)
     layers = model.cam_target_layers()  # several for an ensemble: their maps are averaged
     model.eval()  # BaseCAM does this too; said here because the caller's model stays in eval mode
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    ClassifierOutputTarget = locked_import("pytorch_grad_cam.utils.model_targets").ClassifierOutputTarget
 
     maps: list[np.ndarray] = []
     with torch.inference_mode(False), torch.enable_grad(), _params_frozen(model):

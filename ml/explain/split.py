@@ -29,6 +29,7 @@ import torch
 from torch import fx, nn
 
 from ml.errors import ModelError
+from ml.lazy_imports import locked_import
 from ml.models.base import CXRModel
 
 
@@ -179,7 +180,7 @@ def split_cams(
     whose trunk outputs are `values` (each with batch 1). Gradients go through `split.rest` only, and only
     to the layers' outputs: the rest's parameters collect none. With several layers (an ensemble) each
     layer's map is scaled to [0, 1] and the maps are averaged, as pytorch-grad-cam does."""
-    from pytorch_grad_cam.utils.image import scale_cam_image
+    scale_cam_image = locked_import("pytorch_grad_cam.utils.image").scale_cam_image
 
     if not targets:
         return []

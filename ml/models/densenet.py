@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ml.lazy_imports import locked_import
 from ml.models.base import ModelConfig
 from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel, GeM, with_in_chans
@@ -45,7 +46,7 @@ class DenseNet121(ClassifierModel):
             raise ValueError(f"pool must be 'avg' or 'gem'; got '{pool}'")
         self.cfg = cfg
         self._pool, self._drop_rate = pool, drop_rate
-        import torchvision  # here, not at import: see `ml.models.resnet._basic_block`
+        torchvision = locked_import("torchvision")  # here, not at import: see `ml.models.resnet._basic_block`
 
         backbone = torchvision.models.densenet121(weights=None, memory_efficient=memory_efficient)
         self.features = backbone.features

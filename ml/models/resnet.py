@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ml.lazy_imports import locked_import
 from ml.models.base import ModelConfig
 from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel
@@ -28,10 +29,9 @@ RESNET18_WIDTHS = (64, 128, 256, 512)
 def _basic_block() -> type[nn.Module]:
     """torchvision's `BasicBlock`, imported when a ResNet is built, not when this module is: importing
     torchvision costs about 2.5 s (it loads `torch._dynamo`), which a process using no torchvision model
-    (an API serving the small CNNs, a command line) need not pay."""
-    from torchvision.models.resnet import BasicBlock
-
-    return BasicBlock
+    (an API serving the small CNNs, a command line) need not pay. Imported one thread at a time
+    (`ml.lazy_imports`)."""
+    return locked_import("torchvision.models.resnet").BasicBlock
 
 
 class ResNet(ClassifierModel):

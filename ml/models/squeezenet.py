@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ml.lazy_imports import locked_import
 from ml.models.base import ModelConfig
 from ml.models.factory import register_model
 from ml.models.layers import ClassifierModel, with_in_chans
@@ -29,7 +30,7 @@ class SqueezeNet(ClassifierModel):
         super().__init__()
         self.cfg = cfg
         self._dropout = dropout
-        import torchvision  # here, not at import: see `ml.models.resnet._basic_block`
+        torchvision = locked_import("torchvision")  # here, not at import: see `ml.models.resnet._basic_block`
 
         self.features = torchvision.models.squeezenet1_1(weights=None).features
         self.features[0] = with_in_chans(self.features[0], cfg.in_chans)

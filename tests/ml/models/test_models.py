@@ -171,3 +171,38 @@ def test_torchvision_is_imported_only_when_a_model_of_it_is_built() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["False", "False", "True"]
+
+
+_LOCKED = """
+import threading
+import torchvision, pytorch_grad_cam.utils.image  # already imported: only the lock can hold a builder back
+from ml.lazy_imports import IMPORT_LOCK
+from ml.models import create_model
+from ml.explain.split import split_cams
+
+done = {}
+def build(name):
+    create_model(name, num_classes=2)
+    done[name] = True
+
+with IMPORT_LOCK:  # a first import under way on this thread
+    threads = [threading.Thread(target=build, args=(n,)) for n in ("resnet18_narrow", "squeezenet1_1", "densenet121")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=3)
+    print(sorted(done))
+for t in threads:
+    t.join()
+print(sorted(done))
+"""
+
+
+def test_lazy_torchvision_imports_wait_for_one_under_way() -> None:
+    """Two threads importing torchvision (or pytorch-grad-cam, which imports it) at once can find it half
+    initialised (a 500 in `make run`); every deferred import goes through one lock. With torchvision already
+    imported, only that lock can keep a builder waiting: none finishes while this thread holds it, all after."""
+    done = subprocess.run([sys.executable, "-c", _LOCKED], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["[]", "['densenet121', 'resnet18_narrow', 'squeezenet1_1']"]
