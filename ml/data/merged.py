@@ -18,9 +18,16 @@ Members and their mappings:
   CheXNet split (train 725, val 94, test 177: the split of the shipped `nih14` model); Tuberculosis
   not annotated.
 
-Rows keep their member's split. `metadata["source"]` names the member; `metadata["sample_weight"]`
-gives each member's rows of a split a total weight proportional to `weights[member]`, which the
-training loop's weighted sampler uses to mix members in every batch.
+Rows keep their member's split. The members share images: 559 Kermany images have a copy among the 3-class ones
+(69 of them from Kermany's official test split, and 122 Kermany NORMAL images filed there as pneumonia; `python
+-m tools.collection_copies`). Copies across members are resolved by `ml.data.copies.rows_to_drop`: a training or
+validation row that copies a row of a later split elsewhere is dropped (no member's test image is trained on),
+and of two copies in the same training or validation split the one from the member of lower `authority` is (the
+image is kept once, with the labels of the collection that published it: Kermany, then NIH, then the 3-class
+set, whose provenance is unknown). Test splits are never changed, so each member's test figures stay comparable
+with its single-task model's. `metadata["source"]` names the member; `metadata["sample_weight"]` gives each
+member's rows of a split a total weight proportional to `weights[member]`, which the training loop's weighted
+sampler uses to mix members in every batch.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import pandas as pd
 
 from ml.data._util import CHESTXRAY14_LABELS, require_dir
 from ml.data.base import CXRDataset, FileImages, Task
+from ml.data.copies import fingerprints, rows_to_drop
 from ml.data.factory import register_dataset
 from ml.data.folder import folder
 from ml.errors import DatasetError
@@ -52,6 +60,8 @@ MemberRows = tuple[np.ndarray, pd.DataFrame, list[str]]
 class Member:
     description: str
     read: Callable[[Path], MemberRows]
+    # whose labels win when members hold copies of one image (higher wins): the collection that published it
+    authority: int
 
 
 def _blank(n: int) -> np.ndarray:
@@ -105,9 +115,11 @@ def _nih(root: Path) -> MemberRows:
 
 
 MEMBERS: dict[str, Member] = {
-    "kermany": Member("Kermany pediatric pneumonia (Pneumonia); test = the official Kermany test split", _kermany),
-    "cxr3class": Member("parth-261204 normal/pneumonia/tuberculosis (Pneumonia, Tuberculosis)", _cxr3class),
-    "nih": Member("996 NIH ChestX-ray14 images at 64 px, CheXNet split (the 14 NIH labels)", _nih),
+    "kermany": Member("Kermany pediatric pneumonia (Pneumonia); test = the official Kermany test split", _kermany,
+                      authority=2),
+    "cxr3class": Member("parth-261204 normal/pneumonia/tuberculosis (Pneumonia, Tuberculosis)", _cxr3class,
+                        authority=0),
+    "nih": Member("996 NIH ChestX-ray14 images at 64 px, CheXNet split (the 14 NIH labels)", _nih, authority=1),
 }
 
 
@@ -139,9 +151,23 @@ def merged(
         frames.append(meta.assign(source=name))
         paths += member_paths
     metadata = pd.concat(frames, ignore_index=True)
+    labels_all = np.concatenate(labels)
+    if len(members) > 1:
+        keep = _without_copies(metadata, paths, members)
+        metadata, labels_all = metadata[keep].reset_index(drop=True), labels_all[keep]
+        paths = [p for p, k in zip(paths, keep, strict=True) if k]
     metadata["sample_weight"] = sample_weights(metadata, {m: float(weights.get(m, 1.0)) for m in members})
-    return CXRDataset("merged", list(VOCABULARY), np.concatenate(labels), Task.MULTILABEL, metadata,
-                      FileImages(paths))
+    return CXRDataset("merged", list(VOCABULARY), labels_all, Task.MULTILABEL, metadata, FileImages(paths))
+
+
+def _without_copies(metadata: pd.DataFrame, paths: list[str], members: Sequence[str]) -> np.ndarray:
+    """A boolean row mask: False for the rows `rows_to_drop` resolves away, each drop counted in the log."""
+    dropped = rows_to_drop(metadata, fingerprints(paths), {m: MEMBERS[m].authority for m in members})
+    for (source, split, copy_of), n in dropped.groupby(["source", "split", "copy_of"]).size().items():
+        logger.info("merged: dropped %d %s %s rows, copies of %s images", n, source, split, copy_of)
+    keep = np.ones(len(metadata), dtype=bool)
+    keep[dropped["index"].to_numpy(dtype=np.int64)] = False
+    return keep
 
 
 def sample_weights(metadata: pd.DataFrame, weights: Mapping[str, float]) -> np.ndarray:

@@ -1,0 +1,70 @@
+"""Images shared by the collections that `merged` pools: how many, in which splits, under which labels, and
+what the pooled dataset drops (`ml.data.copies`). Diagnostics for docs/data-audit.md, not results.
+
+    python -m tools.collection_copies [--root ../shared/data]
+
+Prints, for each pair of members, the histogram of each row's best fingerprint correlation with the other
+member (the gap around the copy cut shows it is not near a crowd of distinct images), the copies by split
+and class, and the rows `merged` drops. About 30 s on two cores (every image is decoded once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.data.copies import COPY_CORRELATION, copy_pairs, fingerprints, rows_to_drop
+from ml.data.merged import MEMBERS, VOCABULARY
+
+BINS = [-1.0, 0.8, 0.9, 0.95, 0.97, 0.98, COPY_CORRELATION, 1.01]
+
+
+def _class_of(source: str, labels: np.ndarray, meta: pd.DataFrame) -> list[str]:
+    """A short label per row: the member's own class where it has one, else its positive NIH labels."""
+    if "class" in meta:
+        return meta["class"].astype(str).str.lower().tolist()
+    names = VOCABULARY
+    return ["|".join(n for n, v in zip(names, row, strict=True) if v == 1) or "no finding" for row in labels]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("../shared/data"), help="the shared data folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    rows = {}
+    for name, member in MEMBERS.items():
+        labels, meta, paths = member.read(args.root)
+        rows[name] = (meta.assign(source=name), fingerprints(paths), _class_of(name, labels, meta))
+        print(f"{name}: {len(meta)} rows")
+
+    for a, b in itertools.combinations(MEMBERS, 2):
+        (meta_a, fp_a, cls_a), (meta_b, fp_b, cls_b) = rows[a], rows[b]
+        best = (fp_a @ fp_b.T).max(axis=1)
+        counts, _ = np.histogram(best, bins=BINS)
+        edges = [f"<{BINS[1]}"] + [f"{lo}-{hi}" for lo, hi in itertools.pairwise(BINS[1:-1])] + [f">={BINS[-2]}"]
+        print(f"\n{a} rows by best correlation with a {b} row: "
+              + ", ".join(f"{e}: {c}" for e, c in zip(edges, counts, strict=True)))
+        pairs = copy_pairs(fp_a, fp_b)
+        tally = Counter((meta_a["split"].iat[i], cls_a[i], meta_b["split"].iat[j], cls_b[j]) for i, j in pairs)
+        for (split_a, c_a, split_b, c_b), n in sorted(tally.items()):
+            print(f"  {n:4d} copies: {a} {split_a} {c_a!r} = {b} {split_b} {c_b!r}")
+
+    metadata = pd.concat([r[0] for r in rows.values()], ignore_index=True)
+    prints = np.concatenate([r[1] for r in rows.values()])
+    dropped = rows_to_drop(metadata, prints, {m: MEMBERS[m].authority for m in MEMBERS})
+    print(f"\nmerged drops {len(dropped)} of {len(metadata)} rows:")
+    for (source, split, copy_of), n in dropped.groupby(["source", "split", "copy_of"]).size().items():
+        print(f"  {n:4d} {source} {split} rows (copies of {copy_of} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
