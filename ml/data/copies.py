@@ -48,7 +48,7 @@ def fingerprints(paths: Sequence[str | Path], side: int = SIDE) -> np.ndarray:
 
 def copy_pairs(a: np.ndarray, b: np.ndarray, threshold: float = COPY_CORRELATION,
                chunk: int = 4096) -> np.ndarray:
-    """(K, 2) int indices (i into `a`, j into `b`) of every pair of fingerprints correlating >= `threshold`."""
+    """(K, 2) indices (i into `a`, j into `b`) of the pairs of fingerprints correlating >= `threshold`."""
     found = []
     for start in range(0, len(a), chunk):
         i, j = np.nonzero(a[start:start + chunk] @ b.T >= threshold)

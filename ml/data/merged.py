@@ -18,16 +18,16 @@ Members and their mappings:
   CheXNet split (train 725, val 94, test 177: the split of the shipped `nih14` model); Tuberculosis
   not annotated.
 
-Rows keep their member's split. The members share images: 559 Kermany images have a copy among the 3-class ones
-(69 of them from Kermany's official test split, and 122 Kermany NORMAL images filed there as pneumonia; `python
--m tools.collection_copies`). Copies across members are resolved by `ml.data.copies.rows_to_drop`: a training or
-validation row that copies a row of a later split elsewhere is dropped (no member's test image is trained on),
-and of two copies in the same training or validation split the one from the member of lower `authority` is (the
-image is kept once, with the labels of the collection that published it: Kermany, then NIH, then the 3-class
-set, whose provenance is unknown). Test splits are never changed, so each member's test figures stay comparable
-with its single-task model's. `metadata["source"]` names the member; `metadata["sample_weight"]` gives each
-member's rows of a split a total weight proportional to `weights[member]`, which the training loop's weighted
-sampler uses to mix members in every batch.
+Rows keep their member's split. The members share images: 559 Kermany images have a copy among the 3-class
+ones (69 of them from Kermany's official test split, and 122 Kermany NORMAL images filed there as pneumonia;
+`python -m tools.collection_copies`). Copies across members are resolved by `ml.data.copies.rows_to_drop`: a
+training or validation row that copies a row of a later split elsewhere is dropped (no member's test image
+is trained on), and of two copies in the same training or validation split the one from the member of lower
+`authority` is (the image is kept once, with the labels of the collection that published it: Kermany, then
+NIH, then the 3-class set, whose provenance is unknown). Test splits are never changed, so each member's
+test figures stay comparable with its single-task model's. `metadata["source"]` names the member;
+`metadata["sample_weight"]` gives each member's rows of a split a total weight proportional to
+`weights[member]`, which the training loop's weighted sampler uses to mix members in every batch.
 """
 
 from __future__ import annotations

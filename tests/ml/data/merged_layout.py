@@ -3,6 +3,7 @@ small synthetic 3-class and NIH members."""
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,17 @@ def _png(path: Path, seed: int, size: int = 64) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(path)
+
+
+def recoded_copy(source: Path, target: Path, size: tuple[int, int] = (256, 300), quality: int = 85) -> Path:
+    """`source` as another collection stores it: resized to `size` (another aspect ratio), JPEG of another
+    quality."""
+    image = Image.open(source).convert("L").resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(buffer.getvalue())
+    return target
 
 
 def build_shared_layout(root: Path, data_dir: Path) -> Path:

@@ -14,17 +14,29 @@ from ml.data import create_dataset
 from ml.data._util import CHESTXRAY14_LABELS
 from ml.data.base import Task
 from ml.data.batches import Batches
+from ml.data.copies import copy_pairs, fingerprints
 from ml.data.merged import VOCABULARY
 from ml.data.options import validate_options
 from ml.errors import DatasetError
 from ml.models import get_model_config
 from ml.transforms import Preprocess, resolve_data_config
-from tests.ml.data.merged_layout import build_shared_layout
+from tests.ml.data.merged_layout import build_shared_layout, recoded_copy
 
 
 @pytest.fixture(scope="module")
 def shared(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_shared_layout(tmp_path_factory.mktemp("shared"), data_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_with_copies(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layout with Kermany radiographs also in the 3-class set, re-encoded and filed as pneumonia, as on
+    the real data (`python -m tools.collection_copies`). The first three are also Kermany test images."""
+    root = build_shared_layout(tmp_path_factory.mktemp("shared-copies"), data_dir)
+    pneumonia = root / "cxr3class-normal-pneumonia-tb" / "parth261204_256px" / "pneumonia"
+    for k, image in enumerate(sorted((data_dir / "kermany-sample" / "NORMAL").iterdir())[:8]):
+        recoded_copy(image, pneumonia / f"pneumonia-copy-{k}.jpg")
+    return root
 
 
 def _known(ds, source: str) -> np.ndarray:
@@ -138,3 +150,29 @@ def test_fit_trains_on_the_merged_dataset_and_masks_what_members_lack(shared: Pa
     members = [val[f"mean_auroc_{m}"] for m in ("cxr3class", "kermany", "nih")]
     assert "mean_auroc_pooled" in val
     assert val["mean_auroc"] == pytest.approx(np.mean([v for v in members if v is not None]))
+
+
+def test_no_image_is_trained_on_or_chosen_by_while_a_copy_of_it_is_tested(shared_with_copies: Path) -> None:
+    ds = create_dataset("merged", shared_with_copies)
+    alone = {m: create_dataset("merged", shared_with_copies, members=[m]) for m in ("kermany", "cxr3class", "nih")}
+    meta = ds.metadata
+    assert len(meta) < sum(len(d) for d in alone.values())  # the copies were there, and rows went
+    for member, own in alone.items():  # each member's test split is its benchmark, kept whole
+        kept = meta.loc[(meta["source"] == member) & (meta["split"] == "test"), "path"]
+        assert kept.tolist() == own.metadata.loc[own.metadata["split"] == "test", "path"].tolist()
+    prints = fingerprints(meta["path"].tolist())
+    sources, splits = meta["source"].to_numpy(), meta["split"].to_numpy()
+    across = [(i, j) for i, j in copy_pairs(prints, prints) if sources[i] != sources[j]]
+    assert all(splits[i] == splits[j] == "test" for i, j in across), [
+        (sources[i], splits[i], sources[j], splits[j]) for i, j in across if splits[i] != "test"]
+    # a 3-class training row never copies a Kermany row (whatever its split, Kermany's wins); a Kermany row
+    # goes only where its 3-class copy sits in a later split, and that copy stays
+    copies = meta["path"].str.contains("pneumonia-copy-").to_numpy()
+    assert copies.any() and not copies[splits == "train"].any()
+    own = alone["kermany"].metadata
+    lost = own[~own["path"].isin(meta["path"])]
+    rank = {"train": 0, "val": 1, "test": 2}
+    lost_prints = fingerprints(lost["path"].tolist())
+    for k, split in enumerate(lost["split"]):
+        later = [j for _, j in copy_pairs(lost_prints[k:k + 1], prints) if sources[j] == "cxr3class"]
+        assert later and all(rank[splits[j]] > rank[split] for j in later)
