@@ -67,11 +67,12 @@ def rows_to_drop(metadata: pd.DataFrame, prints: np.ndarray, authority: dict[str
     - in different splits, the copy in the earlier split goes (train before val before test): no image is
       trained on or chosen by while its copy is tested on, and no test split ever loses a row;
     - in the same training or validation split, the copy from the collection of lower authority goes: the
-      image is kept once, with the labels of the collection that published it;
+      image is kept once, with the labels of the collection that published it (`resolve_copies` adds the
+      labels only the dropped copy annotates);
     - both in test splits, both stay: each collection's test split is its benchmark, kept whole.
 
     Returns one row per dropped index (`index`, `source`, `split`, `copy_of`: the kept copy's source and
-    split), empty when nothing copies anything.
+    split, `kept`: its index, `same_split`), empty when nothing copies anything.
     """
     sources = metadata["source"].to_numpy()
     splits = metadata["split"].to_numpy()
@@ -79,7 +80,7 @@ def rows_to_drop(metadata: pd.DataFrame, prints: np.ndarray, authority: dict[str
     if unknown:
         raise DatasetError(f"cannot resolve copies across collections: unknown split(s) {unknown}")
     names = list(dict.fromkeys(sources))
-    drop: dict[int, str] = {}
+    drop: dict[int, int] = {}
     for x, first in enumerate(names):
         for second in names[x + 1:]:
             rows_a, rows_b = np.flatnonzero(sources == first), np.flatnonzero(sources == second)
@@ -92,7 +93,30 @@ def rows_to_drop(metadata: pd.DataFrame, prints: np.ndarray, authority: dict[str
                     continue
                 else:
                     loser, keeper = (ra, rb) if authority[first] < authority[second] else (rb, ra)
-                drop.setdefault(loser, f"{sources[keeper]} {splits[keeper]}")
+                drop.setdefault(loser, keeper)
     index = sorted(drop)
+    kept = [drop[k] for k in index]
     return pd.DataFrame({"index": index, "source": sources[index], "split": splits[index],
-                         "copy_of": [drop[k] for k in index]})
+                         "copy_of": [f"{sources[k]} {splits[k]}" for k in kept], "kept": kept,
+                         "same_split": splits[index] == splits[kept]})
+
+
+def resolve_copies(metadata: pd.DataFrame, labels: np.ndarray, prints: np.ndarray, authority: dict[str, int],
+                   threshold: float = COPY_CORRELATION) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """`rows_to_drop` applied: a row mask (False: dropped), the labels, and the dropped rows.
+
+    Where a copy goes in favour of one in the same split, the labels it annotates and the kept copy does not
+    (NaN there) move to the kept copy: a Kermany image the 3-class set also holds keeps Kermany's Pneumonia
+    label and gains the 3-class set's Tuberculosis 0, which no other Kermany row carries. A label both
+    annotate keeps the kept copy's value (the authority's). A copy dropped for a later split (leakage) gives
+    nothing: the later split's labels are never changed.
+    """
+    dropped = rows_to_drop(metadata, prints, authority, threshold)
+    keep = np.ones(len(metadata), dtype=bool)
+    keep[dropped["index"].to_numpy(dtype=np.int64)] = False
+    labels = labels.copy()
+    for loser, kept in dropped.loc[dropped["same_split"], ["index", "kept"]].itertuples(index=False):
+        if keep[kept]:
+            add = np.isnan(labels[kept]) & ~np.isnan(labels[loser])
+            labels[kept, add] = labels[loser, add]
+    return keep, labels, dropped

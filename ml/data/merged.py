@@ -42,7 +42,7 @@ import pandas as pd
 
 from ml.data._util import CHESTXRAY14_LABELS, require_dir
 from ml.data.base import CXRDataset, FileImages, Task
-from ml.data.copies import fingerprints, rows_to_drop
+from ml.data.copies import fingerprints, resolve_copies
 from ml.data.factory import register_dataset
 from ml.data.folder import folder
 from ml.errors import DatasetError
@@ -153,21 +153,24 @@ def merged(
     metadata = pd.concat(frames, ignore_index=True)
     labels_all = np.concatenate(labels)
     if len(members) > 1:
-        keep = _without_copies(metadata, paths, members)
+        keep, labels_all = _without_copies(metadata, labels_all, paths, members)
         metadata, labels_all = metadata[keep].reset_index(drop=True), labels_all[keep]
         paths = [p for p, k in zip(paths, keep, strict=True) if k]
     metadata["sample_weight"] = sample_weights(metadata, {m: float(weights.get(m, 1.0)) for m in members})
     return CXRDataset("merged", list(VOCABULARY), labels_all, Task.MULTILABEL, metadata, FileImages(paths))
 
 
-def _without_copies(metadata: pd.DataFrame, paths: list[str], members: Sequence[str]) -> np.ndarray:
-    """A boolean row mask: False for the rows `rows_to_drop` resolves away, each drop counted in the log."""
-    dropped = rows_to_drop(metadata, fingerprints(paths), {m: MEMBERS[m].authority for m in members})
+def _without_copies(metadata: pd.DataFrame, labels: np.ndarray, paths: list[str],
+                    members: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`resolve_copies` on the pooled rows: a row mask (False: dropped) and the labels, each drop logged."""
+    keep, resolved, dropped = resolve_copies(metadata, labels, fingerprints(paths),
+                                             {m: MEMBERS[m].authority for m in members})
     for (source, split, copy_of), n in dropped.groupby(["source", "split", "copy_of"]).size().items():
         logger.info("merged: dropped %d %s %s rows, copies of %s images", n, source, split, copy_of)
-    keep = np.ones(len(metadata), dtype=bool)
-    keep[dropped["index"].to_numpy(dtype=np.int64)] = False
-    return keep
+    added = int((np.isnan(labels) & ~np.isnan(resolved)).sum())
+    if added:
+        logger.info("merged: %d labels of dropped copies added to the copies kept", added)
+    return keep, resolved
 
 
 def sample_weights(metadata: pd.DataFrame, weights: Mapping[str, float]) -> np.ndarray:
