@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ml.data.copies import COPY_CORRELATION, copy_pairs, fingerprints, rows_to_drop
+from ml.data.copies import COPY_CORRELATION, copy_pairs, fingerprints, resolve_copies, rows_to_drop
 from ml.errors import DatasetError
 from tests.ml.data.merged_layout import recoded_copy
 
@@ -100,3 +100,20 @@ def test_an_unknown_split_is_refused() -> None:
     meta = pd.DataFrame({"source": ["kermany", "nih"], "split": ["train", "holdout"]})
     with pytest.raises(DatasetError, match="holdout"):
         rows_to_drop(meta, np.stack([_unit(0), _unit(0)]), AUTHORITY)
+
+
+def test_a_copy_dropped_beside_its_twin_hands_over_the_labels_only_it_annotates() -> None:
+    nan = np.nan
+    meta = pd.DataFrame({"source": ["kermany", "cxr3class", "kermany", "cxr3class", "cxr3class"],
+                         "split": ["train", "train", "train", "test", "val"]})
+    # columns: Pneumonia, Tuberculosis. Row 1 is a 3-class copy of Kermany row 0 filed as pneumonia (Kermany
+    # says normal); row 3 is a 3-class test copy of Kermany row 2, row 4 a copy of nothing
+    labels = np.array([[0, nan], [1, 0], [1, nan], [1, 0], [0, 1]], dtype=np.float32)
+    prints = np.stack([_unit(0), _unit(0), _unit(1), _unit(1), _unit(2)])
+    keep, resolved, dropped = resolve_copies(meta, labels, prints, AUTHORITY)
+    assert keep.tolist() == [True, False, False, True, True]
+    assert dropped[["index", "kept"]].values.tolist() == [[1, 0], [2, 3]]
+    np.testing.assert_array_equal(resolved[0], [0, 0])  # Kermany's Pneumonia 0 stays; Tuberculosis 0 comes
+    np.testing.assert_array_equal(resolved[3], labels[3])  # a test row's labels never change
+    np.testing.assert_array_equal(resolved[[2, 4]], labels[[2, 4]])
+    assert np.isnan(labels[0, 1])  # the caller's array is left as it was

@@ -172,6 +172,13 @@ def test_no_image_is_trained_on_or_chosen_by_while_a_copy_of_it_is_tested(shared
     own = alone["kermany"].metadata
     lost = own[~own["path"].isin(meta["path"])]
     rank = {"train": 0, "val": 1, "test": 2}
+    # a Kermany row whose 3-class copy went beside it keeps its Pneumonia label and gains Tuberculosis 0
+    tb, pneumonia = VOCABULARY.index("Tuberculosis"), VOCABULARY.index("Pneumonia")
+    own_pneumonia = dict(zip(own["path"], alone["kermany"].labels[:, pneumonia], strict=True))
+    kermany_rows = np.flatnonzero(sources == "kermany")
+    gained = [r for r in kermany_rows if not np.isnan(ds.labels[r, tb])]
+    assert gained and (ds.labels[gained, tb] == 0).all()
+    assert all(ds.labels[r, pneumonia] == own_pneumonia[meta["path"].iat[r]] for r in kermany_rows)
     lost_prints = fingerprints(lost["path"].tolist())
     for k, split in enumerate(lost["split"]):
         later = [j for _, j in copy_pairs(lost_prints[k:k + 1], prints) if sources[j] == "cxr3class"]
