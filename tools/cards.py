@@ -251,8 +251,8 @@ CARDS: dict[str, dict[str, Any]] = {
                 "3-class set (69 from Kermany's official test split; 122 Kermany NORMAL images filed there as "
                 "pneumonia; `python -m tools.collection_copies`, docs/data-audit.md): a training or validation "
                 "row copying a row of a later split of another collection is dropped, and of two copies in one "
-                "training or validation split the 3-class one (`ml/data/copies.py`): 554 of 8713 rows, every "
-                "test split whole.",
+                "training or validation split the 3-class one, its Tuberculosis 0 passed to the Kermany copy kept "
+                "(`ml/data/copies.py`): 554 of 8713 rows, every test split whole.",
         "split": "Each collection keeps the split of its single-task model: Kermany, our patient-aware 85/15 split "
                  "of Kaggle's training images for train/val and **Kermany's official test split** (624) for test; "
                  "the 3-class set, our duplicate-aware 70/10/20 split (seed 0); NIH, the CheXNet lists (725 / 94 / "

@@ -20,13 +20,14 @@ Members and their mappings:
 
 Rows keep their member's split. The members share images: 559 Kermany images have a copy among the 3-class
 ones (69 of them from Kermany's official test split, and 122 Kermany NORMAL images filed there as pneumonia;
-`python -m tools.collection_copies`). Copies across members are resolved by `ml.data.copies.rows_to_drop`: a
-training or validation row that copies a row of a later split elsewhere is dropped (no member's test image
+`python -m tools.collection_copies`). Copies across members are resolved by `ml.data.copies.resolve_copies`:
+a training or validation row that copies a row of a later split elsewhere is dropped (no member's test image
 is trained on), and of two copies in the same training or validation split the one from the member of lower
 `authority` is (the image is kept once, with the labels of the collection that published it: Kermany, then
-NIH, then the 3-class set, whose provenance is unknown). Test splits are never changed, so each member's
-test figures stay comparable with its single-task model's. `metadata["source"]` names the member;
-`metadata["sample_weight"]` gives each member's rows of a split a total weight proportional to
+NIH, then the 3-class set, whose provenance is unknown, and gaining the labels only the dropped copy
+annotates: a Kermany image the 3-class set holds gains Tuberculosis 0). Test splits are never changed, so
+each member's test figures stay comparable with its single-task model's. `metadata["source"]` names the
+member; `metadata["sample_weight"]` gives each member's rows of a split a total weight proportional to
 `weights[member]`, which the training loop's weighted sampler uses to mix members in every batch.
 """
 
