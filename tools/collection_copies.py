@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data.copies import COPY_CORRELATION, copy_pairs, fingerprints, rows_to_drop
+from ml.data.copies import COPY_CORRELATION, copy_pairs, fingerprints, resolve_copies
 from ml.data.merged import MEMBERS, VOCABULARY
 
 BINS = [-1.0, 0.8, 0.9, 0.95, 0.97, 0.98, COPY_CORRELATION, 1.01]
@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, member in MEMBERS.items():
         labels, meta, paths = member.read(args.root)
-        rows[name] = (meta.assign(source=name), fingerprints(paths), _class_of(name, labels, meta))
+        rows[name] = (meta.assign(source=name), fingerprints(paths), _class_of(name, labels, meta), labels)
         print(f"{name}: {len(meta)} rows")
 
     for a, b in itertools.combinations(MEMBERS, 2):
-        (meta_a, fp_a, cls_a), (meta_b, fp_b, cls_b) = rows[a], rows[b]
+        (meta_a, fp_a, cls_a, _), (meta_b, fp_b, cls_b, _) = rows[a], rows[b]
         best = (fp_a @ fp_b.T).max(axis=1)
         counts, _ = np.histogram(best, bins=BINS)
         edges = [f"<{BINS[1]}"] + [f"{lo}-{hi}" for lo, hi in itertools.pairwise(BINS[1:-1])] + [f">={BINS[-2]}"]
@@ -59,10 +59,15 @@ def main(argv: list[str] | None = None) -> int:
 
     metadata = pd.concat([r[0] for r in rows.values()], ignore_index=True)
     prints = np.concatenate([r[1] for r in rows.values()])
-    dropped = rows_to_drop(metadata, prints, {m: MEMBERS[m].authority for m in MEMBERS})
+    labels = np.concatenate([r[3] for r in rows.values()])
+    keep, resolved, dropped = resolve_copies(metadata, labels, prints, {m: MEMBERS[m].authority for m in MEMBERS})
     print(f"\nmerged drops {len(dropped)} of {len(metadata)} rows:")
     for (source, split, copy_of), n in dropped.groupby(["source", "split", "copy_of"]).size().items():
         print(f"  {n:4d} {source} {split} rows (copies of {copy_of} images)")
+    gained = np.isnan(labels) & ~np.isnan(resolved) & keep[:, None]
+    for (source, split), group in metadata[gained.any(axis=1)].groupby(["source", "split"]):
+        names = sorted({VOCABULARY[j] for j in np.flatnonzero(gained[group.index].any(axis=0))})
+        print(f"  {len(group):4d} {source} {split} rows kept gain {', '.join(names)} from the copies dropped")
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ml.data import create_dataset
@@ -36,6 +37,10 @@ def test_the_report_counts_the_copies_and_the_rows_merged_drops(shared: Path,
     merged = create_dataset("merged", shared)
     total = int(re.search(r"merged drops \d+ of (\d+) rows", out).group(1))
     assert dropped > 0 and total - dropped == len(merged)
+    # Kermany rows whose 3-class twin went beside them gain its Tuberculosis label, as the merged rows show
+    gained = sum(int(n) for n in re.findall(r"(\d+) kermany \w+ rows kept gain Tuberculosis", out))
+    tb = merged.labels[:, merged.pathologies.index("Tuberculosis")]
+    assert gained > 0 and gained == int((merged.metadata["source"].eq("kermany").to_numpy() & ~np.isnan(tb)).sum())
 
 
 def test_the_leak_check_finds_the_test_images_another_member_trains_on(shared: Path) -> None:
