@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data.copies import COPY_CORRELATION, copy_pairs, fingerprints, resolve_copies
+from ml.data.copies import COPY_CORRELATION, fingerprints, resolve_copies
 from ml.data.merged import MEMBERS, VOCABULARY
 
 BINS = [-1.0, 0.8, 0.9, 0.95, 0.97, 0.98, COPY_CORRELATION, 1.01]
@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
 
     for a, b in itertools.combinations(MEMBERS, 2):
         (meta_a, fp_a, cls_a, _), (meta_b, fp_b, cls_b, _) = rows[a], rows[b]
-        best = (fp_a @ fp_b.T).max(axis=1)
-        counts, _ = np.histogram(best, bins=BINS)
+        similarity = fp_a @ fp_b.T
+        counts, _ = np.histogram(similarity.max(axis=1), bins=BINS)
         edges = [f"<{BINS[1]}"] + [f"{lo}-{hi}" for lo, hi in itertools.pairwise(BINS[1:-1])] + [f">={BINS[-2]}"]
         print(f"\n{a} rows by best correlation with a {b} row: "
               + ", ".join(f"{e}: {c}" for e, c in zip(edges, counts, strict=True)))
-        pairs = copy_pairs(fp_a, fp_b)
+        pairs = np.argwhere(similarity >= COPY_CORRELATION)
         tally = Counter((meta_a["split"].iat[i], cls_a[i], meta_b["split"].iat[j], cls_b[j]) for i, j in pairs)
         for (split_a, c_a, split_b, c_b), n in sorted(tally.items()):
             print(f"  {n:4d} copies: {a} {split_a} {c_a!r} = {b} {split_b} {c_b!r}")

@@ -18,7 +18,14 @@ import numpy as np
 
 from ml.data.copies import copy_pairs, fingerprints
 from ml.data.merged import MEMBERS
-from tools.quality import DEFAULT_SHARED, figures, load_recipe, predict_split, resolve_data_root, three_class
+from tools.quality import (
+    DEFAULT_SHARED,
+    auroc_with_mean,
+    load_recipe,
+    predict_split,
+    resolve_data_root,
+    three_class,
+)
 
 
 def copied_test_rows(root: Path, members: list[str]) -> dict[str, set[str]]:
@@ -45,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_SHARED, help="the shared data folder")
     args = parser.parse_args(argv)
 
-    from ml.data import create_dataset
-
     recipe = load_recipe(args.recipe)
     if recipe["dataset"] != "merged":
         parser.error(f"{args.recipe} does not train on the merged dataset")
@@ -55,20 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     members = list(options.get("members", MEMBERS))
     copied = copied_test_rows(root, members)
     pred = predict_split(args.checkpoint, recipe, root, "test")
-    paths = create_dataset("merged", root, **options).split("test").metadata["path"].to_numpy()
     print(f"{args.checkpoint}: test rows with a copy among another member's training or validation rows")
     for member in members:
         rows = pred["source"] == member
-        has_copy = np.array([p in copied[member] for p in paths])
+        has_copy = np.array([p in copied[member] for p in pred["path"]])
         for name, pick in (("all", rows), ("without a copy", rows & ~has_copy), ("with a copy", rows & has_copy)):
             if not pick.any():
                 print(f"  {member:10s} {name:15s} n=0")
                 continue
-            sub = pred | {"probs": pred["probs"][pick], "labels": pred["labels"][pick], "source": None}
-            fig = figures(sub, n_resamples=200)
-            known = [(label, c["auroc"]) for label, c in fig["per_class"].items()
-                     if c["auroc"] is not None and np.isfinite(c["auroc"])]
-            line = f"  {member:10s} {name:15s} n={int(pick.sum()):4d}  mean AUROC {fig['mean_auroc']:.3f}"
+            sub = pred | {"probs": pred["probs"][pick], "labels": pred["labels"][pick]}
+            *per_label, mean = auroc_with_mean(sub["probs"], sub["labels"])
+            known = [(label, a) for label, a in zip(pred["pathologies"], per_label, strict=True) if np.isfinite(a)]
+            line = f"  {member:10s} {name:15s} n={int(pick.sum()):4d}  mean AUROC {mean:.3f}"
             if len(known) <= 2:
                 line += "  (" + ", ".join(f"{label} {a:.3f}" for label, a in known) + ")"
             three = three_class(sub)

@@ -93,10 +93,11 @@ def predict_split(checkpoint: Path, recipe: dict[str, Any], data_root: Path, spl
     probs, labels, _ = predict_batches(loaded.model, batches, loaded.preprocess, torch.device("cpu"), None, ds.task,
                                        tta=tta)
     source = rows.metadata["source"].to_numpy() if "source" in rows.metadata else None
+    path = rows.metadata["path"].to_numpy() if "path" in rows.metadata else None  # file-backed datasets
     return {"probs": probs, "labels": labels, "thresholds": loaded.thresholds, "task": ds.task,
             "pathologies": ds.pathologies, "split_sizes": {s: len(ds.split(s)) for s in ds.splits()},
             "meta": loaded.meta, "data_config": loaded.data_config.model_dump(mode="json"), "tta": tta,
-            "source": source}
+            "source": source, "path": path}
 
 
 def test_source(recipe: dict[str, Any], data_root: Path, shared: Path) -> tuple[dict[str, Any], Path, str]:
