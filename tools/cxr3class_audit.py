@@ -16,6 +16,10 @@ its sub-collection (class and original size from the data set's index, e.g. `tub
    keep near-duplicate groups together.
 3. The shipped model on the project's split: accuracy per sub-collection and split, and test macro-F1 as
    shipped, as if every `tuberculosis-512` test image were right, and without them.
+4. The images this collection took from Kermany et al.'s (`ml.data.copies` fingerprints): how many, under
+   which class here and in Kermany's published labels, and test macro-F1 with the copies whose classes
+   disagree scored against Kermany's class, left out, and relabelled with the `tuberculosis-512` rows left
+   out as well.
 
 Raw numbers go to bench/results/cxr3class_audit.json; the model card (tools/cards.py) cites them.
 """
@@ -195,6 +199,28 @@ def f1_diagnostics(truth: np.ndarray, pred: np.ndarray, suspect: np.ndarray, n_c
             "suspect_excluded": macro_f1(truth[~suspect], pred[~suspect], n_classes)}
 
 
+def publisher_diagnostics(truth: np.ndarray, pred: np.ndarray, publisher: np.ndarray, suspect: np.ndarray,
+                          n_classes: int) -> dict[str, Any]:
+    """Macro-F1 where another collection published some rows under another class.
+
+    `publisher` holds, per row, the class index its copy carries in the publishing collection, or -1 for a
+    row without a copy there. Rows whose two classes disagree are scored as this collection files them
+    (`as_shipped`), against the publisher's class (`conflicts_relabelled`), left out (`conflicts_excluded`),
+    and relabelled with the `suspect` rows left out too (`conflicts_relabelled_suspect_excluded`);
+    `conflicts_predicted` counts the model's classes for those rows.
+    """
+    publisher = np.asarray(publisher)
+    conflict = (publisher >= 0) & (publisher != truth)
+    relabelled = np.where(conflict, publisher, truth)
+    clean = ~np.asarray(suspect, dtype=bool)
+    return {"conflicts": int(conflict.sum()),
+            "conflicts_predicted": {int(c): int(n) for c, n in sorted(Counter(pred[conflict].tolist()).items())},
+            "as_shipped": macro_f1(truth, pred, n_classes),
+            "conflicts_relabelled": macro_f1(relabelled, pred, n_classes),
+            "conflicts_excluded": macro_f1(truth[~conflict], pred[~conflict], n_classes),
+            "conflicts_relabelled_suspect_excluded": macro_f1(relabelled[clean], pred[clean], n_classes)}
+
+
 def rest_accuracy(accuracy: dict[str, dict[str, dict[str, float]]], leave_out: str) -> dict[str, float]:
     """Per split, the accuracy over every group but `leave_out`, pooled."""
     out = {}
@@ -300,6 +326,22 @@ def model_outputs(images: list[np.ndarray], checkpoint: Path) -> tuple[list[str]
     return loaded.labels, np.concatenate(probs), np.concatenate(feats).astype(np.float64)
 
 
+def kermany_classes(shared: Path, paths: Sequence[Path]) -> list[str | None]:
+    """Per image, the class (lower case) Kermany et al. published for its copy in their collection, or None
+    for an image without one (copies as `ml.data.merged` finds them)."""
+    from ml.data.copies import copy_pairs, fingerprints
+    from ml.data.merged import MEMBERS
+
+    _, meta, kermany_paths = MEMBERS["kermany"].read(shared)
+    published = meta["class"].astype(str).str.lower().to_numpy()
+    found: list[set[str]] = [set() for _ in paths]
+    for i, j in copy_pairs(fingerprints(paths), fingerprints(kermany_paths)):
+        found[i].add(published[j])
+    if any(len(f) > 1 for f in found):  # Kermany's own copies under two classes: nothing to compare with
+        log.warning("%d images copy Kermany images of both classes", sum(len(f) > 1 for f in found))
+    return [next(iter(f)) if len(f) == 1 else None for f in found]
+
+
 def probe_pairs(subs: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Named (negative rows, positive rows) masks for the probes."""
     normal = np.char.startswith(subs.astype(str), "normal")
@@ -365,6 +407,19 @@ def run(shared: Path) -> dict[str, Any]:
     accuracy = group_accuracy(truth[kept], pred[kept], subs[kept], index["split"][kept].tolist())
     test = (index["split"] == "test").to_numpy()
     f1 = f1_diagnostics(truth[test], pred[test], subs[test] == SUSPECT, len(model_labels))
+
+    # 4. the Kermany et al. copies: the class their publisher gave them
+    kermany = kermany_classes(shared, [images_root / p for p in index["path"]])
+    publisher = np.array([model_labels.index(k) if k in model_labels else -1 for k in kermany])
+    with_copy = publisher >= 0
+    copies = {"images": int(with_copy.sum()),
+              "by_split_class_and_kermany_class": {
+                  f"{s} {c} = kermany {k}": n for (s, c, k), n in sorted(Counter(
+                      (str(s), labels[i], kermany[i]) for i, s in enumerate(index["split"].fillna("dropped"))
+                      if with_copy[i]).items())},
+              "test": publisher_diagnostics(truth[test], pred[test], publisher[test], subs[test] == SUSPECT,
+                                            len(model_labels))}
+    copies["test"]["conflicts_predicted"] = {model_labels[c]: n for c, n in copies["test"]["conflicts_predicted"].items()}
     metrics = CHECKPOINT.parent / "metrics.json"
     if metrics.exists():  # a check that this is the split and model the card measured
         f1["card"] = json.loads(metrics.read_text())["test"]["macro_f1"]
@@ -376,7 +431,7 @@ def run(shared: Path) -> dict[str, Any]:
         "sub_collections_by_split": {s: dict(Counter(subs[(index["split"] == s).to_numpy()].tolist()))
                                      for s in ("train", "val", "test")},
         "duplicates": duplicates, "probes": probes, "per_group_accuracy": accuracy,
-        "macro_f1_test": f1, "note": "diagnostics of the data and the shipped model, not claimed results",
+        "macro_f1_test": f1, "kermany_copies": copies, "note": "diagnostics of the data and the shipped model, not claimed results",
         "seconds": round(time.perf_counter() - started, 1),
     }
     result["conclusion"] = conclusion(result)
@@ -429,6 +484,17 @@ def print_result(r: dict[str, Any]) -> None:
     print(f"   test macro-F1: as shipped {f['as_shipped']:.3f}; if every {SUSPECT} image were right "
           f"{f['suspect_all_right']:.3f}; {SUSPECT} left out {f['suspect_excluded']:.3f} (diagnostics, not results; "
           f"the card's figure: {f.get('card', float('nan')):.3f})")
+    k = r.get("kermany_copies")
+    if k:
+        t = k["test"]
+        print(f"\n4. images copied from Kermany et al.'s collection: {k['images']}")
+        for name, n in k["by_split_class_and_kermany_class"].items():
+            print(f"   {n:4d} {name}")
+        print(f"   test rows filed under another class than Kermany's: {t['conflicts']}; the model calls them "
+              + ", ".join(f"{c} {n}" for c, n in t["conflicts_predicted"].items()))
+        print(f"   test macro-F1: as shipped {t['as_shipped']:.3f}; those rows scored against Kermany's class "
+              f"{t['conflicts_relabelled']:.3f}; left out {t['conflicts_excluded']:.3f}; relabelled and {SUSPECT} "
+              f"left out {t['conflicts_relabelled_suspect_excluded']:.3f} (diagnostics, not results)")
     print("\n" + r["conclusion"])
 
 

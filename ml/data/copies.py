@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml.data._util import find_images
 from ml.errors import DatasetError, ImageError
 from ml.imaging import read_image
 
@@ -54,6 +55,21 @@ def copy_pairs(a: np.ndarray, b: np.ndarray, threshold: float = COPY_CORRELATION
         i, j = np.nonzero(a[start:start + chunk] @ b.T >= threshold)
         found.append(np.stack([i + start, j], axis=1))
     return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+
+
+def published_classes(paths: Sequence[str | Path], authority: Path,
+                      threshold: float = COPY_CORRELATION) -> list[str | None]:
+    """Per image, the class under which the collection at `authority` (class-per-folder images, found
+    recursively) files its copy: the copy's folder name, lower case. None for an image without a copy there,
+    or whose copies there sit under two classes (the publisher contradicts itself: nothing to follow)."""
+    files = find_images(authority)
+    if not files:
+        raise DatasetError(f"label authority {authority} holds no images")
+    classes = [f.parent.name.lower() for f in files]
+    found: list[set[str]] = [set() for _ in paths]
+    for i, j in copy_pairs(fingerprints(paths), fingerprints(files), threshold):
+        found[i].add(classes[j])
+    return [next(iter(f)) if len(f) == 1 else None for f in found]
 
 
 def rows_to_drop(metadata: pd.DataFrame, prints: np.ndarray, authority: dict[str, int],

@@ -17,6 +17,14 @@ another container, but never a lossy re-encode. "average" (an 8x8 average hash o
 in perceptual-hash tools) also catches near-identical images: re-encoded, resized or lightly processed
 copies; it can join a few distinct but very similar images, which only makes a group larger. Identical images filed under different classes
 (conflicting labels) are dropped, every copy, with a logged count, unless `keep_conflicts=True`.
+
+`label_authority=` names the folder (absolute, or relative to `root`) of the collection that published some
+of these images, class-per-folder: a row whose copy there (`ml.data.copies`: same picture after resizing
+and re-encoding) sits under another of this dataset's class names takes that class, the publisher's label
+of record. It is applied after the split, so every row keeps its split; `filed_as` keeps the class the row
+was filed under here. A compiled collection that re-files a published image under another class teaches
+and scores the contradiction otherwise (the 3-class set files 130 of Kermany et al.'s NORMAL children's
+images as pneumonia: docs/data-audit.md).
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from ml.data._util import IMAGE_EXTENSIONS, choose, drop_rows, find_images, one_hot, require_dir
-from ml.data.base import CXRDataset, FileImages, Task
+from ml.data.base import CXRDataset, DataPath, FileImages, Task
+from ml.data.copies import published_classes
 from ml.data.factory import register_dataset
 from ml.data.splits import DEFAULT_FRACTIONS, group_split, merge_groups
 from ml.errors import DatasetError, ImageError
@@ -64,6 +73,7 @@ def folder(
     group_duplicates: bool = False,
     duplicate_hash: str = "bytes",
     keep_conflicts: bool = False,
+    label_authority: DataPath | None = None,
 ) -> CXRDataset:
     """Images under `root` labelled by the folder they sit in."""
     require_dir(root, "image folder")
@@ -97,12 +107,35 @@ def folder(
         _warn_straddling(groups, table["split"].to_numpy())
     else:
         table["split"] = group_split(groups, onehot, fractions or DEFAULT_FRACTIONS, seed)
+    if label_authority is not None:  # after the split: a relabelled row stays where it was
+        filed = np.asarray(names, dtype=object)[table["label"]]
+        table["label"] = _published_labels(table, names, root / label_authority)
+        table["filed_as"] = filed
+        onehot = one_hot(table["label"].to_numpy(), len(names))
     metadata = table.assign(**{"class": np.asarray(names, dtype=object)[table["label"]]})
     metadata = metadata.drop(columns=["folder", "label"])
     if key_columns:
         metadata["group"] = groups
     labels, pathologies, task_ = _task(onehot, names, task, positive)
     return CXRDataset("folder", pathologies, labels, task_, metadata, FileImages(metadata["path"]))
+
+
+def _published_labels(table: pd.DataFrame, names: Sequence[str], authority: Path) -> np.ndarray:
+    """Each row's class index, replaced by the class the collection at `authority` files the row's copy
+    under, where that class is one of `names` (case-insensitive) and differs."""
+    require_dir(authority, "label_authority folder")
+    published = published_classes(table["path"].tolist(), authority)
+    index = {n.lower(): k for k, n in enumerate(names)}
+    labels = table["label"].to_numpy().copy()
+    new = np.array([index.get(c, -1) if c is not None else -1 for c in published], dtype=labels.dtype)
+    changed = (new >= 0) & (new != labels)
+    copies = sum(c is not None for c in published)
+    logger.info("folder: %d of %d rows have a copy in %s; %d relabelled to its class there (%s)", copies,
+                len(table), authority, int(changed.sum()),
+                ", ".join(f"{names[a]} -> {names[b]}: {n}" for (a, b), n in
+                          sorted(pd.Series(list(zip(labels[changed], new[changed]))).value_counts().items())))
+    labels[changed] = new[changed]
+    return labels
 
 
 def _split_dirs(root: Path) -> dict[str, Path]:

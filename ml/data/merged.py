@@ -88,7 +88,7 @@ def _kermany(root: Path) -> MemberRows:
 def _cxr3class(root: Path) -> MemberRows:
     ds = folder(root / "cxr3class-normal-pneumonia-tb" / "parth261204_256px", split="stratified",
                 fractions={"train": 0.7, "val": 0.1, "test": 0.2}, seed=0, group_duplicates=True,
-                duplicate_hash="average")
+                duplicate_hash="average", label_authority=(root / "kermany-pediatric-pneumonia").resolve())
     labels = _blank(len(ds))
     cls = ds.metadata["class"].str.lower().to_numpy()
     _set(labels, "Pneumonia", (cls == "pneumonia").astype(np.float32))

@@ -111,6 +111,27 @@ def test_macro_f1_and_diagnostics() -> None:
     assert f["suspect_excluded"] == pytest.approx(2 / 3)  # class 2 left with no rows: F1 0 of 3 classes
 
 
+def test_publisher_diagnostics_score_conflicting_rows_against_the_publishers_class() -> None:
+    # classes 0 normal, 1 pneumonia, 2 tuberculosis; rows 2 and 3 are filed as pneumonia here, and the
+    # publisher filed row 2 as normal (a conflict) and row 3 as pneumonia (agreement)
+    truth = np.array([0, 0, 1, 1, 1, 2, 2])
+    pred = np.array([0, 0, 0, 1, 1, 2, 0])
+    publisher = np.array([-1, -1, 0, 1, -1, -1, -1])
+    suspect = np.array([False, False, False, False, False, False, True])
+    d = audit.publisher_diagnostics(truth, pred, publisher, suspect, 3)
+    assert d["conflicts"] == 1 and d["conflicts_predicted"] == {0: 1}
+    assert d["as_shipped"] == pytest.approx(audit.macro_f1(truth, pred, 3))
+    relabelled = np.array([0, 0, 0, 1, 1, 2, 2])
+    assert d["conflicts_relabelled"] == pytest.approx(audit.macro_f1(relabelled, pred, 3))
+    assert d["conflicts_relabelled"] > d["as_shipped"]  # the model agreed with the publisher
+    keep = np.arange(7) != 2
+    assert d["conflicts_excluded"] == pytest.approx(audit.macro_f1(truth[keep], pred[keep], 3))
+    assert d["conflicts_relabelled_suspect_excluded"] == pytest.approx(1.0)  # every remaining row right
+    # without a copy anywhere nothing changes
+    none = audit.publisher_diagnostics(truth, pred, np.full(7, -1), np.zeros(7, dtype=bool), 3)
+    assert none["conflicts"] == 0 and none["conflicts_relabelled"] == none["as_shipped"] == none["conflicts_excluded"]
+
+
 def _result(probe: float, suspect_acc: float, fixed_f1: float) -> dict:
     s = audit.SUSPECT
     return {
