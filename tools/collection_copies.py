@@ -3,7 +3,8 @@ what the pooled dataset drops (`ml.data.copies`). Diagnostics for docs/data-audi
 
     python -m tools.collection_copies [--root ../shared/data]
 
-Prints, for each pair of members, the histogram of each row's best fingerprint correlation with the other
+Prints the rows a member relabels from the collection that published them (`label_authority`), and, for each
+pair of members, the histogram of each row's best fingerprint correlation with the other
 member (the gap around the copy cut shows it is not near a crowd of distinct images), the copies by split
 and class, and the rows `merged` drops. About 30 s on two cores (every image is decoded once).
 """
@@ -26,9 +27,11 @@ BINS = [-1.0, 0.8, 0.9, 0.95, 0.97, 0.98, COPY_CORRELATION, 1.01]
 
 
 def _class_of(source: str, labels: np.ndarray, meta: pd.DataFrame) -> list[str]:
-    """A short label per row: the member's own class where it has one, else its positive NIH labels."""
-    if "class" in meta:
-        return meta["class"].astype(str).str.lower().tolist()
+    """A short label per row: the member's own class as the collection files it where it has one (a row that
+    takes another collection's label keeps its filed class in `filed_as`), else its positive NIH labels."""
+    for column in ("filed_as", "class"):
+        if column in meta:
+            return meta[column].astype(str).str.lower().tolist()
     names = VOCABULARY
     return ["|".join(n for n, v in zip(names, row, strict=True) if v == 1) or "no finding" for row in labels]
 
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         labels, meta, paths = member.read(args.root)
         rows[name] = (meta.assign(source=name), fingerprints(paths), _class_of(name, labels, meta), labels)
         print(f"{name}: {len(meta)} rows")
+        if "filed_as" in meta:
+            moved = meta[meta["class"].astype(str).str.lower() != meta["filed_as"].astype(str).str.lower()]
+            for (split, filed, now), n in moved.groupby(["split", "filed_as", "class"]).size().items():
+                print(f"  {n:4d} {split} rows filed as {str(filed).lower()!r} take the publisher's {str(now).lower()!r}")
 
     for a, b in itertools.combinations(MEMBERS, 2):
         (meta_a, fp_a, cls_a, _), (meta_b, fp_b, cls_b, _) = rows[a], rows[b]

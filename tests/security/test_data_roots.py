@@ -56,6 +56,8 @@ def _without(body: dict, *given: str) -> str:
         ("nih", "nih-sample", "split_dir", "{outside}", "{outside}/no-such"),
         ("medmnist", "tiny", "file", "{root}/escape/secret.npz", "{root}/escape/no-such.npz"),
         ("medmnist", "tiny", "file", "../escape/secret.npz", "../escape/no-such.npz"),
+        ("folder", "kermany-sample", "label_authority", "{outside}", "{outside}/no-such"),
+        ("folder", "kermany-sample", "label_authority", "../../outside", "../../outside/no-such"),
     ],
 )
 def test_a_file_option_outside_the_roots_gets_one_answer_whether_it_exists(
@@ -109,6 +111,8 @@ def test_file_options_inside_the_roots_are_used_and_shown_relative(deployment, t
     assert real["options"]["csv"] == str((deployment.repo_data / "nih-sample" / "Data_Entry_2017_v2020.csv").resolve())
     r = _register(trainer, "medmnist", "tiny", file="tiny.npz", labels=["a", "b", "c", "d"])
     assert r.status_code == 201 and r.json()["options"] == {"file": "tiny/tiny.npz", "labels": ["a", "b", "c", "d"]}
+    r = _register(trainer, "folder", "kermany-sample", label_authority=".")  # its own labels: nothing moves
+    assert r.status_code == 201 and r.json()["options"] == {"label_authority": "kermany-sample"}, r.text
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,9 @@ def test_the_report_counts_the_copies_and_the_rows_merged_drops(shared: Path,
     # the eight copies, each Kermany NORMAL = 3-class pneumonia (three of them also Kermany test images)
     shared_pairs = re.findall(r"(\d+) copies: kermany \w+ 'normal' = cxr3class \w+ 'pneumonia'", out)
     assert sum(map(int, shared_pairs)) == 8 + 3
+    # the 3-class member takes Kermany's label for its eight copies, and says so per split
+    moved = re.findall(r"(\d+) \w+ rows filed as 'pneumonia' take the publisher's 'normal'", out)
+    assert sum(map(int, moved)) == 8
     assert not re.search(r"copies: \w+ \w+ '[^']*' = nih", out)  # the NIH member shares nothing
     dropped = int(re.search(r"merged drops (\d+) of (\d+) rows", out).group(1))
     merged = create_dataset("merged", shared)

@@ -168,6 +168,9 @@ def test_card_limit_cites_the_audit_figures_and_says_how_to_run_it_without_them(
                    "(normal-1024/tuberculosis-512: 23)", "looks like normal images"):
         assert figure in text
     assert "normal-512/tuberculosis-512" not in text  # flagged pairs are not listed as unflagged
+    assert "stays below 0.90" in text
+    r["macro_f1_test"]["suspect_all_right"] = 0.915
+    assert "would reach 0.90" in " ".join(audit_limit_lines(r))
     r["probes"]["pixels"][f"normal-512 vs {audit.SUSPECT}"] = 0.9
     assert "is separable from normal images" in " ".join(audit_limit_lines(r))
     assert "python -m tools.cxr3class_audit" in " ".join(audit_limit_lines(None))

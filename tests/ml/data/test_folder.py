@@ -143,3 +143,62 @@ def test_broken_trees(kermany: Path, tmp_path: Path) -> None:
     shutil.copy(sorted((kermany / "NORMAL").iterdir())[0], flat / "x.jpeg")
     with pytest.raises(DatasetError, match=r"no class folders in .*flat"):
         create_dataset("folder", flat)
+
+
+def _compiled(kermany: Path, root: Path) -> Path:
+    """A 3-class collection compiled partly from the Kermany sample, re-encoded at another size: four NORMAL
+    images filed as normal, four as pneumonia (the contradiction), four PNEUMONIA images as pneumonia, and
+    synthetic tuberculosis and normal images with no copy anywhere."""
+    from tests.ml.data.merged_layout import recoded_copy
+
+    normal, pneumonia = sorted((kermany / "NORMAL").iterdir()), sorted((kermany / "PNEUMONIA").iterdir())
+    for k, f in enumerate(normal[:8]):
+        recoded_copy(f, root / ("normal" if k < 4 else "pneumonia") / f"n{k}.jpg")
+    for k, f in enumerate(pneumonia[:4]):
+        recoded_copy(f, root / "pneumonia" / f"p{k}.jpg")
+    rng = np.random.default_rng(0)
+    for cls in ("tuberculosis", "normal"):
+        for k in range(6):
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (96, 96), dtype=np.uint8)).save(root / cls / f"s{k}.png")
+    return root
+
+
+def test_label_authority_gives_copies_the_publishers_class_and_keeps_every_split(kermany: Path,
+                                                                               tmp_path: Path) -> None:
+    root = _compiled(kermany, tmp_path / "three")
+    options = {"split": "stratified", "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "seed": 3}
+    filed = create_dataset("folder", root, **options)
+    ds = create_dataset("folder", root, label_authority=kermany, **options)
+    assert ds.metadata["split"].tolist() == filed.metadata["split"].tolist()  # relabelled after the split
+    meta = ds.metadata.set_index("name")
+    relabelled = meta[meta["class"] != meta["filed_as"]]
+    assert sorted(relabelled.index) == ["n4.jpg", "n5.jpg", "n6.jpg", "n7.jpg"]  # NORMAL filed as pneumonia
+    assert set(relabelled["class"]) == {"normal"} and set(relabelled["filed_as"]) == {"pneumonia"}
+    assert (meta.loc[[f"p{k}.jpg" for k in range(4)], "class"] == "pneumonia").all()  # agreement: unchanged
+    assert "filed_as" not in filed.metadata
+    names = ds.pathologies
+    np.testing.assert_array_equal(ds.labels.argmax(axis=1), [names.index(c) for c in ds.metadata["class"]])
+    assert int(ds.labels[:, names.index("pneumonia")].sum()) == 4
+    # a relative authority is read from the root; an absolute one as it is
+    rel = create_dataset("folder", root, label_authority="../kermany", **options)
+    assert rel.metadata["class"].tolist() == ds.metadata["class"].tolist()
+
+
+def test_label_authority_follows_only_an_unambiguous_class_this_dataset_has(kermany: Path, tmp_path: Path) -> None:
+    root = _compiled(kermany, tmp_path / "three")
+    authority = Path(shutil.copytree(kermany, tmp_path / "authority"))
+    moved = sorted((authority / "NORMAL").iterdir())[4]  # published as a class the dataset does not have
+    (authority / "OTHER").mkdir()
+    shutil.move(moved, authority / "OTHER" / moved.name)
+    contradicted = sorted((authority / "NORMAL").iterdir())[4]  # published under both classes
+    shutil.copy(contradicted, authority / "PNEUMONIA" / contradicted.name)
+    meta = create_dataset("folder", root, label_authority=authority).metadata.set_index("name")
+    assert meta.loc["n4.jpg", "class"] == "pneumonia" and meta.loc["n5.jpg", "class"] == "pneumonia"
+    assert (meta.loc[["n6.jpg", "n7.jpg"], "class"] == "normal").all()
+    with pytest.raises(DatasetError, match="label_authority folder not found"):
+        create_dataset("folder", root, label_authority=tmp_path / "nowhere")
+    empty = tmp_path / "empty" / "NORMAL"
+    empty.mkdir(parents=True)
+    with pytest.raises(DatasetError, match="holds no images"):
+        create_dataset("folder", root, label_authority=empty.parent)

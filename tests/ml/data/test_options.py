@@ -25,7 +25,8 @@ def test_every_adapter_has_a_model_of_its_keyword_options() -> None:
 def test_the_options_naming_files_are_the_ones_typed_as_paths() -> None:
     assert path_options("nih") == ("csv", "split_dir")
     assert path_options("medmnist") == path_options("pneumoniamnist") == path_options("chestmnist") == ("file",)
-    assert path_options("folder") == path_options("chexpert") == ()
+    assert path_options("folder") == ("label_authority",)
+    assert path_options("chexpert") == ()
 
 
 def test_given_options_come_back_typed_and_defaults_stay_the_adapters() -> None:
