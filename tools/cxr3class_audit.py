@@ -207,7 +207,7 @@ def publisher_diagnostics(truth: np.ndarray, pred: np.ndarray, publisher: np.nda
 
     `publisher` holds, per row, the class index its copy carries in the publishing collection, or -1 for a
     row without a copy there. Rows whose two classes disagree are scored as this collection files them
-    (`as_shipped`), against the publisher's class (`conflicts_relabelled`), left out (`conflicts_excluded`),
+    (`as_filed`), against the publisher's class (`conflicts_relabelled`), left out (`conflicts_excluded`),
     and relabelled with the `suspect` rows left out too (`conflicts_relabelled_suspect_excluded`);
     `conflicts_predicted` counts the model's classes for those rows.
     """
@@ -217,7 +217,7 @@ def publisher_diagnostics(truth: np.ndarray, pred: np.ndarray, publisher: np.nda
     clean = ~np.asarray(suspect, dtype=bool)
     return {"conflicts": int(conflict.sum()),
             "conflicts_predicted": {int(c): int(n) for c, n in sorted(Counter(pred[conflict].tolist()).items())},
-            "as_shipped": macro_f1(truth, pred, n_classes),
+            "as_filed": macro_f1(truth, pred, n_classes),
             "conflicts_relabelled": macro_f1(relabelled, pred, n_classes),
             "conflicts_excluded": macro_f1(truth[~conflict], pred[~conflict], n_classes),
             "conflicts_relabelled_suspect_excluded": macro_f1(relabelled[clean], pred[clean], n_classes)}
@@ -482,7 +482,7 @@ def print_result(r: dict[str, Any]) -> None:
             print(f"   {n:4d} {name}")
         print(f"   test rows filed under another class than Kermany's: {t['conflicts']}; the model calls them "
               + ", ".join(f"{c} {n}" for c, n in t["conflicts_predicted"].items()))
-        print(f"   test macro-F1: on the labels as filed {t['as_shipped']:.3f}; those rows scored against Kermany's "
+        print(f"   test macro-F1: on the labels as filed {t['as_filed']:.3f}; those rows scored against Kermany's "
               f"class (the recipe's labels) {t['conflicts_relabelled']:.3f}; left out {t['conflicts_excluded']:.3f}; "
               f"relabelled and {SUSPECT} left out {t['conflicts_relabelled_suspect_excluded']:.3f}")
     print("\n" + r["conclusion"])

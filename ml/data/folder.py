@@ -23,8 +23,8 @@ of these images, class-per-folder: a row whose copy there (`ml.data.copies`: sam
 and re-encoding) sits under another of this dataset's class names takes that class, the publisher's label
 of record. It is applied after the split, so every row keeps its split; `filed_as` keeps the class the row
 was filed under here. A compiled collection that re-files a published image under another class teaches
-and scores the contradiction otherwise (the 3-class set files 130 of Kermany et al.'s NORMAL children's
-images as pneumonia: docs/data-audit.md).
+and scores the contradiction otherwise (among the rows its split keeps, the 3-class set files 122 of
+Kermany et al.'s NORMAL children's images as pneumonia: docs/data-audit.md).
 """
 
 from __future__ import annotations

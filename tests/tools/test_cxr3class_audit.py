@@ -120,16 +120,16 @@ def test_publisher_diagnostics_score_conflicting_rows_against_the_publishers_cla
     suspect = np.array([False, False, False, False, False, False, True])
     d = audit.publisher_diagnostics(truth, pred, publisher, suspect, 3)
     assert d["conflicts"] == 1 and d["conflicts_predicted"] == {0: 1}
-    assert d["as_shipped"] == pytest.approx(audit.macro_f1(truth, pred, 3))
+    assert d["as_filed"] == pytest.approx(audit.macro_f1(truth, pred, 3))
     relabelled = np.array([0, 0, 0, 1, 1, 2, 2])
     assert d["conflicts_relabelled"] == pytest.approx(audit.macro_f1(relabelled, pred, 3))
-    assert d["conflicts_relabelled"] > d["as_shipped"]  # the model agreed with the publisher
+    assert d["conflicts_relabelled"] > d["as_filed"]  # the model agreed with the publisher
     keep = np.arange(7) != 2
     assert d["conflicts_excluded"] == pytest.approx(audit.macro_f1(truth[keep], pred[keep], 3))
     assert d["conflicts_relabelled_suspect_excluded"] == pytest.approx(1.0)  # every remaining row right
     # without a copy anywhere nothing changes
     none = audit.publisher_diagnostics(truth, pred, np.full(7, -1), np.zeros(7, dtype=bool), 3)
-    assert none["conflicts"] == 0 and none["conflicts_relabelled"] == none["as_shipped"] == none["conflicts_excluded"]
+    assert none["conflicts"] == 0 and none["conflicts_relabelled"] == none["as_filed"] == none["conflicts_excluded"]
 
 
 def _result(probe: float, suspect_acc: float, fixed_f1: float) -> dict:
