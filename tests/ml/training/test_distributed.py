@@ -9,8 +9,8 @@ normalises its half batch (SyncBatchNorm needs GPUs: on CUDA the launcher conver
 from __future__ import annotations
 
 import json
-import os
-import signal
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,37 +67,41 @@ def test_two_processes_match_one_at_the_same_global_batch(data_dir, tmp_path):
     assert json.loads((tmp_path / "two" / "config.json").read_text())["devices"] == 2
 
 
-class _KillRankOne(_Recorder):
-    """SIGKILLs rank 1 when the second epoch starts (after the first epoch's checkpoint)."""
+@pytest.fixture
+def faulty_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Ranks started through `faulty_rank.py` (a fault at a known point inside a rank); returns a function
+    that sets the fault."""
+    wrapper = tmp_path / "faulty-python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("faulty_rank.py")}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(wrapper))
 
-    def __init__(self, control: Path) -> None:
-        super().__init__()
-        self.control, self.killed = control, 0
+    def set_fault(**fault: Any) -> None:
+        monkeypatch.setenv("CXR_TEST_FAULT", json.dumps(fault))
 
-    def on_step(self, *, epoch: int, step: int, **_: Any) -> None:
-        if epoch == 2 and not self.killed:  # epochs count from 1
-            pid = json.loads((self.control / "ranks.json").read_text())["1"]
-            os.kill(pid, signal.SIGKILL)
-            self.killed = pid
+    return set_fault
 
 
-def test_a_killed_rank_makes_the_run_resume_from_the_last_checkpoint(data_dir, tmp_path):
-    run = tmp_path / "run"
-    reporter = _KillRankOne(run / ".ddp")
-    result = launch(_config(data_dir, epochs=3, devices=2), run, reporter, timeout_s=60)
-    assert reporter.killed
+def test_a_killed_rank_makes_the_run_resume_from_the_last_checkpoint(data_dir, tmp_path, faulty_rank, caplog):
+    run, mark = tmp_path / "run", tmp_path / "killed"
+    faulty_rank(rank=1, epoch=2, action="kill", mark=str(mark))  # SIGKILL when epoch 2 begins, once
+    recorder = _Recorder()
+    with caplog.at_level(logging.WARNING):
+        result = launch(_config(data_dir, epochs=3, devices=2), run, recorder, timeout_s=60)
+    killed = int(mark.read_text())
+    assert "rank 1 was killed by SIGKILL" in caplog.text
     # the ranks started again from the checkpoint of epoch 1 and finished
-    assert reporter.starts == [0, 1]
+    assert recorder.starts == [0, 1]
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
-    assert json.loads((run / ".ddp" / "ranks.json").read_text())["1"] != reporter.killed
+    assert json.loads((run / ".ddp" / "ranks.json").read_text())["1"] != killed
     assert result.model_path.is_file() and result.report["splits"]["test"]["n"] == 100
 
 
-def test_without_restarts_a_killed_rank_fails_the_run(data_dir, tmp_path):
+def test_without_restarts_a_killed_rank_fails_the_run(data_dir, tmp_path, faulty_rank):
     run = tmp_path / "run"
-    reporter = _KillRankOne(run / ".ddp")
+    faulty_rank(rank=1, epoch=2, action="kill", mark=str(tmp_path / "killed"))
     with pytest.raises(Exception, match="rank 1 was killed by SIGKILL"):
-        launch(_config(data_dir, epochs=3, devices=2), run, reporter, timeout_s=60, restarts=0)
+        launch(_config(data_dir, epochs=3, devices=2), run, _Recorder(), timeout_s=60, restarts=0)
     assert not (run / "model.pt").exists()
 
 
@@ -106,11 +110,13 @@ class _Stop(_Recorder):
         return bool(self.epochs)  # after the first epoch
 
 
-def test_a_stop_reaches_every_rank(data_dir, tmp_path):
+def test_a_stop_reaches_every_rank(data_dir, tmp_path, faulty_rank):
+    # rank 0 waits at the start of epoch 2 until the launcher has turned the stop into its file
+    faulty_rank(rank=0, epoch=2, action="wait_for_stop")
     with pytest.raises(TrainingCancelled):
         launch(_config(data_dir, epochs=5, devices=2), tmp_path / "run", _Stop())
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert 2 <= len(lines) < 10  # stopped after the first epoch (or at a step check of the second)
+    assert [json.loads(ln)["epoch"] for ln in lines] == [1, 1]  # epoch 1 ran; epoch 2 stopped at its first step
 
 
 def test_the_global_batch_must_split_evenly(data_dir, tmp_path):
