@@ -390,8 +390,7 @@ def run(shared: Path) -> dict[str, Any]:
     # 3. the shipped model on the project's split
     kept = ~dropped
     # the recipe's labels (Kermany's class for its copies, section 4) where the split keeps the row
-    truth = np.array([model_labels.index(str(c).lower() if isinstance(c, str) else f)
-                      for c, f in zip(index["class"], labels, strict=True)])
+    truth = np.array([model_labels.index(c) for c in index["class"].str.lower().fillna(index["label"])])
     pred = probs.argmax(axis=1)
     accuracy = group_accuracy(truth[kept], pred[kept], subs[kept], index["split"][kept].tolist())
     test = (index["split"] == "test").to_numpy()

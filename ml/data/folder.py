@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -130,10 +131,10 @@ def _published_labels(table: pd.DataFrame, names: Sequence[str], authority: Path
     new = np.array([index.get(c, -1) if c is not None else -1 for c in published], dtype=labels.dtype)
     changed = (new >= 0) & (new != labels)
     copies = sum(c is not None for c in published)
+    moves = sorted(Counter(zip(labels[changed].tolist(), new[changed].tolist(), strict=True)).items())
     logger.info("folder: %d of %d rows have a copy in %s; %d relabelled to its class there (%s)", copies,
                 len(table), authority, int(changed.sum()),
-                ", ".join(f"{names[a]} -> {names[b]}: {n}" for (a, b), n in
-                          sorted(pd.Series(list(zip(labels[changed], new[changed]))).value_counts().items())))
+                ", ".join(f"{names[a]} -> {names[b]}: {n}" for (a, b), n in moves))
     labels[changed] = new[changed]
     return labels
 
